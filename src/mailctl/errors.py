@@ -1,0 +1,92 @@
+"""The errors mailctl raises, and what each one means to a caller.
+
+MailctlError
+ ├── InvalidInputError   the request itself is wrong (HTTP 400, exit 2)
+ ├── AuthError           missing, bad or expired credentials (HTTP 401, exit 3)
+ ├── NotFoundError       the domain, mailbox, key or job does not exist (HTTP 404, exit 4)
+ ├── ConflictError       it exists already, or another action holds it (HTTP 409, exit 5)
+ ├── TooLargeError       an upload or field is over its size limit (HTTP 413, exit 2)
+ ├── ThrottledError      too many attempts, try again later (HTTP 429, exit 6)
+ ├── UnavailableError    the database or a daemon cannot be reached (HTTP 503, exit 7)
+ ├── HostStateError      the files on this host are not what they should be (HTTP 500, exit 8)
+ └── UpstreamError       a remote party (ACME server, TLS peer) failed (HTTP 502, exit 9)
+
+Adapters translate foreign exceptions into these with ``raise ... from``; the API maps
+them to status codes in one handler and the CLI to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+
+class MailctlError(Exception):
+    """Base of every error mailctl reports to a user."""
+
+    status_code = 500
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(MailctlError):
+    """The input is malformed or breaks a rule (bad name, missing field, bad PEM)."""
+
+    status_code = 400
+    exit_code = 2
+
+
+class AuthError(MailctlError):
+    """Credentials or token missing, wrong, expired or for an admin that is gone."""
+
+    status_code = 401
+    exit_code = 3
+
+
+class NotFoundError(MailctlError):
+    """The thing named does not exist."""
+
+    status_code = 404
+    exit_code = 4
+
+
+class ConflictError(MailctlError):
+    """The thing exists already, or is busy with another action."""
+
+    status_code = 409
+    exit_code = 5
+
+
+class TooLargeError(MailctlError):
+    """An upload or a field is larger than mailctl accepts."""
+
+    status_code = 413
+    exit_code = 2
+
+
+class ThrottledError(MailctlError):
+    """Too many attempts in a short time."""
+
+    status_code = 429
+    exit_code = 6
+
+
+class UnavailableError(MailctlError):
+    """The database or a daemon could not be reached."""
+
+    status_code = 503
+    exit_code = 7
+
+
+class HostStateError(MailctlError):
+    """Files or directories on this host are not in the state mailctl expects."""
+
+    status_code = 500
+    exit_code = 8
+
+
+class UpstreamError(MailctlError):
+    """A remote party (ACME server, a TLS peer) failed or answered wrongly."""
+
+    status_code = 502
+    exit_code = 9
