@@ -1,0 +1,1 @@
+"""Pure rules of mailctl: names, passwords, DKIM records, certificate checks."""

@@ -1,0 +1,1 @@
+"""Adapters to the mail host: rendered files, atomic writes, locks and daemon reloads."""
