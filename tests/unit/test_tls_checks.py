@@ -1,0 +1,238 @@
+"""Checks on uploaded certificates and keys: what is accepted, and why the rest is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mailctl.domain import tls
+from mailctl.errors import InvalidInputError, TooLargeError
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Issued:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def issue(
+    cn: str,
+    issuer: Issued | None = None,
+    *,
+    san: tuple[str, ...] = (),
+    ca: bool = False,
+    not_before: datetime = NOW - timedelta(days=10),
+    not_after: datetime = NOW + timedelta(days=80),
+) -> Issued:
+    """Make a certificate for ``cn``, signed by ``issuer`` (or self-signed)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer.cert.subject if issuer else _name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), critical=False
+        )
+    signer = issuer.key if issuer else key
+    return Issued(builder.sign(signer, hashes.SHA256()), key)
+
+
+@pytest.fixture(scope="module")
+def root() -> Issued:
+    return issue("Test Root", ca=True, not_after=NOW + timedelta(days=3650))
+
+
+@pytest.fixture(scope="module")
+def inter(root: Issued) -> Issued:
+    return issue("Test Intermediate", root, ca=True, not_after=NOW + timedelta(days=3650))
+
+
+@pytest.fixture(scope="module")
+def leaf(inter: Issued) -> Issued:
+    return issue("mail.example.org", inter, san=("mail.example.org", "*.example.net"))
+
+
+def test_good_chain_is_described(leaf: Issued, inter: Issued) -> None:
+    """A valid leaf + intermediate with its key yields the facts a user is shown."""
+    info = tls.check_upload(leaf.pem + inter.pem, leaf.key_pem, now=NOW)
+    assert info.subject_cn == "mail.example.org"
+    assert info.san == ("mail.example.org", "*.example.net")
+    assert info.issuer == "CN=Test Intermediate"
+    assert info.not_after == NOW + timedelta(days=80)
+    assert info.fingerprint_sha256 == leaf.cert.fingerprint(hashes.SHA256()).hex()
+    assert len(info.fingerprint_sha256) == 64
+    assert info.chain_pem == leaf.pem + inter.pem
+    assert info.key_pem is not None
+    assert info.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_text_around_pem_blocks_is_dropped(leaf: Issued, inter: Issued) -> None:
+    """Comments and blank lines around the blocks do not survive into the stored chain."""
+    messy = b"subject=CN=mail\n\n" + leaf.pem + b"\n# intermediate\n" + inter.pem + b"\n\n"
+    info = tls.check_upload(messy, b"\n" + leaf.key_pem, now=NOW)
+    assert info.chain_pem == leaf.pem + inter.pem
+
+
+def test_wrong_order_is_refused(leaf: Issued, inter: Issued) -> None:
+    """An intermediate before the leaf is refused with a sentence saying what order to use."""
+    with pytest.raises(InvalidInputError, match="wrong order"):
+        tls.check_upload(inter.pem + leaf.pem, leaf.key_pem, now=NOW)
+
+
+def test_issuer_signature_must_verify(leaf: Issued, inter: Issued) -> None:
+    """A look-alike issuer with the right name but another key does not pass."""
+    impostor = issue("Test Intermediate", ca=True, not_after=NOW + timedelta(days=3650))
+    with pytest.raises(InvalidInputError, match="does not verify"):
+        tls.check_upload(leaf.pem + impostor.pem, leaf.key_pem, now=NOW)
+
+
+def test_mismatched_key_is_refused(leaf: Issued, inter: Issued) -> None:
+    """The key of another certificate is refused."""
+    with pytest.raises(InvalidInputError, match="does not match"):
+        tls.check_upload(leaf.pem + inter.pem, inter.key_pem, now=NOW)
+
+
+def test_expired_leaf_is_refused(inter: Issued) -> None:
+    """A leaf past its notAfter is refused, with the date."""
+    old = issue("old.example.org", inter, not_after=NOW - timedelta(days=1))
+    with pytest.raises(InvalidInputError, match="expired on 2030-05-31"):
+        tls.check_upload(old.pem, old.key_pem, now=NOW)
+
+
+def test_future_leaf_is_refused(inter: Issued) -> None:
+    """A leaf whose notBefore lies ahead is refused."""
+    early = issue("new.example.org", inter, not_before=NOW + timedelta(days=2))
+    with pytest.raises(InvalidInputError, match="not valid yet"):
+        tls.check_upload(early.pem, early.key_pem, now=NOW)
+
+
+def test_encrypted_key_is_refused(leaf: Issued) -> None:
+    """A passphrase-protected key is refused: daemons cannot ask for the passphrase."""
+    encrypted = leaf.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    with pytest.raises(InvalidInputError, match="encrypted"):
+        tls.check_upload(leaf.pem, encrypted, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("cert", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"hello", "not in PEM"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "no certificate"),
+        (b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n", "parsed"),
+    ],
+)
+def test_unusable_certificate_input_is_refused(leaf: Issued, cert: bytes, message: str) -> None:
+    """Empty, non-PEM, certificate-less and corrupt uploads are each refused clearly."""
+    with pytest.raises(InvalidInputError, match=message):
+        tls.check_upload(cert, leaf.key_pem, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (b"", "empty"),
+        (b"key", "not a PEM private key"),
+        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "parsed"),
+    ],
+)
+def test_unusable_key_input_is_refused(leaf: Issued, key: bytes, message: str) -> None:
+    """Empty, non-PEM and corrupt keys are refused."""
+    with pytest.raises(InvalidInputError, match=message):
+        tls.check_upload(leaf.pem, key, now=NOW)
+
+
+def test_oversized_upload_is_too_large(leaf: Issued) -> None:
+    """Input over the size limit is TooLargeError, before any parsing."""
+    with pytest.raises(TooLargeError):
+        tls.check_upload(leaf.pem + b"\n" * 2048, leaf.key_pem, now=NOW, max_bytes=2048)
+
+
+def test_read_chain_describes_an_expired_chain(inter: Issued) -> None:
+    """A stored chain is read even when expired, so its days_left can be reported."""
+    old = issue("old.example.org", inter, not_after=NOW - timedelta(days=3))
+    info = tls.read_chain(old.pem)
+    assert info.key_pem is None
+    assert info.subject_cn == "old.example.org"
+    assert tls.days_left(info.not_after, NOW) == -3
+
+
+@pytest.mark.parametrize(
+    ("delta", "days"),
+    [
+        (timedelta(days=30), 30),
+        (timedelta(days=29, hours=23), 29),
+        (timedelta(hours=1), 0),
+        (timedelta(hours=-1), -1),
+    ],
+)
+def test_days_left_rounds_down(delta: timedelta, days: int) -> None:
+    """days_left counts whole days left; an hour past expiry is already -1."""
+    assert tls.days_left(NOW + delta, NOW) == days
+
+
+def test_days_left_accepts_naive_utc() -> None:
+    """A naive datetime is taken as UTC rather than failing the comparison."""
+    assert tls.days_left(datetime(2030, 6, 11, 12, 0), NOW) == 10
+
+
+@pytest.mark.parametrize(
+    ("hostname", "expected"),
+    [
+        ("mail.example.org", True),
+        ("MAIL.example.org.", True),
+        ("smtp.example.net", True),
+        ("example.net", False),
+        ("a.b.example.net", False),
+        ("other.example.org", False),
+        ("", False),
+    ],
+)
+def test_matches_hostname(leaf: Issued, inter: Issued, hostname: str, expected: bool) -> None:
+    """SAN names match exactly or through a wildcard standing for one whole label."""
+    info = tls.check_upload(leaf.pem + inter.pem, leaf.key_pem, now=NOW)
+    assert tls.matches_hostname(info, hostname) is expected
+
+
+def test_cn_alone_does_not_match(inter: Issued) -> None:
+    """A certificate without SANs matches no host name, as clients ignore the CN."""
+    bare = issue("mail.example.org", inter)
+    info = tls.read_chain(bare.pem)
+    assert info.san == ()
+    assert not tls.matches_hostname(info, "mail.example.org")
