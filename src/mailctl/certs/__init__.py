@@ -1,0 +1,12 @@
+"""TLS certificates: issuance over ACME and live expiry probes."""
+
+from mailctl.certs.issuer import ChallengePublisher, IssuedCertificate, issue_certificate
+from mailctl.certs.probe import ProbeResult, probe_certificate
+
+__all__ = [
+    "ChallengePublisher",
+    "IssuedCertificate",
+    "ProbeResult",
+    "issue_certificate",
+    "probe_certificate",
+]
