@@ -1,0 +1,97 @@
+"""Configuration: ``MAILCTL_*`` environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "MAILCTL_CONFIG"
+
+
+class Settings(BaseSettings):
+    """Everything mailctl can be told; every path hangs under a configurable root.
+
+    With nothing set, mailctl runs on an embedded SQLite database and a data directory
+    ``./data`` under the current folder, and needs no mail daemons.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MAILCTL_", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: sqlite file under data_dir
+    mail_root: Path | None = None  # default: {data_dir}/mail
+    trash_dir: Path | None = None  # default: {data_dir}/trash
+    trash_retention_days: int = Field(default=30, ge=0)
+    mail_uid: int | None = None  # owner of maildirs on a mail host (the vmail user)
+    mail_gid: int | None = None
+
+    # --- admins and tokens -----------------------------------------------------------
+    jwt_secret: SecretStr | None = None  # overrides the secret `mailctl init` stores
+    token_ttl_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    admin_username: str = "admin"  # first admin made by `mailctl init`
+    admin_password: SecretStr | None = None  # if unset, `init` generates and prints one
+    login_max_failures: int = Field(default=10, ge=1)
+    login_window_seconds: int = Field(default=300, ge=1)
+
+    # --- mailbox passwords -----------------------------------------------------------
+    password_scheme: Literal["ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT"] = "ARGON2ID"  # noqa: S105
+    min_password_length: int = Field(default=8, ge=1, le=1024)
+
+    # --- HTTP ------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_field_bytes: int = Field(default=1024 * 1024, ge=1024)
+    trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().absolute()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'mailctl.db'}"
+        if self.mail_root is None:
+            self.mail_root = self.data_dir / "mail"
+        if self.trash_dir is None:
+            self.trash_dir = self.data_dir / "trash"
+        self.mail_root = self.mail_root.expanduser().absolute()
+        self.trash_dir = self.trash_dir.expanduser().absolute()
+        return self
+
+    @property
+    def mail_root_path(self) -> Path:
+        assert self.mail_root is not None
+        return self.mail_root
+
+    @property
+    def trash_path(self) -> Path:
+        assert self.trash_dir is not None
+        return self.trash_dir
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings now (never at import time); keyword arguments win over all."""
+    return Settings(**overrides)

@@ -1,0 +1,130 @@
+"""Engine set-up per backend, schema migrations, and translation of driver errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailctl.errors import (
+    ConflictError,
+    InvalidInputError,
+    MailctlError,
+    UnavailableError,
+)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def backend_of(url: str) -> str:
+    """Name the backend of a database URL: ``sqlite``, ``postgresql`` or ``mariadb``."""
+    name = make_url(url).get_backend_name()
+    if name in ("mysql", "mariadb"):
+        return "mariadb"
+    return name
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with the settings each backend needs to behave like the others."""
+    parsed = make_url(url)
+    backend = backend_of(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    elif backend == "mariadb":
+        if "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        kwargs["pool_recycle"] = 3600
+    elif backend == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Foreign keys give us ON DELETE CASCADE; WAL lets Postfix and Dovecot read the file
+    # while the API writes; busy_timeout waits for a writer instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def translate(error: exc.SQLAlchemyError) -> MailctlError:
+    """Map a SQLAlchemy/driver error to the mailctl error a caller should see."""
+    if isinstance(error, exc.IntegrityError):
+        return ConflictError("That entry exists already or is still referenced.")
+    if isinstance(error, exc.DataError):
+        return InvalidInputError("A value does not fit the database column it is stored in.")
+    if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError):
+        return UnavailableError("The database is unavailable; try again shortly.")
+    if isinstance(error, exc.TimeoutError):
+        return UnavailableError("The database is busy; try again shortly.")
+    return UnavailableError("The database failed to answer the request.")
+
+
+class Database:
+    """One database: its engine, sessions and schema version."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.backend = backend_of(url)
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self.sessions()
+        try:
+            yield session
+        except exc.SQLAlchemyError as error:
+            session.rollback()
+            raise translate(error) from error
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def _alembic_config(self) -> AlembicConfig:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return config
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        config = self._alembic_config()
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+    def schema_state(self) -> tuple[str | None, str | None]:
+        """Return (current revision, newest revision) of the schema."""
+        script = ScriptDirectory.from_config(self._alembic_config())
+        try:
+            with self.engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+        return current, script.get_current_head()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,181 @@
+"""Repositories: the queries the services need, one small class per table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from mailctl.storage.tables import Admin, Alias, AuditEntry, Domain, Secret, User
+
+
+class Domains:
+    """Queries on ``virtual_domains``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, domain_id: int) -> Domain | None:
+        return self.session.get(Domain, domain_id)
+
+    def by_name(self, name: str) -> Domain | None:
+        return self.session.scalars(select(Domain).where(Domain.name == name)).one_or_none()
+
+    def list_with_counts(self) -> list[tuple[Domain, int]]:
+        """Every domain with its mailbox count, in one query whatever the number of domains."""
+        counts = (
+            select(User.domain_id, func.count(User.id).label("n"))
+            .group_by(User.domain_id)
+            .subquery()
+        )
+        rows = self.session.execute(
+            select(Domain, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.domain_id == Domain.id)
+            .order_by(Domain.id)
+        ).all()
+        return [(domain, int(n)) for domain, n in rows]
+
+    def count_users(self, domain_id: int) -> int:
+        return int(
+            self.session.scalar(select(func.count(User.id)).where(User.domain_id == domain_id)) or 0
+        )
+
+    def add(self, name: str) -> Domain:
+        domain = Domain(name=name)
+        self.session.add(domain)
+        self.session.flush()
+        return domain
+
+    def delete(self, domain: Domain) -> None:
+        # Explicit deletes rather than relying on ON DELETE CASCADE alone, so the outcome
+        # is the same on every backend and in the same transaction.
+        self.session.execute(delete(Alias).where(Alias.domain_id == domain.id))
+        self.session.execute(delete(User).where(User.domain_id == domain.id))
+        self.session.delete(domain)
+        self.session.flush()
+
+
+class Users:
+    """Queries on ``virtual_users``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, user_id: int) -> User | None:
+        return self.session.get(User, user_id)
+
+    def by_email(self, email: str) -> User | None:
+        return self.session.scalars(select(User).where(User.email == email)).one_or_none()
+
+    def list_for_domain(self, domain_id: int) -> Sequence[User]:
+        return self.session.scalars(
+            select(User).where(User.domain_id == domain_id).order_by(User.id)
+        ).all()
+
+    def add(self, domain_id: int, email: str, password: str) -> User:
+        user = User(domain_id=domain_id, email=email, password=password)
+        self.session.add(user)
+        self.session.flush()
+        return user
+
+    def delete(self, user: User) -> None:
+        self.session.delete(user)
+        self.session.flush()
+
+
+class Aliases:
+    """Queries on ``virtual_aliases``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def list_for_domain(self, domain_id: int) -> Sequence[Alias]:
+        return self.session.scalars(
+            select(Alias).where(Alias.domain_id == domain_id).order_by(Alias.id)
+        ).all()
+
+    def add(self, domain_id: int, source: str, destination: str) -> Alias:
+        alias = Alias(domain_id=domain_id, source=source, destination=destination)
+        self.session.add(alias)
+        self.session.flush()
+        return alias
+
+
+class Admins:
+    """Queries on ``admins``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, admin_id: int) -> Admin | None:
+        return self.session.get(Admin, admin_id)
+
+    def by_username(self, username: str) -> Admin | None:
+        return self.session.scalars(select(Admin).where(Admin.username == username)).one_or_none()
+
+    def list(self) -> Sequence[Admin]:
+        return self.session.scalars(select(Admin).order_by(Admin.id)).all()
+
+    def count(self) -> int:
+        return int(self.session.scalar(select(func.count(Admin.id))) or 0)
+
+    def add(self, username: str, password: str) -> Admin:
+        admin = Admin(username=username, password=password)
+        self.session.add(admin)
+        self.session.flush()
+        return admin
+
+    def delete(self, admin: Admin) -> None:
+        self.session.delete(admin)
+        self.session.flush()
+
+
+class Audit:
+    """Writes and reads ``audit_log``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self,
+        *,
+        admin: str,
+        action: str,
+        target: str,
+        client_address: str | None,
+        detail: str | None = None,
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            admin=admin[:64],
+            action=action[:64],
+            target=target[:320],
+            client_address=(client_address or None) and client_address[:64],
+            detail=detail,
+        )
+        if at is not None:
+            entry.at = at
+        self.session.add(entry)
+        return entry
+
+    def recent(self, limit: int = 100) -> Sequence[AuditEntry]:
+        return self.session.scalars(
+            select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        ).all()
+
+
+class Secrets:
+    """Generated secrets in ``app_secrets``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, name: str) -> str | None:
+        secret = self.session.get(Secret, name)
+        return secret.value if secret else None
+
+    def add(self, name: str, value: str) -> None:
+        self.session.add(Secret(name=name, value=value))
+        self.session.flush()

@@ -1,0 +1,115 @@
+"""Table definitions; the virtual_* tables keep the shape Postfix and Dovecot query."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so migrations read the same on SQLite, PostgreSQL and MariaDB.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; elsewhere ids are 64-bit.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Domain(Base):
+    """A mail domain; Postfix's virtual_mailbox_domains query reads ``name``."""
+
+    __tablename__ = "virtual_domains"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    users: Mapped[list[User]] = relationship(back_populates="domain", passive_deletes=True)
+
+
+class User(Base):
+    """A mailbox; Dovecot's passdb reads ``email`` and the ``{SCHEME}`` ``password``."""
+
+    __tablename__ = "virtual_users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    domain_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_domains.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
+    password: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    domain: Mapped[Domain] = relationship(back_populates="users")
+
+
+class Alias(Base):
+    """A forwarding address; Postfix's virtual_alias_maps query reads it."""
+
+    __tablename__ = "virtual_aliases"
+    __table_args__ = (UniqueConstraint("source", "destination", name="uq_virtual_aliases_pair"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    domain_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_domains.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    source: Mapped[str] = mapped_column(String(254), nullable=False, index=True)
+    destination: Mapped[str] = mapped_column(String(254), nullable=False)
+
+
+class Admin(Base):
+    """Someone allowed to use the API; the password is an ``{ARGON2ID}`` hash."""
+
+    __tablename__ = "admins"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    password: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """One mutating action: who did what to which target, when and from where."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    admin: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target: Mapped[str] = mapped_column(String(320), nullable=False)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Secret(Base):
+    """Generated secrets shared by every API replica (the JWT signing key)."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)

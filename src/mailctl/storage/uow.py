@@ -1,0 +1,62 @@
+"""The unit of work: one transaction, its repositories, and error translation."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import exc
+from sqlalchemy.orm import Session
+
+from mailctl.storage.database import Database, translate
+from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
+
+
+class UnitOfWork:
+    """``with UnitOfWork(db) as uow: ...; uow.commit()`` — nothing is kept unless committed.
+
+    Database errors raised inside the block, or by ``commit``, come out as mailctl errors
+    (ConflictError, UnavailableError, ...), never as driver exceptions.
+    """
+
+    session: Session
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self.database.sessions()
+        self.domains = Domains(self.session)
+        self.users = Users(self.session)
+        self.aliases = Aliases(self.session)
+        self.admins = Admins(self.session)
+        self.audit = Audit(self.session)
+        self.secrets = Secrets(self.session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.session.rollback()
+        except exc.SQLAlchemyError:
+            pass  # the original error below says more than a failed rollback
+        finally:
+            self.session.close()
+        if isinstance(error, exc.SQLAlchemyError):
+            raise translate(error) from error
+
+    def flush(self) -> None:
+        try:
+            self.session.flush()
+        except exc.SQLAlchemyError as error:
+            raise translate(error) from error
+
+    def commit(self) -> None:
+        try:
+            self.session.commit()
+        except exc.SQLAlchemyError as error:
+            self.session.rollback()
+            raise translate(error) from error
