@@ -1,0 +1,121 @@
+"""Shared fixtures: a fresh database per backend, a context, a live API server, a client."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.backends import drop_pg_template, fresh_database, selected_backends
+
+if TYPE_CHECKING:
+    from mailctl.config import Settings
+    from mailctl.services.context import Context
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(params=selected_backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend this test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    with fresh_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_templates() -> Iterator[None]:
+    yield
+    drop_pg_template()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    from mailctl.config import Settings
+
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        admin_username=ADMIN,
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[Context]:
+    """An initialised context: schema, token secret and the admin ``admin``."""
+    from mailctl.services import auth
+    from mailctl.services.context import Context
+
+    context = Context.from_settings(settings)
+    auth.initialize(context, ADMIN, ADMIN_PASSWORD)
+    yield context
+    context.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    ctx: Context
+
+
+@pytest.fixture
+def server(ctx: Context) -> Iterator[LiveServer]:
+    """The real API under uvicorn on 127.0.0.1, in a thread of the test process."""
+    from mailctl.api.app import create_app
+
+    port = free_port()
+    app = create_app(ctx=ctx)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not instance.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.01)
+    yield LiveServer(f"http://127.0.0.1:{port}", ctx)
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def anon(server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client without a token."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def token(anon: httpx.Client) -> str:
+    response = anon.post("/auth", files={"username": (None, ADMIN), "password": (None, ADMIN_PASSWORD)})
+    assert response.status_code == 200, response.text
+    return str(response.json()["token"])
+
+
+@pytest.fixture
+def api(server: LiveServer, token: str) -> Iterator[httpx.Client]:
+    """An HTTP client that sends the admin's token in the documented ``Auth-token`` header."""
+    with httpx.Client(
+        base_url=server.url, timeout=30, headers={"Auth-token": token, "Cache-Control": "no-cache"}
+    ) as client:
+        yield client
