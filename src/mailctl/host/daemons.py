@@ -1,0 +1,164 @@
+"""Carrying out a reconcile plan: atomic writes, deletes, reloads, and rollback on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailctl.errors import HostStateError
+from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.plan import ActualFile, Plan
+
+STDERR_TAIL_CHARS = 500
+TIMEOUT = "timeout"
+NOT_RUNNABLE = "not runnable"
+
+
+@dataclass(frozen=True)
+class ReloadFailure:
+    """A daemon whose reload did not succeed; ``status`` is the exit code or why it did not run."""
+
+    daemon: str
+    status: int | str
+    stderr_tail: str
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What apply did, and which reloads failed (their files were put back as before)."""
+
+    written: tuple[Path, ...] = ()
+    deleted: tuple[Path, ...] = ()
+    reloaded: tuple[str, ...] = ()
+    failures: tuple[ReloadFailure, ...] = ()
+    restored: tuple[Path, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every reload that was needed succeeded."""
+        return not self.failures
+
+
+def _tail(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
+
+
+def run_reload(daemon: str, argv: Sequence[str], timeout: float) -> ReloadFailure | None:
+    """Run one reload command (no shell); return None on success, else what went wrong."""
+    if not argv:
+        return None
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return ReloadFailure(daemon, TIMEOUT, _tail(exc.stderr or b""))
+    except OSError as exc:
+        # A missing or non-executable binary is a failed reload to report, not a crash.
+        return ReloadFailure(daemon, NOT_RUNNABLE, str(exc))
+    if done.returncode != 0:
+        return ReloadFailure(daemon, done.returncode, _tail(done.stderr))
+    return None
+
+
+def _put_back(path: Path, old: ActualFile | None) -> None:
+    if old is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    ensure_parent(path, old.mode)
+    write_atomic(path, old.content, old.mode, old.uid, old.gid)
+
+
+def ensure_parent(
+    path: Path, file_mode: int, uid: int | None = None, gid: int | None = None
+) -> None:
+    """Create the folder of ``path`` if missing; private files get a folder closed to others."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    ensure_dir(parent, 0o750 if file_mode & 0o077 == 0 else 0o755)
+    if uid is not None or gid is not None:
+        os.chown(parent, -1 if uid is None else uid, -1 if gid is None else gid)
+
+
+def apply(
+    plan: Plan,
+    actual: Mapping[Path, ActualFile],
+    reload_commands: Mapping[str, Sequence[str]],
+    timeout: float,
+) -> ApplyResult:
+    """Write and delete what the plan says, then reload each affected daemon once.
+
+    ``actual`` is what gather read before planning: it holds the old bytes used to put a
+    daemon's files back when its reload fails, so a daemon that refused the new files is
+    never left with a config on disk it did not load. A failed write puts back the files
+    already written in this run and raises HostStateError. A daemon with no command, or
+    an empty one, needs no reload (the default with no mail daemons configured).
+    """
+    written: list[Path] = []
+    deleted: list[Path] = []
+    try:
+        for file in plan.writes:
+            ensure_parent(file.path, file.mode, file.uid, file.gid)
+            write_atomic(file.path, file.content, file.mode, file.uid, file.gid)
+            written.append(file.path)
+        for gone in plan.deletes:
+            with contextlib.suppress(FileNotFoundError):
+                gone.path.unlink()
+            deleted.append(gone.path)
+    except HostStateError:
+        for path in [*written, *deleted]:
+            with contextlib.suppress(HostStateError, OSError):
+                _put_back(path, actual.get(path))
+        raise
+    _prune_empty_dirs(deleted)
+
+    failures: list[ReloadFailure] = []
+    reloaded: list[str] = []
+    for daemon in sorted(plan.daemons_to_reload):
+        failure = run_reload(daemon, reload_commands.get(daemon, ()), timeout)
+        if failure is None:
+            reloaded.append(daemon)
+        else:
+            failures.append(failure)
+
+    restored: list[Path] = []
+    if failures:
+        failed = {f.daemon for f in failures}
+        touched = [(f.path, f.daemons) for f in plan.writes]
+        touched += [(d.path, d.daemons) for d in plan.deletes]
+        again: set[str] = set()
+        for path, daemons in touched:
+            if daemons & failed:
+                _put_back(path, actual.get(path))
+                restored.append(path)
+                # A daemon that shares these files and reloaded fine now holds the new
+                # version; reload it again so it serves what is back on disk.
+                again |= daemons - failed
+        for daemon in sorted(again):
+            failure = run_reload(daemon, reload_commands.get(daemon, ()), timeout)
+            if failure is not None:
+                failures.append(failure)
+    return ApplyResult(
+        written=tuple(written),
+        deleted=tuple(deleted),
+        reloaded=tuple(reloaded),
+        failures=tuple(failures),
+        restored=tuple(restored),
+    )
+
+
+def _prune_empty_dirs(deleted: Sequence[Path]) -> None:
+    # A removed domain leaves its key folder empty; drop it so the tree mirrors the state.
+    for path in deleted:
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()

@@ -1,0 +1,128 @@
+"""Pure comparison of desired files with what is on disk, and the gathering of the latter."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailctl.errors import HostStateError
+from mailctl.host.render import DesiredFile
+
+
+@dataclass(frozen=True)
+class ActualFile:
+    """A regular file as found on disk."""
+
+    content: bytes
+    mode: int
+    uid: int = -1
+    gid: int = -1
+
+
+@dataclass(frozen=True)
+class Delete:
+    """A file under a managed folder that nothing renders any more."""
+
+    path: Path
+    daemons: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What reconcile has to do: files to write, files to remove, daemons to reload."""
+
+    writes: tuple[DesiredFile, ...]
+    deletes: tuple[Delete, ...]
+    daemons_to_reload: frozenset[str]
+
+    @property
+    def empty(self) -> bool:
+        """True when disk already matches the desired state."""
+        return not self.writes and not self.deletes
+
+
+def _differs(want: DesiredFile, have: ActualFile | None) -> bool:
+    if have is None:
+        return True
+    if have.content != want.content or have.mode != want.mode:
+        return True
+    if want.uid is not None and have.uid != want.uid:
+        return True
+    return want.gid is not None and have.gid != want.gid
+
+
+def _owner(path: Path, managed_dirs: Mapping[Path, frozenset[str]]) -> frozenset[str] | None:
+    for folder, daemons in managed_dirs.items():
+        if path.is_relative_to(folder):
+            return daemons
+    return None
+
+
+def plan(
+    desired: Iterable[DesiredFile],
+    actual: Mapping[Path, ActualFile],
+    managed_dirs: Mapping[Path, frozenset[str]],
+) -> Plan:
+    """Decide, without touching disk, which files to write and remove and whom to reload.
+
+    ``managed_dirs`` maps each folder whose whole content is rendered (e.g. the OpenDKIM
+    key folder) to the daemons reading it; a file there that is not desired any more, such
+    as the key of a removed domain, is deleted. Files outside those folders are never
+    deleted, so a hand-written opendkim.conf next to the tables is safe.
+    """
+    wanted = {file.path: file for file in desired}
+    writes = tuple(
+        wanted[path] for path in sorted(wanted) if _differs(wanted[path], actual.get(path))
+    )
+    deletes: list[Delete] = []
+    for path in sorted(actual):
+        if path in wanted:
+            continue
+        daemons = _owner(path, managed_dirs)
+        if daemons is not None:
+            deletes.append(Delete(path, daemons))
+    reload: set[str] = set()
+    for file in writes:
+        reload |= file.daemons
+    for gone in deletes:
+        reload |= gone.daemons
+    return Plan(writes=writes, deletes=tuple(deletes), daemons_to_reload=frozenset(reload))
+
+
+def _read(path: Path) -> ActualFile | None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HostStateError(f"Cannot inspect {path}: {exc.strerror or exc}.") from exc
+    # A symlink or anything else where a file should be is treated as missing: the write
+    # replaces the link itself, never the file it points to.
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise HostStateError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    return ActualFile(content, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+
+
+def read_actual(
+    desired: Iterable[DesiredFile], managed_dirs: Iterable[Path]
+) -> dict[Path, ActualFile]:
+    """Gather from disk every desired path that exists and every file under managed folders."""
+    found: dict[Path, ActualFile] = {}
+    paths = {file.path for file in desired}
+    for folder in managed_dirs:
+        # Links are not followed, so a link planted in a managed folder cannot make
+        # reconcile read or delete anything outside it.
+        for top, _dirs, names in os.walk(folder, followlinks=False):
+            paths.update(Path(top) / name for name in names)
+    for path in sorted(paths):
+        have = _read(path)
+        if have is not None:
+            found[path] = have
+    return found
