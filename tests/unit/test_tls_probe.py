@@ -8,8 +8,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from io import BufferedIOBase
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 from cryptography import x509
@@ -22,7 +22,7 @@ from mailctl.errors import InvalidInputError, UpstreamError
 
 # The plain-text half of a STARTTLS server: it talks over the connection's file, then the
 # server upgrades the socket.
-Preamble = Callable[[BinaryIO], None]
+Preamble = Callable[[BufferedIOBase], None]
 
 
 def _self_signed(
@@ -130,16 +130,16 @@ def servers() -> Iterator[Servers]:
         started.close()
 
 
-def _say(stream: BinaryIO, *lines: str) -> None:
+def _say(stream: BufferedIOBase, *lines: str) -> None:
     stream.write(b"".join(line.encode("ascii") + b"\r\n" for line in lines))
     stream.flush()
 
 
-def _hear(stream: BinaryIO) -> str:
+def _hear(stream: BufferedIOBase) -> str:
     return stream.readline().decode("ascii").rstrip("\r\n")
 
 
-def smtp_preamble(stream: BinaryIO) -> None:
+def smtp_preamble(stream: BufferedIOBase) -> None:
     """Greet, answer EHLO with STARTTLS among the extensions, then agree to STARTTLS."""
     _say(stream, "220 mx.example.test ESMTP")
     assert _hear(stream).startswith("EHLO ")
@@ -148,7 +148,7 @@ def smtp_preamble(stream: BinaryIO) -> None:
     _say(stream, "220 2.0.0 Ready to start TLS")
 
 
-def imap_preamble(stream: BinaryIO) -> None:
+def imap_preamble(stream: BufferedIOBase) -> None:
     """Greet, then agree to the tagged STARTTLS command."""
     _say(stream, "* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready")
     tag, command = _hear(stream).split(" ", 1)
@@ -156,14 +156,14 @@ def imap_preamble(stream: BinaryIO) -> None:
     _say(stream, f"{tag} OK Begin TLS negotiation now")
 
 
-def pop3_preamble(stream: BinaryIO) -> None:
+def pop3_preamble(stream: BufferedIOBase) -> None:
     """Greet, then agree to STLS."""
     _say(stream, "+OK POP3 ready")
     assert _hear(stream) == "STLS"
     _say(stream, "+OK Begin TLS negotiation")
 
 
-def smtp_without_starttls(stream: BinaryIO) -> None:
+def smtp_without_starttls(stream: BufferedIOBase) -> None:
     """An SMTP server that does not offer STARTTLS."""
     _say(stream, "220 mx.example.test ESMTP")
     _hear(stream)
@@ -247,7 +247,7 @@ def test_silent_server_times_out(servers: Servers, starttls: str | None) -> None
     assert "within 1 seconds" in caught.value.message
 
 
-def plain_text_only(stream: BinaryIO) -> None:
+def plain_text_only(stream: BufferedIOBase) -> None:
     """Greet in plain text whatever the client sends, and never start TLS."""
     _say(stream, "220 mx.example.test ESMTP")
     stream.read(1)  # the client's TLS hello, which this server does not understand
