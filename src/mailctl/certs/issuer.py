@@ -1,6 +1,6 @@
 """Certificate issuance over ACME v2 with the HTTP-01 challenge."""
 
-from __future__ import annotations  # noqa: I001 (tests/acme makes isort take acme for ours)
+from __future__ import annotations
 
 import datetime as dt
 import math
