@@ -180,3 +180,13 @@ def test_ed25519_signature_verifies_against_the_record() -> None:
     )
     record = dkim.dns_record("ed.example", "e25519", ED_KEY)
     assert dkimpy.verify(signature + MESSAGE, dnsfunc=dns_answering(record))
+
+
+def test_zone_stub_matches_opendkim_genkey_byte_for_byte(tmp_path: Path) -> None:
+    """opendkim_txt() of a key made by opendkim-genkey equals the <selector>.txt it wrote."""
+    binary = need("opendkim-genkey")
+    done = run([binary, "--directory", str(tmp_path), "-d", "genkey.example", "-s", "gk"])
+    assert done.returncode == 0, done.stderr
+    private_pem = (tmp_path / "gk.private").read_text()
+    expected = (tmp_path / "gk.txt").read_text()
+    assert dkim.opendkim_txt("genkey.example", "gk", private_pem) == expected
