@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -113,3 +114,79 @@ class Secret(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class DkimKey(Base):
+    """A domain's DKIM signing key; the private half never leaves the database and host."""
+
+    __tablename__ = "dkim_keys"
+    __table_args__ = (UniqueConstraint("domain_id", "selector", name="uq_dkim_keys_selector"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    domain_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_domains.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    selector: Mapped[str] = mapped_column(String(63), nullable=False)
+    key_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    private_key: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Certificate(Base):
+    """A TLS certificate chain and key, by name (a hostname), with the previous pair kept."""
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True, nullable=False)
+    chain_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    key_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # upload | acme
+    previous_chain_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_key_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AcmeAccount(Base):
+    """The ACME account key for one directory URL."""
+
+    __tablename__ = "acme_accounts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    directory_url: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    key_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AcmeChallenge(Base):
+    """A pending HTTP-01 answer, in the database so every API replica can serve it."""
+
+    __tablename__ = "acme_challenges"
+
+    token: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key_authorization: Mapped[str] = mapped_column(Text, nullable=False)
+    hostname: Mapped[str] = mapped_column(String(253), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """A background action (an ACME order) and its progress.
+
+    ``lock_key`` is set while the job runs and cleared when it ends; its unique index is
+    what keeps two orders for the same hostname from running at once, on every backend.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    target: Mapped[str] = mapped_column(String(253), nullable=False)
+    state: Mapped[str] = mapped_column(
+        String(16), nullable=False
+    )  # pending|running|succeeded|failed
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lock_key: Mapped[str | None] = mapped_column(String(300), unique=True, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
