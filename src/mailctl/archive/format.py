@@ -1,0 +1,334 @@
+"""The domain archive format: a gzip-compressed tar ending in a JSON manifest.
+
+An archive holds one mail domain, byte-exact, so it can be restored on this host or
+moved to another one::
+
+    maildirs/<localpart>/                    one directory member per maildir directory
+    maildirs/<localpart>/cur/<message>       one regular-file member per file, in walk order
+    maildirs/<localpart>/.Sent/cur/<message> (Dovecot folders, index files, uidlists too)
+    ...
+    manifest.json                            always the LAST member
+
+The tar is POSIX pax (UTF-8 names of any length), compressed as one gzip stream. Only
+directories and regular files appear under ``maildirs/``: symlinks, hard links, devices
+and fifos are never written and are refused on import. Files in a maildir's ``tmp/``
+are deliveries still in progress (they move to ``new/`` when complete), so only the
+empty ``tmp/`` directory is kept.
+
+The manifest comes last because the exporter computes each file's size and SHA-256
+while streaming it, reading every file exactly once and never seeking back. It is a
+UTF-8 JSON object::
+
+    {
+      "version": 1,
+      "domain": "example.org",
+      "generated_at": "2024-05-01T12:00:00+00:00",          (UTC, ISO 8601)
+      "mailboxes": [{"email": "a@example.org", "password": "{ARGON2ID}$argon2id$...",
+                     "maildir": "maildirs/a"}],
+      "aliases": [{"source": "x@example.org", "destination": "a@example.org"}],
+      "dkim_keys": [{"selector": "mail", "key_type": "rsa", "private_pem": "-----BEGIN..."}],
+      "directories": ["maildirs/a", "maildirs/a/cur", ...],
+      "files": [{"path": "maildirs/a/cur/1700000000.M1P2.host,S=123:2,S",
+                 "size": 123, "sha256": "<64 hex digits>", "mtime_ns": 1700000000123456789}]
+    }
+
+Paths are relative POSIX paths of archive members; a mailbox's ``maildir`` is the
+directory that holds its files. ``mtime_ns`` is the modification time in integer
+nanoseconds, because a float of seconds cannot hold a nanosecond timestamp exactly.
+The archive holds password hashes and DKIM private keys: it is as secret as the server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from mailctl.errors import InvalidInputError
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+MAILDIRS_DIR = "maildirs"
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_member_path(path: str, *, what: str = "Archive member") -> str:
+    """Return ``path`` if it is a safe relative POSIX path under ``maildirs/``.
+
+    Refused (InvalidInputError): empty, absolute, ``.``/``..``/empty components,
+    backslashes, NUL characters, anything outside ``maildirs/``, and
+    ``maildirs/`` itself. Clean paths have exactly one spelling, so duplicate checks on
+    the strings are duplicate checks on the files.
+    """
+    if not path:
+        raise InvalidInputError(f"{what} has an empty name.")
+    if path.startswith("/"):
+        raise InvalidInputError(f"{what} {path!r} is an absolute path.")
+    if "\\" in path:
+        raise InvalidInputError(f"{what} {path!r} contains a backslash.")
+    if "\x00" in path:
+        raise InvalidInputError(f"{what} {path!r} contains a NUL character.")
+    parts = path.split("/")
+    if ".." in parts:
+        raise InvalidInputError(f"{what} {path!r} contains '..'.")
+    if any(part in ("", ".") for part in parts):
+        raise InvalidInputError(f"{what} {path!r} has an empty or '.' path component.")
+    if parts[0] != MAILDIRS_DIR or len(parts) < 2:
+        raise InvalidInputError(f"{what} {path!r} is outside {MAILDIRS_DIR}/.")
+    return path
+
+
+def maildir_path(localpart: str) -> str:
+    """The archive directory of the mailbox ``localpart`` (``maildirs/<localpart>``)."""
+    if localpart in ("", ".", "..") or "/" in localpart:
+        raise InvalidInputError(f"The local part {localpart!r} cannot name a maildir.")
+    return check_member_path(f"{MAILDIRS_DIR}/{localpart}", what="Maildir")
+
+
+@dataclass(frozen=True)
+class MailboxEntry:
+    """A mailbox row: its address, stored ``{SCHEME}...`` password hash and maildir."""
+
+    email: str
+    password: str
+    maildir: str
+
+
+@dataclass(frozen=True)
+class AliasEntry:
+    """An alias row: mail for ``source`` goes to ``destination``."""
+
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class DkimKeyEntry:
+    """A DKIM signing key of the domain, private key in PEM."""
+
+    selector: str
+    key_type: str
+    private_pem: str
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One archived file: member path, byte size, SHA-256 (hex) and mtime (ns)."""
+
+    path: str
+    size: int
+    sha256: str
+    mtime_ns: int
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Manifest:
+    """The archive manifest: what the domain holds and what every archived file must be."""
+
+    domain: str
+    mailboxes: list[MailboxEntry] = field(default_factory=list)
+    aliases: list[AliasEntry] = field(default_factory=list)
+    dkim_keys: list[DkimKeyEntry] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)
+    files: list[FileEntry] = field(default_factory=list)
+    generated_at: datetime = field(default_factory=_utc_now)
+    version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as the JSON-ready object documented in this module."""
+        return {
+            "version": self.version,
+            "domain": self.domain,
+            "generated_at": self.generated_at.astimezone(UTC).isoformat(),
+            "mailboxes": [
+                {"email": m.email, "password": m.password, "maildir": m.maildir}
+                for m in self.mailboxes
+            ],
+            "aliases": [{"source": a.source, "destination": a.destination} for a in self.aliases],
+            "dkim_keys": [
+                {"selector": k.selector, "key_type": k.key_type, "private_pem": k.private_pem}
+                for k in self.dkim_keys
+            ],
+            "directories": list(self.directories),
+            "files": [
+                {"path": f.path, "size": f.size, "sha256": f.sha256, "mtime_ns": f.mtime_ns}
+                for f in self.files
+            ],
+        }
+
+    def to_json(self) -> bytes:
+        """The manifest as UTF-8 JSON bytes, one entry per line for readable diffs."""
+        return json.dumps(self.to_dict(), indent=1, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        """Parse and validate manifest bytes; InvalidInputError says what is wrong."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"The archive manifest is not valid JSON: {exc}.") from exc
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Manifest:
+        """Build a manifest from parsed JSON, checking every key, type and path."""
+        obj = _object(raw, "The manifest", _TOP_KEYS)
+        version = obj["version"]
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"The archive has format version {version!r}; this mailctl reads version "
+                f"{FORMAT_VERSION}."
+            )
+        manifest = cls(
+            domain=_text(obj["domain"], "domain"),
+            generated_at=_timestamp(obj["generated_at"]),
+            mailboxes=[
+                MailboxEntry(
+                    email=_text(m["email"], "mailbox email"),
+                    password=_text(m["password"], "mailbox password"),
+                    maildir=check_member_path(_text(m["maildir"], "maildir"), what="Maildir"),
+                )
+                for m in _objects(obj["mailboxes"], "mailboxes", ("email", "password", "maildir"))
+            ],
+            aliases=[
+                AliasEntry(_text(a["source"], "alias source"), _text(a["destination"], "alias"))
+                for a in _objects(obj["aliases"], "aliases", ("source", "destination"))
+            ],
+            dkim_keys=[
+                DkimKeyEntry(
+                    selector=_text(k["selector"], "DKIM selector"),
+                    key_type=_text(k["key_type"], "DKIM key type"),
+                    private_pem=_text(k["private_pem"], "DKIM private key"),
+                )
+                for k in _objects(
+                    obj["dkim_keys"], "dkim_keys", ("selector", "key_type", "private_pem")
+                )
+            ],
+            directories=[
+                check_member_path(_text(d, "directory"), what="Manifest directory")
+                for d in _list(obj["directories"], "directories")
+            ],
+            files=[
+                FileEntry(
+                    path=check_member_path(_text(f["path"], "file path"), what="Manifest file"),
+                    size=_natural(f["size"], "file size"),
+                    sha256=_sha256(f["sha256"]),
+                    mtime_ns=_integer(f["mtime_ns"], "file mtime_ns"),
+                )
+                for f in _objects(obj["files"], "files", ("path", "size", "sha256", "mtime_ns"))
+            ],
+            version=version,
+        )
+        manifest.check_consistent()
+        return manifest
+
+    def check_consistent(self) -> None:
+        """Refuse duplicates and files or directories that belong to no listed mailbox."""
+        maildirs = _unique([m.maildir for m in self.mailboxes], "maildir")
+        _unique([m.email for m in self.mailboxes], "mailbox")
+        for m in self.mailboxes:
+            if m.maildir.count("/") != 1:
+                raise InvalidInputError(
+                    f"The maildir {m.maildir!r} of {m.email} is not {MAILDIRS_DIR}/<localpart>."
+                )
+        paths = _unique(self.directories, "directory")
+        for f in self.files:
+            if f.path in paths:
+                raise InvalidInputError(f"The manifest lists {f.path!r} twice.")
+            paths.add(f.path)
+        for path in paths:
+            if "/".join(path.split("/")[:2]) not in maildirs:
+                raise InvalidInputError(
+                    f"The archive path {path!r} belongs to no mailbox in the manifest."
+                )
+
+
+_TOP_KEYS = (
+    "version",
+    "domain",
+    "generated_at",
+    "mailboxes",
+    "aliases",
+    "dkim_keys",
+    "directories",
+    "files",
+)
+
+
+def _object(raw: object, what: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{what} is not a JSON object.")
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise InvalidInputError(f"{what} lacks {', '.join(missing)}.")
+    # Unknown keys would mean a newer writer put data there that this reader would drop.
+    unknown = sorted(set(raw) - set(keys))
+    if unknown:
+        raise InvalidInputError(f"{what} has unknown keys: {', '.join(map(str, unknown))}.")
+    return raw
+
+
+def _list(raw: object, what: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"The manifest's {what} is not a JSON list.")
+    return raw
+
+
+def _objects(raw: object, what: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        _object(item, f"Entry {i} of the manifest's {what}", keys)
+        for i, item in enumerate(_list(raw, what))
+    ]
+
+
+def _text(raw: object, what: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise InvalidInputError(f"The manifest's {what} must be a non-empty string.")
+    return raw
+
+
+def _integer(raw: object, what: str) -> int:
+    # bool is an int subclass; true is no size.
+    if type(raw) is not int:
+        raise InvalidInputError(f"The manifest's {what} must be an integer, not {raw!r}.")
+    return raw
+
+
+def _natural(raw: object, what: str) -> int:
+    value = _integer(raw, what)
+    if value < 0:
+        raise InvalidInputError(f"The manifest's {what} must not be negative.")
+    return value
+
+
+def _sha256(raw: object) -> str:
+    if not isinstance(raw, str) or not _SHA256_HEX.fullmatch(raw):
+        raise InvalidInputError(f"The manifest's sha256 {raw!r} is not 64 lowercase hex digits.")
+    return raw
+
+
+def _timestamp(raw: object) -> datetime:
+    text = _text(raw, "generated_at")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"The manifest's generated_at {text!r} is not ISO 8601.") from exc
+    if value.utcoffset() != timedelta(0):
+        raise InvalidInputError(f"The manifest's generated_at {text!r} is not in UTC.")
+    return value.astimezone(UTC)
+
+
+def _unique(values: list[str], what: str) -> set[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise InvalidInputError(f"The manifest lists the {what} {value!r} twice.")
+        seen.add(value)
+    return seen
