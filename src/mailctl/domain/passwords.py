@@ -218,6 +218,9 @@ def verify_password(plain: str, stored: str) -> bool:
     """
     if not plain or len(plain) > MAX_PASSWORD_LENGTH or len(stored) > _MAX_STORED_LENGTH:
         return False
+    if "\x00" in plain:
+        # Dovecot sees passwords as C strings, so no login could ever send this one.
+        return False
     try:
         secret = plain.encode("utf-8")
     except UnicodeEncodeError:
