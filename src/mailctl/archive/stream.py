@@ -112,7 +112,7 @@ class _Exporter:
         yield from self.out.header(rel, tarfile.DIRTYPE, 0, st.st_mtime_ns, 0o700)
         try:
             with os.scandir(dfd) as listing:
-                entries = sorted((e for e in listing), key=lambda e: e.name)
+                entries = sorted(listing, key=_walk_order)
         except OSError as exc:
             raise HostStateError(f"Cannot list {rel}: {exc.strerror}.") from exc
         names = {e.name for e in entries}
@@ -210,6 +210,13 @@ class _Exporter:
         if self.progress is not None:
             self.progress(self.content_bytes, len(self.manifest.files))
         return True
+
+
+def _walk_order(entry: os.DirEntry[str]) -> tuple[bool, str]:
+    # new/ before cur/: messages only ever move new/ -> cur/, so one that moves while we
+    # walk was either still in new/ when we listed it (and is followed into cur/), or
+    # is already in cur/ when cur/ is listed. The other order could miss it in both.
+    return entry.name != "new", entry.name
 
 
 def _checked_name(rel: str, name: str) -> str:
