@@ -333,6 +333,18 @@ def test_garbled_hashes_verify_as_false_without_raising(stored: str) -> None:
     assert verify_password(PASSWORD, stored) is False
 
 
+def test_rows_with_absurd_costs_are_refused_without_computing() -> None:
+    """Rows whose cost would take minutes or gigabytes verify as False at once."""
+    sha = _crypt.crypt(PASSWORD.encode(), "$6$abcdefgh")
+    assert not verify_password(
+        PASSWORD, "{SHA512-CRYPT}" + sha.replace("$6$", "$6$rounds=999999999$")
+    )
+    assert not verify_password(PASSWORD, "{BLF-CRYPT}" + blowfish(4).replace("$04$", "$31$"))
+    arg = argon2(Type.ID, m=1024)
+    assert not verify_password(PASSWORD, "{ARGON2ID}" + arg.replace("m=1024", "m=4194304000"))
+    assert not verify_password(PASSWORD, "{ARGON2ID}" + arg.replace("t=3", "t=100000"))
+
+
 @pytest.mark.parametrize("plain", ["", "\ud800", "x" * 5000, "a\x00b"])
 def test_odd_passwords_verify_as_false_without_raising(plain: str) -> None:
     """Empty, unencodable, NUL-containing or huge candidates are just wrong, not errors."""
