@@ -12,8 +12,6 @@ from sqlalchemy import create_engine, text
 
 from mailctl.storage.database import Database
 
-
-
 ALL_BACKENDS = ("sqlite", "postgresql", "mariadb")
 PG_SERVER = os.environ.get("MAILCTL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 MARIADB_SERVER = os.environ.get("MAILCTL_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")

@@ -107,7 +107,9 @@ def anon(server: LiveServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def token(anon: httpx.Client) -> str:
-    response = anon.post("/auth", files={"username": (None, ADMIN), "password": (None, ADMIN_PASSWORD)})
+    response = anon.post(
+        "/auth", files={"username": (None, ADMIN), "password": (None, ADMIN_PASSWORD)}
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["token"])
 

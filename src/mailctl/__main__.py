@@ -1,0 +1,5 @@
+"""Run mailctl as ``python -m mailctl``."""
+
+from mailctl.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP API: the documented wire contract over the service layer."""

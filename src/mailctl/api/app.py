@@ -1,0 +1,38 @@
+"""The application factory: wires settings, context, routers and the error envelope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mailctl import __version__
+from mailctl.api import errors
+from mailctl.api.routes import auth, domains, system, users
+from mailctl.config import Settings, load_settings
+from mailctl.services.context import Context
+
+
+def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:
+    """Build the API; nothing is read from the environment before this is called."""
+    if ctx is None:
+        ctx = Context.from_settings(settings or load_settings())
+    context = ctx
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        context.close()
+
+    app = FastAPI(
+        title="mailctl",
+        version=__version__,
+        description="Control plane of a self-hosted mail server.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = context
+    errors.install(app)
+    for module in (system, auth, domains, users):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,58 @@
+"""FastAPI dependencies: the process context, request fields, the acting admin."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mailctl.api.fields import Fields, read_fields
+from mailctl.services import auth
+from mailctl.services.context import Actor, Context
+
+
+def get_context(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+
+
+async def get_fields(request: Request, ctx: ContextDep) -> Fields:
+    return await read_fields(request, ctx.settings.max_field_bytes)
+
+
+FieldsDep = Annotated[Fields, Depends(get_fields)]
+
+
+def client_address(request: Request, ctx: ContextDep) -> str | None:
+    if ctx.settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client else None
+
+
+ClientAddressDep = Annotated[str | None, Depends(client_address)]
+
+
+def token_of(request: Request) -> str | None:
+    """The token from ``Auth-token`` (the documented header) or ``Authorization: Bearer``."""
+    token = request.headers.get("auth-token")
+    if token:
+        return token.strip()
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def current_actor(request: Request, ctx: ContextDep, address: ClientAddressDep) -> Actor:
+    admin = auth.authenticate(ctx, token_of(request))
+    return Actor(admin.username, address)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -1,0 +1,54 @@
+"""One place that turns every error into the JSON envelope ``{"result": false, "msg": ...}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailctl.errors import AuthError, MailctlError
+
+log = logging.getLogger("mailctl.api")
+
+_STATUS_MESSAGES = {
+    404: "There is no such API method; see /docs for the list.",
+    405: "This API method does not accept that HTTP method.",
+}
+
+
+def envelope(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"result": False, "msg": message}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+
+    @app.exception_handler(MailctlError)
+    async def mailctl_error(_request: Request, exc: MailctlError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
+        headers = (
+            {"WWW-Authenticate": 'Bearer realm="mailctl"'} if isinstance(exc, AuthError) else None
+        )
+        return envelope(exc.status_code, exc.message, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = _STATUS_MESSAGES.get(exc.status_code) or str(exc.detail)
+        return envelope(exc.status_code, message, dict(exc.headers or {}) or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "path")
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        return envelope(400, "Invalid request: " + "; ".join(problems) + ".")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return envelope(500, "Internal error; the server log has the details.")

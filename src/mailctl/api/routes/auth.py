@@ -1,0 +1,20 @@
+"""``POST /auth``: trade an admin's username and password for a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mailctl.api.deps import ClientAddressDep, ContextDep, FieldsDep
+from mailctl.api.openapi import form
+from mailctl.services import auth
+
+router = APIRouter(tags=["auth"])
+
+
+@router.post("/auth", openapi_extra=form("username", "password"))
+def create_token(ctx: ContextDep, fields: FieldsDep, address: ClientAddressDep) -> dict[str, Any]:
+    """Log in; the token goes in the ``Auth-token`` header of every other call."""
+    token = auth.login(ctx, fields.get("username"), fields.get("password"), address)
+    return {"result": True, "token": token}

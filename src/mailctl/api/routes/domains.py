@@ -1,0 +1,51 @@
+"""Domains: list, create (optionally with the first mailbox), delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.openapi import form
+from mailctl.services import domains
+from mailctl.services.views import DomainView
+
+router = APIRouter(tags=["domains"])
+
+
+def domain_json(view: DomainView) -> dict[str, Any]:
+    return {"id": view.id, "name": view.name, "users_count": view.users_count}
+
+
+@router.get("/domains")
+def list_domains(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
+    """Every domain with its number of mailboxes."""
+    return {"result": True, "domains": [domain_json(d) for d in domains.list_domains(ctx)]}
+
+
+@router.post("/domains", openapi_extra=form("domain", optional=("username", "password")))
+def create_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Create a domain, and its first mailbox when username and password are given."""
+    domain, user = domains.create_domain(
+        ctx, actor, fields.require("domain"), fields.get("username"), fields.get("password")
+    )
+    body: dict[str, Any] = {
+        "result": True,
+        "msg": f"The domain {domain.name} was created.",
+        "domain": domain_json(domain),
+    }
+    if user is not None:
+        body["user"] = {"id": user.id, "domain_id": user.domain_id, "email": user.email}
+    return body
+
+
+@router.delete("/domain", openapi_extra=form("domain"))
+def delete_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Delete a domain; its mail moves to the trash, where it can be restored."""
+    trash = domains.delete_domain(ctx, actor, fields.require("domain"))
+    return {
+        "result": True,
+        "msg": f"The domain {trash.target} was deleted; its mail is in the trash.",
+        "trash": trash.path,
+    }

@@ -1,0 +1,62 @@
+"""Mailboxes: list per domain, create, change password, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.openapi import form
+from mailctl.services import mailboxes
+from mailctl.services.views import UserView
+
+router = APIRouter(tags=["users"])
+
+
+def user_json(view: UserView) -> dict[str, Any]:
+    return {"id": view.id, "domain_id": view.domain_id, "email": view.email}
+
+
+@router.get("/users/{domain_id}")
+def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, Any]:
+    """The mailboxes of the domain with this id."""
+    return {"result": True, "users": [user_json(u) for u in mailboxes.list_users(ctx, domain_id)]}
+
+
+@router.post("/user/{domain_id}", openapi_extra=form("email", "password"))
+@router.post("/users/{domain_id}", openapi_extra=form("email", "password"), include_in_schema=False)
+def create_user(
+    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
+) -> dict[str, Any]:
+    """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
+    user = mailboxes.create_user(ctx, actor, domain_id, fields.get("email"), fields.get("password"))
+    return {
+        "result": True,
+        "msg": f"The mailbox {user.email} was created.",
+        "user": user_json(user),
+    }
+
+
+@router.post("/user-change-password", openapi_extra=form("id", "password", "domain_id"))
+def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Change a mailbox password; the response comes after the change is stored."""
+    user = mailboxes.change_password(
+        ctx, actor, fields.require("id"), fields.get("password"), fields.require("domain_id")
+    )
+    return {
+        "result": True,
+        "msg": f"The password of {user.email} was changed.",
+        "user": user_json(user),
+    }
+
+
+@router.delete("/users", openapi_extra=form("email"))
+def delete_user(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Delete a mailbox; its mail moves to the trash, where it can be restored."""
+    trash = mailboxes.delete_user(ctx, actor, fields.require("email"))
+    return {
+        "result": True,
+        "msg": f"The mailbox {trash.target} was deleted; its mail is in the trash.",
+        "trash": trash.path,
+    }

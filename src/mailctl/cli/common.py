@@ -1,0 +1,64 @@
+"""What every command shares: the context, the acting user, errors as exit codes."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from mailctl.config import load_settings
+from mailctl.errors import MailctlError
+from mailctl.services.context import Actor, Context
+
+console = Console()
+err_console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@contextmanager
+def context() -> Iterator[Context]:
+    ctx = Context.from_settings(load_settings())
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def actor() -> Actor:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(f"cli:{user}"[:64], None)
+
+
+def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Print a mailctl error as one clear line and exit with its code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except MailctlError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            raise typer.Exit(exc.exit_code) from exc
+
+    return wrapper
+
+
+def read_password(given: str | None, from_stdin: bool, confirm: bool = True) -> str:
+    """A password from the option, standard input, or an interactive prompt."""
+    if given is not None:
+        return given
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    return value

@@ -1,0 +1,85 @@
+"""The ``mailctl`` command: serve, init, and one sub-command per resource."""
+
+from __future__ import annotations
+
+import typer
+
+from mailctl.cli import domains, users
+from mailctl.cli.common import console, context, err_console, reports_errors
+from mailctl.config import load_settings
+from mailctl.services import auth
+
+app = typer.Typer(
+    help="mailctl: the control plane of a self-hosted mail server.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(domains.app, name="domain")
+app.add_typer(users.app, name="user")
+
+
+@app.command()
+@reports_errors
+def init(
+    username: str | None = typer.Option(None, help="Name of the first admin (default: admin)."),
+    password_stdin: bool = typer.Option(
+        False, help="Read the first admin's password from standard input."
+    ),
+) -> None:
+    """Create the schema, the token secret and the first admin; safe to run again."""
+    import sys
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    with context() as ctx:
+        result = auth.initialize(ctx, username, password)
+        url = ctx.database.url
+    console.print(f"Database ready: {_redacted(url)}", highlight=False)
+    if result.admin_created:
+        console.print(f"Created the admin [bold]{result.admin_username}[/].", highlight=False)
+        if result.generated_password is not None:
+            console.print(
+                f"Its password, shown only this once: [bold]{result.generated_password}[/]",
+                highlight=False,
+            )
+    else:
+        console.print("An admin exists already; nothing to create.")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command()
+@reports_errors
+def serve(
+    host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default 8000)."),
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from mailctl.api.app import create_app
+
+    settings = load_settings()
+    app_ = create_app(settings)
+    current, head = app_.state.ctx.database.schema_state()
+    if current != head:
+        err_console.print(
+            "[bold red]error:[/] the database is not initialised or not up to date: "
+            "run `mailctl init` first.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    uvicorn.run(
+        app_,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+        proxy_headers=settings.trust_forwarded_for,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,57 @@
+"""What every use case needs: settings, the database, the host adapters, who is acting."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mailctl.config import Settings
+from mailctl.host.maildir import Maildirs
+from mailctl.storage.database import Database
+from mailctl.storage.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an action, as the audit log records it."""
+
+    name: str
+    address: str | None = None
+
+
+@dataclass
+class Context:
+    """The wiring of one mailctl process; built once by the API app or a CLI command."""
+
+    settings: Settings
+    database: Database
+    maildirs: Maildirs
+    # Called after a committed change, so the host files can be brought in line with it.
+    change_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _jwt_secret: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Context:
+        return cls(
+            settings=settings,
+            database=Database(settings.database_url),
+            maildirs=Maildirs(
+                settings.mail_root_path,
+                settings.trash_path,
+                uid=settings.mail_uid,
+                gid=settings.mail_gid,
+            ),
+        )
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.database)
+
+    def changed(self, what: str) -> None:
+        """Tell the listeners (reconcile) that committed state about ``what`` changed."""
+        for listener in list(self.change_listeners):
+            listener(what)
+
+    def close(self) -> None:
+        self.database.dispose()

@@ -1,0 +1,124 @@
+"""Use cases for mail domains: list, create (with a first mailbox), delete to the trash."""
+
+from __future__ import annotations
+
+from mailctl.domain.names import normalize_domain, parse_address
+from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
+from mailctl.services.context import Actor, Context
+from mailctl.services.mailboxes import hash_new_password
+from mailctl.services.views import DomainView, TrashView, UserView
+
+
+def list_domains(ctx: Context) -> list[DomainView]:
+    """Every domain with its number of mailboxes (one query)."""
+    with ctx.uow() as uow:
+        return [
+            DomainView(domain.id, domain.name, count)
+            for domain, count in uow.domains.list_with_counts()
+        ]
+
+
+def get_domain(ctx: Context, name: str) -> DomainView:
+    """One domain by name; NotFoundError if there is none."""
+    domain_name = normalize_domain(name)
+    with ctx.uow() as uow:
+        domain = uow.domains.by_name(domain_name)
+        if domain is None:
+            raise NotFoundError(f"The domain {domain_name} does not exist.")
+        return DomainView(domain.id, domain.name, uow.domains.count_users(domain.id))
+
+
+def create_domain(
+    ctx: Context,
+    actor: Actor,
+    name: str,
+    email: str | None = None,
+    password: str | None = None,
+) -> tuple[DomainView, UserView | None]:
+    """Create a domain and, when given, its first mailbox, in one transaction."""
+    domain_name = normalize_domain(name)
+    address = None
+    hashed = None
+    if (email is None) != (password is None):
+        raise InvalidInputError(
+            "Give both username and password for the first mailbox, or neither."
+        )
+    if email is not None and password is not None:
+        address = parse_address(email, default_domain=domain_name)
+        if address.domain != domain_name:
+            raise InvalidInputError(
+                f"The mailbox {address.email} does not belong to the domain {domain_name}."
+            )
+        hashed = hash_new_password(ctx, password)
+    with ctx.uow() as uow:
+        if uow.domains.by_name(domain_name) is not None:
+            raise ConflictError(f"The domain {domain_name} exists already.")
+        domain = uow.domains.add(domain_name)
+        uow.audit.add(
+            admin=actor.name,
+            action="create_domain",
+            target=domain_name,
+            client_address=actor.address,
+        )
+        user_view = None
+        if address is not None and hashed is not None:
+            user = uow.users.add(domain.id, address.email, hashed)
+            uow.audit.add(
+                admin=actor.name,
+                action="create_user",
+                target=address.email,
+                client_address=actor.address,
+            )
+            user_view = UserView(user.id, domain.id, user.email)
+        ctx.maildirs.domain_path(domain_name)  # refuse before commit if the path is unsafe
+        created = None
+        if address is not None:
+            created = ctx.maildirs.create_mailbox(domain_name, address.local_part)
+        try:
+            uow.commit()
+        except MailctlError:
+            if address is not None and created is not None:
+                ctx.maildirs.remove_empty_mailbox(domain_name, address.local_part)
+            raise
+        view = DomainView(domain.id, domain_name, 1 if user_view else 0)
+    ctx.changed("domains")
+    return view, user_view
+
+
+def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
+    """Delete a domain, its mailboxes and aliases; its maildirs move to the trash."""
+    domain_name = normalize_domain(name)
+    with ctx.uow() as uow:
+        domain = uow.domains.by_name(domain_name)
+        if domain is None:
+            raise NotFoundError(f"The domain {domain_name} does not exist.")
+        users = [
+            {"email": user.email, "password": user.password}
+            for user in uow.users.list_for_domain(domain.id)
+        ]
+        aliases = [
+            {"source": alias.source, "destination": alias.destination}
+            for alias in uow.aliases.list_for_domain(domain.id)
+        ]
+        uow.domains.delete(domain)
+        uow.audit.add(
+            admin=actor.name,
+            action="delete_domain",
+            target=domain_name,
+            client_address=actor.address,
+            detail=f"{len(users)} mailboxes, {len(aliases)} aliases",
+        )
+        source = ctx.maildirs.domain_path(domain_name)
+        entry = ctx.maildirs.move_to_trash(
+            "domain",
+            domain_name,
+            source,
+            {"domain": domain_name, "mailboxes": users, "aliases": aliases},
+        )
+        try:
+            uow.commit()
+        except MailctlError:
+            ctx.maildirs.restore_from_trash(entry, source)
+            raise
+    ctx.changed("domains")
+    return TrashView(str(entry.path), "domain", domain_name)

@@ -1,0 +1,167 @@
+"""Use cases for mailboxes: list, create, change password, delete to the trash."""
+
+from __future__ import annotations
+
+from mailctl.domain import passwords
+from mailctl.domain.names import parse_address
+from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
+from mailctl.services.context import Actor, Context
+from mailctl.services.views import TrashView, UserView
+
+MAX_PASSWORD_LENGTH = 1024
+
+
+def hash_new_password(ctx: Context, password: object) -> str:
+    """Check a new mailbox password against the policy and hash it with the set scheme."""
+    if not isinstance(password, str) or password == "":
+        raise InvalidInputError("The password is empty.")
+    if "\x00" in password:
+        raise InvalidInputError("The password must not contain a NUL byte.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInputError(
+            f"The password is too long ({MAX_PASSWORD_LENGTH} characters at most)."
+        )
+    minimum = ctx.settings.min_password_length
+    if len(password) < minimum:
+        raise InvalidInputError(f"The password is too short ({minimum} characters at least).")
+    return passwords.hash_password(password, ctx.settings.password_scheme)
+
+
+def parse_id(value: object, what: str) -> int:
+    """Read a numeric id from a path or form field; InvalidInputError if it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+        number = int(value.strip())
+    else:
+        raise InvalidInputError(f"The {what} must be a positive whole number.")
+    if number <= 0:
+        raise InvalidInputError(f"The {what} must be a positive whole number.")
+    return number
+
+
+def list_users(ctx: Context, domain_id: object) -> list[UserView]:
+    """The mailboxes of one domain; NotFoundError for an unknown domain id."""
+    ident = parse_id(domain_id, "domain id")
+    with ctx.uow() as uow:
+        if uow.domains.get(ident) is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        return [
+            UserView(user.id, user.domain_id, user.email)
+            for user in uow.users.list_for_domain(ident)
+        ]
+
+
+def create_user(
+    ctx: Context, actor: Actor, domain_id: object, email: object, password: object
+) -> UserView:
+    """Create a mailbox in the domain with that id, and its maildir."""
+    ident = parse_id(domain_id, "domain id")
+    if email is None:
+        raise InvalidInputError("The field 'email' is required.")
+    if password is None:
+        raise InvalidInputError("The field 'password' is required.")
+    with ctx.uow() as uow:
+        domain = uow.domains.get(ident)
+        if domain is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        domain_name = domain.name
+    address = parse_address(email, default_domain=domain_name)
+    if address.domain != domain_name:
+        raise InvalidInputError(
+            f"The address {address.email} does not belong to the domain {domain_name}."
+        )
+    hashed = hash_new_password(ctx, password)
+    with ctx.uow() as uow:
+        domain = uow.domains.get(ident)
+        if domain is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        if uow.users.by_email(address.email) is not None:
+            raise ConflictError(f"The mailbox {address.email} exists already.")
+        user = uow.users.add(ident, address.email, hashed)
+        uow.audit.add(
+            admin=actor.name,
+            action="create_user",
+            target=address.email,
+            client_address=actor.address,
+        )
+        existed = ctx.maildirs.mailbox_path(domain_name, address.local_part).exists()
+        ctx.maildirs.create_mailbox(domain_name, address.local_part)
+        try:
+            uow.commit()
+        except MailctlError:
+            if not existed:
+                ctx.maildirs.remove_empty_mailbox(domain_name, address.local_part)
+            raise
+        view = UserView(user.id, ident, user.email)
+    ctx.changed("users")
+    return view
+
+
+def change_password(
+    ctx: Context, actor: Actor, user_id: object, password: object, domain_id: object
+) -> UserView:
+    """Set a mailbox's password; it is committed before this returns."""
+    uid = parse_id(user_id, "user id")
+    did = parse_id(domain_id, "domain id")
+    if password is None:
+        raise InvalidInputError("The field 'password' is required.")
+    hashed = hash_new_password(ctx, password)
+    with ctx.uow() as uow:
+        user = uow.users.get(uid)
+        if user is None or user.domain_id != did:
+            raise NotFoundError(f"There is no user with id {uid} in the domain with id {did}.")
+        user.password = hashed
+        uow.audit.add(
+            admin=actor.name,
+            action="change_password",
+            target=user.email,
+            client_address=actor.address,
+        )
+        uow.commit()
+        view = UserView(user.id, user.domain_id, user.email)
+    ctx.changed("users")
+    return view
+
+
+def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
+    """Delete a mailbox; its maildir moves to the trash with a manifest."""
+    if email is None:
+        raise InvalidInputError("The field 'email' is required.")
+    address = parse_address(email)
+    with ctx.uow() as uow:
+        user = uow.users.by_email(address.email)
+        if user is None:
+            raise NotFoundError(f"The mailbox {address.email} does not exist.")
+        record = {"email": user.email, "password": user.password}
+        uow.users.delete(user)
+        uow.audit.add(
+            admin=actor.name,
+            action="delete_user",
+            target=address.email,
+            client_address=actor.address,
+        )
+        source = ctx.maildirs.mailbox_path(address.domain, address.local_part)
+        entry = ctx.maildirs.move_to_trash(
+            "mailbox",
+            address.email,
+            source,
+            {"domain": address.domain, "mailboxes": [record], "aliases": []},
+        )
+        try:
+            uow.commit()
+        except MailctlError:
+            ctx.maildirs.restore_from_trash(entry, source)
+            raise
+    ctx.changed("users")
+    return TrashView(str(entry.path), "mailbox", address.email)
+
+
+def find_user(ctx: Context, email: object) -> UserView:
+    """One mailbox by address; NotFoundError if there is none."""
+    address = parse_address(email)
+    with ctx.uow() as uow:
+        user = uow.users.by_email(address.email)
+        if user is None:
+            raise NotFoundError(f"The mailbox {address.email} does not exist.")
+        return UserView(user.id, user.domain_id, user.email)

@@ -1,0 +1,98 @@
+"""The CLI calls the same use cases: init, domain and user commands, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mailctl.cli.main import app
+from mailctl.domain.passwords import verify_password
+from mailctl.services.context import Context
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    env = {
+        "MAILCTL_DATA_DIR": str(tmp_path / "data"),
+        "MAILCTL_DATABASE_URL": database_url,
+        "MAILCTL_ADMIN_PASSWORD": "",
+    }
+
+    def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+def test_init_prints_generated_password_once(run) -> None:  # type: ignore[no-untyped-def]
+    """init creates the first admin and shows its generated password only the first time."""
+    first = run("init")
+    assert first.exit_code == 0, first.output
+    assert "Created the admin admin" in first.output
+    assert "shown only this once" in first.output
+    second = run("init")
+    assert second.exit_code == 0
+    assert "shown only this once" not in second.output
+
+
+def test_init_takes_password_from_environment(run, database_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """MAILCTL_ADMIN_PASSWORD sets the first admin's password instead of generating one."""
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["init"],
+        env={
+            "MAILCTL_DATA_DIR": str(tmp_path / "data"),
+            "MAILCTL_DATABASE_URL": database_url,
+            "MAILCTL_ADMIN_PASSWORD": "from-the-env-123",
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert "shown only this once" not in result.output
+    from mailctl.config import Settings
+
+    ctx = Context.from_settings(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    with ctx.uow() as uow:
+        admin = uow.admins.by_username("admin")
+        assert admin is not None
+        assert verify_password("from-the-env-123", admin.password)
+    ctx.close()
+
+
+def test_domain_and_user_commands(run) -> None:  # type: ignore[no-untyped-def]
+    """A full round: add a domain with a mailbox, list, add, passwd, rm."""
+    assert run("init").exit_code == 0
+    added = run(
+        "domain", "add", "example.com", "--user", "a@example.com", "--password", "pw-123456"
+    )
+    assert added.exit_code == 0, added.output
+    assert "Created domain example.com" in added.output
+    listing = run("domain", "list")
+    assert "example.com" in listing.output and "1" in listing.output
+    user = run("user", "add", "b@example.com", "--password-stdin", input="pw-7654321\n")
+    assert user.exit_code == 0, user.output
+    users = run("user", "list", "example.com")
+    assert "a@example.com" in users.output and "b@example.com" in users.output
+    passwd = run("user", "passwd", "b@example.com", "--password", "another-pass")
+    assert passwd.exit_code == 0, passwd.output
+    removed = run("user", "rm", "b@example.com", "--yes")
+    assert removed.exit_code == 0
+    assert "trash" in removed.output
+    assert "b@example.com" not in run("user", "list", "example.com").output
+    assert run("domain", "rm", "example.com", "--yes").exit_code == 0
+    assert "example.com" not in run("domain", "list").output
+
+
+def test_errors_have_exit_codes(run) -> None:  # type: ignore[no-untyped-def]
+    """Bad input, unknown and duplicate names give distinct exit codes and one clear line."""
+    assert run("init").exit_code == 0
+    bad = run("domain", "add", "../etc")
+    assert bad.exit_code == 2
+    assert "error:" in bad.output
+    assert run("domain", "rm", "missing.example", "--yes").exit_code == 4
+    assert run("domain", "add", "example.com").exit_code == 0
+    assert run("domain", "add", "example.com").exit_code == 5
+    assert run("user", "add", "x@nowhere.example", "--password", "pw-123456").exit_code == 4
