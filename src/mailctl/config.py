@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +54,41 @@ class Settings(BaseSettings):
     max_field_bytes: int = Field(default=1024 * 1024, ge=1024)
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For
 
+    # --- files rendered for the daemons (reconcile) ------------------------------------
+    opendkim_dir: Path | None = None  # default: {data_dir}/opendkim; /etc/opendkim on a host
+    tls_dir: Path | None = None  # default: {data_dir}/tls; certificates as <tls_dir>/<name>/
+    mail_hostname: str = ""  # the name Postfix and Dovecot present; its certificate is served
+    file_uid: int | None = None  # owner of rendered key files (the opendkim user on a host)
+    file_gid: int | None = None
+    # Reload commands: Debian's defaults, run only when reloads are enabled (a mail host)
+    # and only for a daemon whose files changed. The embedded default runs no daemon.
+    reload_enabled: bool = False
+    reload_postfix: str = "postfix reload"
+    reload_dovecot: str = "doveadm reload"
+    reload_opendkim: str = "service opendkim restart"
+    reload_timeout_seconds: float = Field(default=30.0, gt=0)
+    agent_interval_seconds: float = Field(default=60.0, gt=0)
+
+    # --- DKIM ------------------------------------------------------------------------
+    dkim_selector: str = "mail"
+    dkim_key_type: Literal["rsa1024", "rsa2048", "rsa4096", "ed25519"] = "rsa2048"
+
+    # --- TLS certificates and ACME -------------------------------------------------------
+    acme_directory_url: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_ca_bundle: Path | None = None  # trust for a private ACME server (pebble in tests)
+    acme_email: str | None = None
+    acme_webroot: Path | None = None  # also write HTTP-01 answers here, for a web server
+    acme_timeout_seconds: float = Field(default=120.0, gt=0)
+    renew_before_days: int = Field(default=30, ge=1)
+    tls_probe_port: int = Field(default=443, ge=1, le=65535)
+    tls_probe_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_upload_bytes: int = Field(default=256 * 1024, ge=1024)  # certificate and key uploads
+
+    # --- archives ----------------------------------------------------------------------
+    archive_dir: Path | None = None  # default: {data_dir}/exports
+    max_import_bytes: int = Field(default=20 * 1024**3, ge=1024)  # unpacked size limit
+    max_import_files: int = Field(default=2_000_000, ge=1)
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().absolute()
@@ -62,9 +98,44 @@ class Settings(BaseSettings):
             self.mail_root = self.data_dir / "mail"
         if self.trash_dir is None:
             self.trash_dir = self.data_dir / "trash"
+        if self.opendkim_dir is None:
+            self.opendkim_dir = self.data_dir / "opendkim"
+        if self.tls_dir is None:
+            self.tls_dir = self.data_dir / "tls"
+        if self.archive_dir is None:
+            self.archive_dir = self.data_dir / "exports"
         self.mail_root = self.mail_root.expanduser().absolute()
         self.trash_dir = self.trash_dir.expanduser().absolute()
+        self.opendkim_dir = self.opendkim_dir.expanduser().absolute()
+        self.tls_dir = self.tls_dir.expanduser().absolute()
+        self.archive_dir = self.archive_dir.expanduser().absolute()
         return self
+
+    def reload_commands(self) -> dict[str, list[str]]:
+        """Each daemon's reload argv; empty lists (no-ops) unless reloads are enabled."""
+        commands = {
+            "postfix": self.reload_postfix,
+            "dovecot": self.reload_dovecot,
+            "opendkim": self.reload_opendkim,
+        }
+        if not self.reload_enabled:
+            return {daemon: [] for daemon in commands}
+        return {daemon: shlex.split(command) for daemon, command in commands.items()}
+
+    @property
+    def opendkim_path(self) -> Path:
+        assert self.opendkim_dir is not None
+        return self.opendkim_dir
+
+    @property
+    def tls_path(self) -> Path:
+        assert self.tls_dir is not None
+        return self.tls_dir
+
+    @property
+    def archive_path(self) -> Path:
+        assert self.archive_dir is not None
+        return self.archive_dir
 
     @property
     def mail_root_path(self) -> Path:

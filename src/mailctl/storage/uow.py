@@ -8,6 +8,7 @@ from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
 from mailctl.storage.database import Database, translate
+from mailctl.storage.keys import AcmeAccounts, AcmeChallenges, Certificates, DkimKeys, Jobs
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
 
 
@@ -31,6 +32,11 @@ class UnitOfWork:
         self.admins = Admins(self.session)
         self.audit = Audit(self.session)
         self.secrets = Secrets(self.session)
+        self.dkim_keys = DkimKeys(self.session)
+        self.certificates = Certificates(self.session)
+        self.acme_accounts = AcmeAccounts(self.session)
+        self.acme_challenges = AcmeChallenges(self.session)
+        self.jobs = Jobs(self.session)
         return self
 
     def __exit__(
