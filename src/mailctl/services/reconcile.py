@@ -1,0 +1,108 @@
+"""Reconcile: bring this host's daemon files in line with the database, and nothing else.
+
+gather (database rows, files on disk) → decide (a pure plan) → apply (atomic writes,
+deletes, reloads of only the daemons whose files changed). Running it twice in a row
+changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from mailctl.host import daemons as host_daemons
+from mailctl.host.fs import ensure_dir, locked
+from mailctl.host.plan import plan, read_actual
+from mailctl.host.render import (
+    DesiredFile,
+    DkimKeyState,
+    TlsState,
+    key_dir,
+    render_opendkim,
+    render_tls,
+)
+from mailctl.services.context import Context
+
+log = logging.getLogger("mailctl.reconcile")
+
+LOCK_NAME = ".reconcile.lock"
+
+
+@dataclass(frozen=True)
+class ReloadProblem:
+    """A daemon that refused its reload; its previous files were put back."""
+
+    daemon: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one reconcile run changed on this host."""
+
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
+    failures: list[ReloadProblem] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.deleted)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def desired_files(ctx: Context) -> list[DesiredFile]:
+    """Everything the daemons should find on disk, computed from the database."""
+    settings = ctx.settings
+    with ctx.uow() as uow:
+        keys = [
+            DkimKeyState(domain, key.selector, key.private_key)
+            for domain, key in uow.dkim_keys.active_with_domains()
+        ]
+        certs = [
+            TlsState(cert.name, cert.chain_pem.encode("ascii"), cert.key_pem.encode("ascii"))
+            for cert in uow.certificates.list()
+        ]
+    uid, gid = settings.file_uid, settings.file_gid
+    return [
+        *render_opendkim(keys, settings.opendkim_path, uid=uid, gid=gid),
+        *render_tls(certs, settings.tls_path, uid=uid, gid=gid),
+    ]
+
+
+def reconcile(ctx: Context) -> ReconcileReport:
+    """Render, compare, write what differs, reload whom it concerns; one run at a time."""
+    settings = ctx.settings
+    managed = {
+        key_dir(settings.opendkim_path): frozenset({"opendkim"}),
+        settings.tls_path: frozenset({"postfix", "dovecot"}),
+    }
+    ensure_dir(settings.opendkim_path, 0o755)
+    ensure_dir(settings.tls_path, 0o755)
+    with locked(settings.opendkim_path / LOCK_NAME):
+        desired = desired_files(ctx)
+        actual = read_actual(desired, [d for d in managed if d.exists()])
+        decided = plan(desired, actual, managed)
+        if decided.empty:
+            return ReconcileReport()
+        result = host_daemons.apply(
+            decided, actual, settings.reload_commands(), settings.reload_timeout_seconds
+        )
+    report = ReconcileReport(
+        written=[str(p) for p in result.written],
+        deleted=[str(p) for p in result.deleted],
+        reloaded=list(result.reloaded),
+        failures=[ReloadProblem(f.daemon, str(f.status), f.stderr_tail) for f in result.failures],
+    )
+    for problem in report.failures:
+        log.error(
+            "reload of %s failed (%s): %s; its previous files were kept",
+            problem.daemon,
+            problem.status,
+            problem.detail,
+        )
+    return report
