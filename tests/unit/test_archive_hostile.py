@@ -288,3 +288,47 @@ def test_gzip_bomb_is_refused_early(
     assert time.monotonic() - started < 5
     # 1 GiB of zeros is about 1 MB compressed; reading stops within a few read chunks.
     assert counting.consumed < 256 * 1024
+
+
+def _with_checksum(header: bytearray) -> bytes:
+    header[148:156] = b" " * 8
+    header[148:155] = b"%06o\x00" % sum(header)
+    return bytes(header)
+
+
+def test_negative_member_size_is_refused(tmp_path: Path) -> None:
+    """A header whose size field reads as a negative number is refused as corrupt."""
+    header = bytearray(_info(MESSAGE, size=5).tobuf(tarfile.USTAR_FORMAT))
+    header[124:136] = b"-0000000005\x00"
+    raw = _with_checksum(header) + BODY.ljust(512, b"\x00") + bytes(1024)
+
+    _refused(tmp_path, gzip.compress(raw), InvalidInputError, "negative size")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param(
+            {"files": [{"path": MESSAGE, "size": 5, "sha256": "0" * 64, "mtime_ns": 10**40}]},
+            "out of range",
+            id="mtime overflow",
+        ),
+        pytest.param(
+            {"files": [{"path": "maildirs/alice", "size": 0, "sha256": "0" * 64, "mtime_ns": 0}]},
+            "not inside a maildir",
+            id="file in place of a maildir",
+        ),
+        pytest.param(
+            {"files": [{"path": MESSAGE, "size": True, "sha256": "0" * 64, "mtime_ns": 0}]},
+            "must be an integer",
+            id="boolean size",
+        ),
+        pytest.param({"generated_at": "2024-05-01T12:00:00"}, "not in UTC", id="naive time"),
+        pytest.param({"extra": 1}, "unknown keys: extra", id="unknown key"),
+    ],
+)
+def test_invalid_manifest_values_are_refused(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    """Manifest values that could not be restored faithfully are refused on load."""
+    _refused(tmp_path, gzip.compress(_tar([], _json_with(**changes))), InvalidInputError, message)

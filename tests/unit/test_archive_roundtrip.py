@@ -278,3 +278,14 @@ def test_mail_moving_during_export_still_verifies(tmp_path: Path) -> None:
     assert "cur/1700001009.M9P1.host:2,RS" in staged
     assert len(staged) == 19
     assert {f.sha256 for f in restored.files} == {v[1] for v in staged.values()}
+
+
+def test_name_that_is_not_utf8_fails_the_export_loudly(tmp_path: Path) -> None:
+    """A message whose name the manifest cannot carry stops the export instead of vanishing."""
+    root = tmp_path / "m"
+    (root / "cur").mkdir(parents=True)
+    with open(os.fsencode(root / "cur") + b"/1700000000.M1P1.h\xff:2,S", "wb") as handle:
+        handle.write(b"mail")
+
+    with pytest.raises(HostStateError, match="not valid UTF-8"):
+        b"".join(export_stream(_manifest("m"), {"m": root}))

@@ -220,7 +220,7 @@ class Manifest:
                     path=check_member_path(_text(f["path"], "file path"), what="Manifest file"),
                     size=_natural(f["size"], "file size"),
                     sha256=_sha256(f["sha256"]),
-                    mtime_ns=_integer(f["mtime_ns"], "file mtime_ns"),
+                    mtime_ns=_mtime_ns(f["mtime_ns"]),
                 )
                 for f in _objects(obj["files"], "files", ("path", "size", "sha256", "mtime_ns"))
             ],
@@ -240,6 +240,8 @@ class Manifest:
                 )
         paths = _unique(self.directories, "directory")
         for f in self.files:
+            if f.path.count("/") < 2:
+                raise InvalidInputError(f"The file {f.path!r} is not inside a maildir.")
             if f.path in paths:
                 raise InvalidInputError(f"The manifest lists {f.path!r} twice.")
             paths.add(f.path)
@@ -299,6 +301,14 @@ def _integer(raw: object, what: str) -> int:
     if type(raw) is not int:
         raise InvalidInputError(f"The manifest's {what} must be an integer, not {raw!r}.")
     return raw
+
+
+def _mtime_ns(raw: object) -> int:
+    value = _integer(raw, "file mtime_ns")
+    # Beyond a signed 64-bit count of nanoseconds no filesystem can store the time.
+    if not -(2**63) <= value < 2**63:
+        raise InvalidInputError(f"The manifest's file mtime_ns {value} is out of range.")
+    return value
 
 
 def _natural(raw: object, what: str) -> int:

@@ -190,6 +190,8 @@ def _members(src: _Gunzip) -> Iterator[_Member]:
                 raise InvalidInputError("The archive is corrupt: a pax size is bad.") from exc
         overrides = {}
         shown = member_name[:200]
+        if size < 0:
+            raise InvalidInputError(f"The archive member {shown!r} has a negative size.")
         if kind in _REFUSED_TYPES:
             raise InvalidInputError(
                 f"The archive member {shown!r} is {_REFUSED_TYPES[kind]}; only regular files "
@@ -332,7 +334,12 @@ class _Extraction:
                     f"The manifest lists the directory {path!r}, which is missing."
                 )
         for entry in manifest.files:
-            os.utime(self.target(entry.path), ns=(entry.mtime_ns, entry.mtime_ns))
+            try:
+                os.utime(self.target(entry.path), ns=(entry.mtime_ns, entry.mtime_ns))
+            except OSError as exc:
+                raise HostStateError(
+                    f"Cannot set the mtime of {entry.path} in staging: {exc.strerror}."
+                ) from exc
 
 
 def verify_and_extract(
