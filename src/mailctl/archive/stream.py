@@ -172,7 +172,8 @@ class _Exporter:
     def file(self, dfd: int, name: str, path: str) -> Generator[bytes, None, bool]:
         """Archive one file; False when it vanished or is no longer a regular file."""
         if path in self.archived:
-            return False
+            # Already archived under this name after following a rename: nothing lost.
+            return True
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
         except OSError as exc:
