@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +14,6 @@ from mailctl.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    ThrottledError,
 )
 from mailctl.services.context import Actor, Context
 
@@ -46,56 +42,7 @@ class InitResult:
     secret_created: bool
 
 
-class LoginThrottle:
-    """Counts failed logins per client address and per username in a sliding window."""
-
-    def __init__(self, max_failures: int, window_seconds: float) -> None:
-        self.max_failures = max_failures
-        self.window = window_seconds
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        entries = self._failures.setdefault(key, deque())
-        while entries and entries[0] <= now - self.window:
-            entries.popleft()
-        return entries
-
-    def check(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                if len(self._recent(key, now)) >= self.max_failures:
-                    raise ThrottledError(
-                        "Too many failed logins; wait a few minutes before trying again."
-                    )
-
-    def fail(self, keys: list[str]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-
-    def succeed(self, keys: list[str]) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
-
-
-_throttles: dict[int, LoginThrottle] = {}
-_throttles_lock = threading.Lock()
 _dummy_hash: str | None = None
-
-
-def _throttle(ctx: Context) -> LoginThrottle:
-    with _throttles_lock:
-        throttle = _throttles.get(id(ctx))
-        if throttle is None:
-            throttle = LoginThrottle(
-                ctx.settings.login_max_failures, ctx.settings.login_window_seconds
-            )
-            _throttles[id(ctx)] = throttle
-        return throttle
 
 
 def _dummy() -> str:
@@ -186,7 +133,7 @@ def login(ctx: Context, username: object, password: object, client_address: str 
     """Check an admin's credentials and return a signed token (HS256, with expiry)."""
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise AuthError(BAD_CREDENTIALS)
-    throttle = _throttle(ctx)
+    throttle = ctx.login_throttle
     keys = [f"user:{username.lower()}"]
     if client_address:
         keys.append(f"addr:{client_address}")

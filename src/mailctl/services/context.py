@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailctl.config import Settings
 from mailctl.host.maildir import Maildirs
+from mailctl.services.throttle import LoginThrottle
 from mailctl.storage.database import Database
 from mailctl.storage.uow import UnitOfWork
 
@@ -29,7 +29,7 @@ class Context:
     maildirs: Maildirs
     # Called after a committed change, so the host files can be brought in line with it.
     change_listeners: list[Callable[[str], None]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    login_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(10, 300))
     _jwt_secret: str | None = None
 
     @classmethod
@@ -42,6 +42,9 @@ class Context:
                 settings.trash_path,
                 uid=settings.mail_uid,
                 gid=settings.mail_gid,
+            ),
+            login_throttle=LoginThrottle(
+                settings.login_max_failures, settings.login_window_seconds
             ),
         )
 
