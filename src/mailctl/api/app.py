@@ -9,8 +9,9 @@ from fastapi import FastAPI
 
 from mailctl import __version__
 from mailctl.api import errors
-from mailctl.api.routes import auth, domains, system, users
+from mailctl.api.routes import auth, dkim, domains, system, users
 from mailctl.config import Settings, load_settings
+from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Context
 
 
@@ -32,7 +33,9 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
         lifespan=lifespan,
     )
     app.state.ctx = context
+    # The embedded default: this process renders the host files after each committed change.
+    reconcile_on_change(context)
     errors.install(app)
-    for module in (system, auth, domains, users):
+    for module in (system, auth, domains, users, dkim):
         app.include_router(module.router)
     return app

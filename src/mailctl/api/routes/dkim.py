@@ -1,0 +1,90 @@
+"""DKIM keys: add (or return) a domain's key, rotate it, show its DNS record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.openapi import form
+from mailctl.services import dkim
+from mailctl.services.agent import ReconcileOutcome
+from mailctl.services.dkim import DkimKeyView
+
+router = APIRouter(tags=["dkim"])
+
+_MESSAGES = {
+    dkim.CREATED: "A DKIM key was created for {domain}; publish the DNS record.",
+    dkim.ROTATED: "The DKIM key of {domain} was replaced; publish the new DNS record.",
+    dkim.EXISTING: "The domain {domain} has a DKIM key already; here it is.",
+}
+
+
+def key_json(view: DkimKeyView) -> dict[str, Any]:
+    """The public parts of a key; never the private key."""
+    return {
+        "domain": view.domain,
+        "selector": view.selector,
+        "key_type": view.key_type,
+        "public": view.public,
+        "dns": {"name": view.dns.name, "type": view.dns.type, "value": view.dns.value},
+    }
+
+
+def reload_json(outcome: ReconcileOutcome) -> dict[str, Any]:
+    """What reconcile did on this host, and what failed."""
+    report = outcome.report
+    return {
+        "ok": outcome.ok,
+        "written": report.written,
+        "deleted": report.deleted,
+        "reloaded": report.reloaded,
+        "failures": [
+            {"daemon": f.daemon, "status": f.status, "detail": f.detail} for f in report.failures
+        ],
+        "error": outcome.error,
+    }
+
+
+@router.post(
+    "/dkim/add-new-domain",
+    openapi_extra=form("domain", optional=("selector", "key_type", "rotate")),
+)
+def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Give a domain a DKIM key (or return its key); ``rotate=true`` makes a new one.
+
+    ``result`` is true once the key is stored, even when OpenDKIM refused its reload: the
+    key is committed and its DNS record valid, the daemon keeps its previous files, and
+    ``reload.failures`` says what went wrong (the next reconcile tries again).
+    """
+    rotate = fields.flag("rotate")
+    result = dkim.add_key(
+        ctx,
+        actor,
+        fields.require("domain"),
+        fields.get("selector") or None,
+        fields.get("key_type") or None,
+        rotate=rotate,
+    )
+    message = _MESSAGES[result.action].format(domain=result.key.domain)
+    if not result.reload.ok:
+        message += " OpenDKIM was not updated on this host; see reload."
+    return {
+        "result": True,
+        "msg": message,
+        **key_json(result.key),
+        "reload": reload_json(result.reload),
+    }
+
+
+@router.get("/dkim", openapi_extra=form("domain"))
+def show_dkim_key_by_field(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """The DNS record of a domain's active DKIM key (``domain`` as a field)."""
+    return {"result": True, **key_json(dkim.get_key(ctx, fields.require("domain")))}
+
+
+@router.get("/dkim/{domain}")
+def show_dkim_key(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
+    """The DNS record of a domain's active DKIM key."""
+    return {"result": True, **key_json(dkim.get_key(ctx, domain))}

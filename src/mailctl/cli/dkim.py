@@ -1,0 +1,86 @@
+"""``mailctl dkim add|show|rotate``."""
+
+from __future__ import annotations
+
+import typer
+
+from mailctl.cli.common import actor, console, context, err_console, reports_errors
+from mailctl.cli.hostcmds import print_outcome
+from mailctl.domain.dkim import KEY_TYPES
+from mailctl.errors import HostStateError
+from mailctl.services import dkim
+from mailctl.services.dkim import DkimKeyView, DkimResult
+
+app = typer.Typer(help="Manage DKIM signing keys.", no_args_is_help=True)
+
+_KEY_TYPE_HELP = f"Key type: {', '.join(KEY_TYPES)} (default: the configured one, rsa2048)."
+
+
+def print_key(view: DkimKeyView) -> None:
+    """Show the DNS record to publish, and the same as opendkim-genkey's zone-file stub."""
+    console.print(
+        f"DKIM key [bold]{view.selector}[/] of [bold]{view.domain}[/] ({view.key_type})",
+        highlight=False,
+    )
+    console.print("Publish this DNS record:", highlight=False)
+    console.print(f"  name:  {view.dns.name}", highlight=False, soft_wrap=True)
+    console.print(f"  type:  {view.dns.type}", highlight=False)
+    console.print(f"  value: {view.dns.value}", highlight=False, soft_wrap=True)
+    console.print("As a zone file entry:", highlight=False)
+    console.out(view.public, end="", highlight=False)
+
+
+def _report(result: DkimResult) -> None:
+    if result.action == dkim.CREATED:
+        console.print(f"Created a DKIM key for {result.key.domain}.", highlight=False)
+    elif result.action == dkim.ROTATED:
+        console.print(f"Replaced the DKIM key of {result.key.domain}.", highlight=False)
+    else:
+        console.print(f"{result.key.domain} has a DKIM key already.", highlight=False)
+    print_key(result.key)
+    print_outcome(result.reload)
+    if not result.reload.ok:
+        err_console.print(
+            "[bold red]error:[/] the key is stored, but this host's OpenDKIM was not updated.",
+            highlight=False,
+        )
+        raise typer.Exit(HostStateError.exit_code)
+
+
+@app.command("add")
+@reports_errors
+def add_key(
+    domain: str,
+    selector: str | None = typer.Option(None, help="DNS selector (default: the configured one)."),
+    key_type: str | None = typer.Option(None, "--key-type", help=_KEY_TYPE_HELP),
+) -> None:
+    """Give a domain a DKIM key, or show the one it has."""
+    with context() as ctx:
+        result = dkim.add_key(ctx, actor(), domain, selector, key_type)
+    _report(result)
+
+
+@app.command("rotate")
+@reports_errors
+def rotate_key(
+    domain: str,
+    selector: str | None = typer.Option(
+        None, help="DNS selector of the new key (default: the current one, which it replaces)."
+    ),
+    key_type: str | None = typer.Option(
+        None, "--key-type", help="Key type of the new key (default: the current key's)."
+    ),
+) -> None:
+    """Replace a domain's DKIM key with a new one."""
+    with context() as ctx:
+        result = dkim.rotate_key(ctx, actor(), domain, selector, key_type)
+    _report(result)
+
+
+@app.command("show")
+@reports_errors
+def show_key(domain: str) -> None:
+    """Show the DNS record of a domain's DKIM key."""
+    with context() as ctx:
+        view = dkim.get_key(ctx, domain)
+    print_key(view)

@@ -1,0 +1,164 @@
+"""Use cases for DKIM keys: add (or return) a domain's key, rotate it, show its DNS record.
+
+Each domain has at most one active key; OpenDKIM's files are rendered from the active
+keys by reconcile, which these use cases run after committing. The private key is read
+here only to derive its public half; it leaves the database for the key file alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailctl.domain import dkim
+from mailctl.domain.names import normalize_domain
+from mailctl.errors import ConflictError, InvalidInputError, NotFoundError
+from mailctl.services.agent import ReconcileOutcome, reconcile_safely
+from mailctl.services.context import Actor, Context
+from mailctl.storage.dkim_rows import lock_domain
+from mailctl.storage.tables import DkimKey
+
+CREATED = "created"
+ROTATED = "rotated"
+EXISTING = "existing"
+
+
+@dataclass(frozen=True)
+class DkimKeyView:
+    """The public face of a domain's active key: what to publish in DNS."""
+
+    domain: str
+    selector: str
+    key_type: str
+    public: str  # the zone-file stub opendkim-genkey writes to <selector>.txt
+    dns: dkim.DnsRecord
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    """What add or rotate did (created, rotated, or returned the existing key) and the reload."""
+
+    key: DkimKeyView
+    action: str
+    reload: ReconcileOutcome
+
+
+def _view(domain: str, key: DkimKey) -> DkimKeyView:
+    return DkimKeyView(
+        domain=domain,
+        selector=key.selector,
+        key_type=key.key_type,
+        public=dkim.opendkim_txt(domain, key.selector, key.private_key),
+        dns=dkim.dns_record(domain, key.selector, key.private_key),
+    )
+
+
+def _key_type(value: str | None, default: str) -> str:
+    chosen = (value or default).strip().lower()
+    if chosen not in dkim.KEY_TYPES:
+        raise InvalidInputError(
+            f"Unknown DKIM key type {chosen!r}; choose one of {', '.join(dkim.KEY_TYPES)}."
+        )
+    return chosen
+
+
+def get_key(ctx: Context, domain: str) -> DkimKeyView:
+    """The active key's public record; NotFoundError for an unknown domain or one without a key."""
+    name = normalize_domain(domain)
+    with ctx.uow() as uow:
+        row = uow.domains.by_name(name)
+        if row is None:
+            raise NotFoundError(f"The domain {name} does not exist.")
+        key = uow.dkim_keys.active_for_domain(row.id)
+        if key is None:
+            raise NotFoundError(f"The domain {name} has no DKIM key.")
+        return _view(name, key)
+
+
+def add_key(
+    ctx: Context,
+    actor: Actor,
+    domain: str,
+    selector: str | None = None,
+    key_type: str | None = None,
+    rotate: bool = False,
+) -> DkimResult:
+    """Give ``domain`` a DKIM key, or return the one it has; then reconcile this host.
+
+    Without ``rotate`` a domain that has an active key keeps it and gets it back unchanged
+    (``selector`` and ``key_type`` only apply to a new key), so the call is safe to repeat.
+
+    With ``rotate`` a new key replaces the active one. ``selector`` and ``key_type``
+    default to the current key's. With the same selector the new key takes the old one's
+    place (its DNS record must be updated at once: mail signed with the old key no longer
+    verifies once the record changes). With a new selector the old key is deactivated and
+    kept in the database, so its DNS record can stay published until mail signed with it
+    has been delivered, while the new record is added beside it.
+
+    The change is committed before reconcile runs: a reload that fails is reported in
+    ``reload`` (the daemon keeps its previous files) and does not undo the stored key.
+    """
+    name = normalize_domain(domain)
+    wanted_selector = dkim.validate_selector(selector) if selector else None
+    if key_type:
+        _key_type(key_type, ctx.settings.dkim_key_type)  # refuse a bad type before any work
+    with ctx.uow() as uow:
+        row = uow.domains.by_name(name)
+        if row is None:
+            raise NotFoundError(f"The domain {name} does not exist.")
+        current = uow.dkim_keys.active_for_domain(row.id)
+        existing = _view(name, current) if current is not None and not rotate else None
+        if existing is not None or current is None:
+            new_selector = wanted_selector or dkim.validate_selector(ctx.settings.dkim_selector)
+            new_type = _key_type(key_type, ctx.settings.dkim_key_type)
+        else:
+            new_selector = wanted_selector or current.selector
+            new_type = _key_type(key_type, current.key_type)
+        replaced = current.selector if current is not None else None
+    if existing is not None:
+        # Reconcile anyway: it is how a lost key file or table line comes back.
+        return DkimResult(existing, EXISTING, reconcile_safely(ctx))
+    # Key generation (a second for rsa4096) happens outside any transaction.
+    private_pem = dkim.generate_key(new_type)
+    action = CREATED if replaced is None else ROTATED
+    with ctx.uow() as uow:
+        row = uow.domains.by_name(name)
+        if row is None or not lock_domain(uow.session, row.id):
+            raise NotFoundError(f"The domain {name} does not exist.")
+        current = uow.dkim_keys.active_for_domain(row.id)
+        raced = current is not None and current.selector != replaced
+        if raced and rotate:
+            raise ConflictError(f"The DKIM key of {name} changed meanwhile; try again.")
+        if raced and current is not None:
+            # Another request gave the domain its first key since we looked: that one stands.
+            view = _view(name, current)
+            action = EXISTING
+        else:
+            for old in uow.dkim_keys.for_domain(row.id):
+                if old.selector == new_selector:
+                    uow.dkim_keys.delete(old)  # a selector names one key per domain
+            uow.dkim_keys.deactivate_all(row.id)
+            key = uow.dkim_keys.add(row.id, new_selector, new_type, private_pem)
+            detail = f"selector {new_selector}, {new_type}"
+            if replaced is not None:
+                detail += f"; replaces selector {replaced}"
+            uow.audit.add(
+                admin=actor.name,
+                action="rotate_dkim_key" if replaced is not None else "create_dkim_key",
+                target=name,
+                client_address=actor.address,
+                detail=detail,
+            )
+            view = _view(name, key)
+            uow.commit()
+    return DkimResult(view, action, reconcile_safely(ctx))
+
+
+def rotate_key(
+    ctx: Context,
+    actor: Actor,
+    domain: str,
+    selector: str | None = None,
+    key_type: str | None = None,
+) -> DkimResult:
+    """Replace ``domain``'s key with a new one (see ``add_key`` with ``rotate``)."""
+    return add_key(ctx, actor, domain, selector, key_type, rotate=True)
