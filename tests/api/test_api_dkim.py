@@ -28,7 +28,11 @@ def test_add_key_answers_the_public_record(api: httpx.Client, server: LiveServer
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["result"] is True
-    assert (body["domain"], body["selector"], body["key_type"]) == ("example.com", "mail", "rsa2048")
+    assert (body["domain"], body["selector"], body["key_type"]) == (
+        "example.com",
+        "mail",
+        "rsa2048",
+    )
     assert body["dns"]["name"] == "mail._domainkey.example.com"
     assert body["dns"]["type"] == "TXT"
     assert body["dns"]["value"].startswith("v=DKIM1; k=rsa; p=MII")
