@@ -239,3 +239,26 @@ def test_hashing_does_not_block_other_requests(
     assert len(finished) == 8
     assert answered < max(finished)
     assert len(api.get(f"/users/{domain_id}").json()["users"]) == 8
+
+
+def test_prehashed_password_for_migration(
+    api: httpx.Client, domain_id: int, server: LiveServer
+) -> None:
+    """A mailbox moved from another server keeps its hash, and its password keeps working."""
+    old = "{SHA512-CRYPT}$6$saltsalt$" + "x" * 86
+    from mailctl.domain.passwords import hash_password
+
+    migrated = hash_password("from-the-old-server", "SHA512-CRYPT")
+    response = api.post(
+        f"/user/{domain_id}", data={"email": "m@example.com", "password_hash": migrated}
+    )
+    assert response.status_code == 200, response.text
+    assert stored_hash(server, "m@example.com") == migrated
+    assert verify_password("from-the-old-server", stored_hash(server, "m@example.com"))
+    bad = api.post(f"/user/{domain_id}", data={"email": "n@example.com", "password_hash": "plain"})
+    assert bad.status_code == 400
+    both = api.post(
+        f"/user/{domain_id}",
+        data={"email": "o@example.com", "password": "pw-123456", "password_hash": old},
+    )
+    assert both.status_code == 400

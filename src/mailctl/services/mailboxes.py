@@ -53,13 +53,24 @@ def list_users(ctx: Context, domain_id: object) -> list[UserView]:
 
 
 def create_user(
-    ctx: Context, actor: Actor, domain_id: object, email: object, password: object
+    ctx: Context,
+    actor: Actor,
+    domain_id: object,
+    email: object,
+    password: object,
+    password_hash: object = None,
 ) -> UserView:
-    """Create a mailbox in the domain with that id, and its maildir."""
+    """Create a mailbox in the domain with that id, and its maildir.
+
+    ``password_hash`` takes an existing Dovecot ``{SCHEME}...`` hash instead of a password,
+    so mailboxes can move from another server without their users choosing new passwords.
+    """
     ident = parse_id(domain_id, "domain id")
     if email is None:
         raise InvalidInputError("The field 'email' is required.")
-    if password is None:
+    if password is not None and password_hash is not None:
+        raise InvalidInputError("Give either 'password' or 'password_hash', not both.")
+    if password is None and password_hash is None:
         raise InvalidInputError("The field 'password' is required.")
     with ctx.uow() as uow:
         domain = uow.domains.get(ident)
@@ -71,7 +82,12 @@ def create_user(
         raise InvalidInputError(
             f"The address {address.email} does not belong to the domain {domain_name}."
         )
-    hashed = hash_new_password(ctx, password)
+    if password_hash is not None:
+        if not isinstance(password_hash, str):
+            raise InvalidInputError("The field 'password_hash' must be text.")
+        hashed = passwords.validate_prehashed(password_hash)
+    else:
+        hashed = hash_new_password(ctx, password)
     with ctx.uow() as uow:
         domain = uow.domains.get(ident)
         if domain is None:

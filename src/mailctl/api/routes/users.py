@@ -24,13 +24,22 @@ def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, A
     return {"result": True, "users": [user_json(u) for u in mailboxes.list_users(ctx, domain_id)]}
 
 
-@router.post("/user/{domain_id}", openapi_extra=form("email", "password"))
+@router.post(
+    "/user/{domain_id}", openapi_extra=form("email", optional=("password", "password_hash"))
+)
 @router.post("/users/{domain_id}", openapi_extra=form("email", "password"), include_in_schema=False)
 def create_user(
     ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
 ) -> dict[str, Any]:
     """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
-    user = mailboxes.create_user(ctx, actor, domain_id, fields.get("email"), fields.get("password"))
+    user = mailboxes.create_user(
+        ctx,
+        actor,
+        domain_id,
+        fields.get("email"),
+        fields.get("password"),
+        fields.get("password_hash"),
+    )
     return {
         "result": True,
         "msg": f"The mailbox {user.email} was created.",
