@@ -100,6 +100,16 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
             {"source": alias.source, "destination": alias.destination}
             for alias in uow.aliases.list_for_domain(domain.id)
         ]
+        # The keys go with the manifest so that restoring the domain keeps its DNS records valid.
+        dkim_keys = [
+            {
+                "selector": key.selector,
+                "key_type": key.key_type,
+                "private_key": key.private_key,
+                "active": key.active,
+            }
+            for key in uow.dkim_keys.for_domain(domain.id)
+        ]
         uow.domains.delete(domain)
         uow.audit.add(
             admin=actor.name,
@@ -113,7 +123,12 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
             "domain",
             domain_name,
             source,
-            {"domain": domain_name, "mailboxes": users, "aliases": aliases},
+            {
+                "domain": domain_name,
+                "mailboxes": users,
+                "aliases": aliases,
+                "dkim_keys": dkim_keys,
+            },
         )
         try:
             uow.commit()
