@@ -1,0 +1,199 @@
+"""DKIM use cases and the agent, called directly as the API and CLI call them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from mailctl.errors import NotFoundError, UpstreamError
+from mailctl.services import agent, dkim, domains
+from mailctl.services.context import Actor, Context
+
+ACTOR = Actor("tester", "192.0.2.7")
+
+
+def key_rows(ctx: Context, domain: str) -> list[tuple[str, str, bool]]:
+    with ctx.uow() as uow:
+        row = uow.domains.by_name(domain)
+        assert row is not None
+        return [(k.selector, k.key_type, k.active) for k in uow.dkim_keys.for_domain(row.id)]
+
+
+def audit_actions(ctx: Context) -> list[tuple[str, str, str | None]]:
+    with ctx.uow() as uow:
+        return [
+            (e.action, e.target, e.detail)
+            for e in reversed(uow.audit.recent())
+            if "dkim" in e.action
+        ]
+
+
+def test_add_stores_one_key_and_audits_it(ctx: Context) -> None:
+    """A first add creates the key and an audit row; a repeat returns it and logs nothing."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    first = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    again = dkim.add_key(ctx, ACTOR, "example.com", selector="other", key_type="rsa1024")
+    assert first.action == dkim.CREATED
+    assert again.action == dkim.EXISTING
+    assert again.key == first.key
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]
+    assert audit_actions(ctx) == [("create_dkim_key", "example.com", "selector mail, ed25519")]
+
+
+def test_rotate_with_same_selector_replaces_the_key(ctx: Context) -> None:
+    """Rotation keeps the selector and key type by default and leaves one row."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    first = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    rotated = dkim.rotate_key(ctx, ACTOR, "example.com")
+    assert rotated.action == dkim.ROTATED
+    assert (rotated.key.selector, rotated.key.key_type) == ("mail", "ed25519")
+    assert rotated.key.dns.value != first.key.dns.value
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]
+    assert dkim.get_key(ctx, "example.com") == rotated.key
+    assert audit_actions(ctx)[-1] == (
+        "rotate_dkim_key",
+        "example.com",
+        "selector mail, ed25519; replaces selector mail",
+    )
+
+
+def test_rotate_to_new_selector_keeps_old_key_inactive(ctx: Context) -> None:
+    """A new selector deactivates the old key; rotating back to it replaces that old row."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    dkim.rotate_key(ctx, ACTOR, "example.com", selector="s2")
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", False), ("s2", "ed25519", True)]
+    back = dkim.rotate_key(ctx, ACTOR, "example.com", selector="mail")
+    assert back.key.selector == "mail"
+    assert sorted(key_rows(ctx, "example.com")) == [
+        ("mail", "ed25519", True),
+        ("s2", "ed25519", False),
+    ]
+    keys = ctx.settings.opendkim_path / "keys/example.com"
+    assert sorted(p.name for p in keys.iterdir()) == ["mail.private"]
+
+
+def test_configured_defaults_apply_to_new_keys(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without selector or type, a new key takes dkim_selector and dkim_key_type."""
+    monkeypatch.setattr(ctx.settings, "dkim_selector", "k1")
+    monkeypatch.setattr(ctx.settings, "dkim_key_type", "ed25519")
+    domains.create_domain(ctx, ACTOR, "example.com")
+    result = dkim.add_key(ctx, ACTOR, "example.com")
+    assert (result.key.selector, result.key.key_type) == ("k1", "ed25519")
+
+
+def test_rotate_of_a_domain_without_key_creates_one(ctx: Context) -> None:
+    """rotate on a domain with no key simply creates its first key."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    result = dkim.rotate_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    assert result.action == dkim.CREATED
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]
+
+
+def test_concurrent_first_adds_agree_on_one_key(ctx: Context) -> None:
+    """Several simultaneous adds for one domain end with one key, which all of them return."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    results: list[dkim.DkimResult] = []
+    errors: list[Exception] = []
+    start = threading.Barrier(4)
+
+    def add() -> None:
+        start.wait(timeout=10)
+        try:
+            results.append(dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519"))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len({r.key.dns.value for r in results}) == 1
+    assert [r.action for r in results].count(dkim.CREATED) == 1
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]
+
+
+def test_get_key_of_unknown_domain(ctx: Context) -> None:
+    """get_key names the missing domain."""
+    with pytest.raises(NotFoundError, match=r"The domain nowhere\.example does not exist\."):
+        dkim.get_key(ctx, "nowhere.example")
+
+
+def test_change_listener_registers_once_and_skips_mailbox_changes(ctx: Context) -> None:
+    """reconcile_on_change is idempotent, and a mailbox change renders nothing."""
+    agent.reconcile_on_change(ctx)
+    agent.reconcile_on_change(ctx)
+    assert len(ctx.change_listeners) == 1
+    ctx.changed("users")
+    assert not ctx.settings.opendkim_path.exists()
+    ctx.changed("domains")
+    assert (ctx.settings.opendkim_path / "KeyTable").read_text() == ""
+
+
+def test_reconcile_error_after_a_change_is_logged_not_raised(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the files cannot be written, the committed change stands and the error is logged."""
+    agent.reconcile_on_change(ctx)
+    ctx.settings.opendkim_path.parent.mkdir(parents=True, exist_ok=True)
+    ctx.settings.opendkim_path.write_text("a file where a folder should be")
+    with caplog.at_level(logging.ERROR, logger="mailctl.agent"):
+        view, _ = domains.create_domain(ctx, ACTOR, "example.com")
+    assert domains.get_domain(ctx, "example.com") == view
+    assert "reconcile failed: Cannot create directory" in caplog.text
+
+
+def test_run_once_renews_then_reconciles(ctx: Context) -> None:
+    """A pass calls the renewer with the context and then renders the files."""
+    seen: list[Context] = []
+
+    def renew(context: Context) -> list[str]:
+        seen.append(context)
+        return ["mx.example.com"]
+
+    run = agent.run_once(ctx, renew=renew)
+    assert seen == [ctx]
+    assert run.renewed == ["mx.example.com"]
+    assert run.ok
+    assert (ctx.settings.opendkim_path / "TrustedHosts").exists()
+
+
+def test_run_once_reconciles_even_when_renewal_fails(ctx: Context) -> None:
+    """A failed renewal is reported, and the host is reconciled all the same."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    with ctx.uow() as uow:
+        row = uow.domains.by_name("example.com")
+        assert row is not None
+        uow.dkim_keys.add(row.id, "mail", "ed25519", dkim.dkim.generate_key("ed25519"))
+        uow.commit()
+
+    def renew(_context: Context) -> list[str]:
+        raise UpstreamError("The ACME server refused the order.")
+
+    run = agent.run_once(ctx, renew=renew)
+    assert not run.ok
+    assert run.renew_error == "The ACME server refused the order."
+    assert (ctx.settings.opendkim_path / "keys/example.com/mail.private").exists()
+    assert not agent.run_once(ctx, renew=lambda _c: []).reconcile.report.changed
+
+
+def test_run_forever_stops_when_told(ctx: Context) -> None:
+    """The loop runs passes until the stop event is set, then returns their number."""
+    stop = threading.Event()
+    runs: list[agent.AgentRun] = []
+
+    def on_run(run: agent.AgentRun) -> None:
+        runs.append(run)
+        if len(runs) == 3:
+            stop.set()
+
+    passes = agent.run_forever(ctx, 0.01, stop, on_run=on_run, renew=lambda _c: [])
+    assert passes == 3
+    assert runs[0].reconcile.report.changed
+    assert not runs[1].reconcile.report.changed
