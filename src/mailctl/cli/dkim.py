@@ -27,7 +27,8 @@ def print_key(view: DkimKeyView) -> None:
     console.print(f"  type:  {view.dns.type}", highlight=False)
     console.print(f"  value: {view.dns.value}", highlight=False, soft_wrap=True)
     console.print("As a zone file entry:", highlight=False)
-    console.out(view.public, end="", highlight=False)
+    # Written as is: Rich would expand the tabs that make it a zone-file line.
+    typer.echo(view.public, nl=False)
 
 
 def _report(result: DkimResult) -> None:
