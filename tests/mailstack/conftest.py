@@ -48,6 +48,7 @@ from mailctl.host.stack import (
     StackConfig,
     render_stack,
     stack_commands,
+    stack_directories,
 )
 
 HOSTNAME = "mail.example.test"
@@ -381,31 +382,21 @@ class MailStack:
         )
 
 
+def _id(value: str | int | None, lookup: Callable[[str], int]) -> int:
+    if value is None:
+        return 0
+    return value if isinstance(value, int) else lookup(value)
+
+
 def _prepare_dirs(cfg: StackConfig, root: Path) -> None:
-    postfix = pwd.getpwnam("postfix")
-    opendkim = pwd.getpwnam(cfg.opendkim_user)
-    for folder in (
-        cfg.postfix_config_dir,
-        cfg.postfix_queue_dir,
-        cfg.dovecot_config_dir,
-        cfg.dovecot_base_dir,
-        cfg.dovecot_state_dir,
-        cfg.opendkim_config_dir,
-        cfg.postfix_log.parent,
-        cfg.dovecot_log.parent,
-        cfg.tls_cert.parent,
-        cfg.opendkim_key_table.parent,
-    ):
-        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
-    # Postfix's master takes its lock in data_directory after dropping to the postfix user.
-    cfg.postfix_data_dir.mkdir(mode=0o700, parents=True)
-    os.chown(cfg.postfix_data_dir, postfix.pw_uid, postfix.pw_gid)
-    # OpenDKIM writes its pid file after switching to its own user.
-    cfg.opendkim_run_dir.mkdir(mode=0o755, parents=True)
-    os.chown(cfg.opendkim_run_dir, opendkim.pw_uid, opendkim.pw_gid)
-    cfg.mail_root.mkdir(mode=0o700, parents=True)
-    os.chown(cfg.mail_root, cfg.vmail_uid, cfg.vmail_gid)
+    for required in stack_directories(cfg):
+        required.path.mkdir(mode=required.mode, parents=True, exist_ok=True)
+        uid = _id(required.owner, lambda name: pwd.getpwnam(name).pw_uid)
+        gid = _id(required.group, lambda name: grp.getgrnam(name).gr_gid)
+        os.chown(required.path, uid, gid)
+        required.path.chmod(required.mode)
     # OpenDKIM keys: a folder only opendkim can read, filled by the tests that sign.
+    opendkim = pwd.getpwnam(cfg.opendkim_user)
     (root / "opendkim" / "keys").mkdir(mode=0o700)
     os.chown(root / "opendkim" / "keys", opendkim.pw_uid, opendkim.pw_gid)
 

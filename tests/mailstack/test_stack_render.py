@@ -19,6 +19,7 @@ from mailctl.host.stack import (
     StackConfig,
     render_stack,
     stack_commands,
+    stack_directories,
 )
 
 ROOT = Path("/srv/mailstack")
@@ -250,6 +251,19 @@ def test_commands_name_the_instance_explicitly() -> None:
     assert reload[reload.index("--pidfile") + 1] == f"{ROOT}/opendkim/run/opendkim.pid"
     assert reload[-2:] == ["--signal", "USR1"]
     assert "KILL" not in " ".join(commands[OPENDKIM]["stop"])
+
+
+def test_folders_are_owned_by_the_user_that_writes_them() -> None:
+    """Postfix's data dir, OpenDKIM's pid dir and the mail root belong to their daemon's user."""
+    dirs = {d.path: d for d in stack_directories(config())}
+    assert (dirs[ROOT / "postfix" / "lib"].owner, dirs[ROOT / "postfix" / "lib"].mode) == (
+        "postfix",
+        0o700,
+    )
+    assert dirs[ROOT / "opendkim" / "run"].owner == "opendkim"
+    assert (dirs[ROOT / "mail"].owner, dirs[ROOT / "mail"].group) == (5000, 5000)
+    assert dirs[ROOT / "postfix" / "spool"].owner is None
+    assert len(dirs) == len(stack_directories(config()))
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))

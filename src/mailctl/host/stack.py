@@ -247,6 +247,19 @@ class RenderedFile:
     group: str | None = None
 
 
+@dataclass(frozen=True)
+class RequiredDir:
+    """A folder that must exist before the daemons start, with its owner and mode.
+
+    ``owner`` and ``group`` are a name, a numeric id, or None for root.
+    """
+
+    path: Path
+    mode: int
+    owner: str | int | None = None
+    group: str | int | None = None
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -612,6 +625,41 @@ def render_stack(cfg: StackConfig) -> list[RenderedFile]:
     )
     files.append(RenderedFile(cfg.opendkim_conf, _opendkim_conf(cfg), 0o644, OPENDKIM))
     return files
+
+
+def stack_directories(cfg: StackConfig) -> list[RequiredDir]:
+    """Return the folders the stack needs, parents first, with the owner each daemon expects.
+
+    Postfix creates its queue subfolders itself (``postfix check``), but its master takes
+    a lock in ``data_directory`` after becoming the postfix user; OpenDKIM writes its pid
+    file after becoming its own user; Dovecot delivers as the vmail account.
+    """
+    _check_config(cfg)
+    plain = [
+        cfg.postfix_config_dir,
+        cfg.postfix_queue_dir,
+        cfg.postfix_log.parent,
+        cfg.dovecot_config_dir,
+        cfg.dovecot_base_dir,
+        cfg.dovecot_state_dir,
+        cfg.dovecot_log.parent,
+        cfg.opendkim_config_dir,
+        cfg.opendkim_key_table.parent,
+        cfg.opendkim_signing_table.parent,
+        cfg.opendkim_trusted_hosts.parent,
+        cfg.tls_cert.parent,
+        cfg.tls_key.parent,
+    ]
+    dirs: list[RequiredDir] = []
+    seen: set[Path] = set()
+    for path in plain:
+        if path not in seen:
+            seen.add(path)
+            dirs.append(RequiredDir(path, 0o755))
+    dirs.append(RequiredDir(cfg.postfix_data_dir, 0o700, POSTFIX, POSTFIX))
+    dirs.append(RequiredDir(cfg.opendkim_run_dir, 0o755, cfg.opendkim_user, cfg.opendkim_user))
+    dirs.append(RequiredDir(cfg.mail_root, 0o700, cfg.vmail_uid, cfg.vmail_gid))
+    return dirs
 
 
 def stack_commands(cfg: StackConfig) -> dict[str, dict[str, list[str]]]:
