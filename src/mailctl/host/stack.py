@@ -354,8 +354,9 @@ def _postfix_main_cf(cfg: StackConfig) -> str:
         "mynetworks = 127.0.0.0/8",
         # Separate directories, so this instance never touches /etc/postfix or the system
         # queue and several instances can run side by side. Run as root, `postfix -c DIR`
-        # needs no alternate_config_directories entry in /etc/postfix/main.cf: only the
-        # set-gid postdrop and postqueue check that list, and mail enters here by SMTP.
+        # needs no alternate_config_directories entry in /etc/postfix/main.cf; only
+        # postdrop and postqueue run by other users check that list, and mail enters
+        # here by SMTP, not by sendmail.
         f"config_directory = {cfg.postfix_config_dir}",
         f"queue_directory = {cfg.postfix_queue_dir}",
         f"data_directory = {cfg.postfix_data_dir}",
