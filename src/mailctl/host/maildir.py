@@ -7,12 +7,13 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mailctl.errors import HostStateError
+from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
 
 MANIFEST = "manifest.json"
 DATA = "data"
@@ -149,6 +150,118 @@ class Maildirs:
             shutil.rmtree(entry.path)
         except OSError as exc:
             raise HostStateError(f"Could not restore from the trash: {exc.strerror}.") from exc
+
+    def trash_entries(self) -> list[TrashEntry]:
+        """Every folder in the trash with its manifest, oldest name first.
+
+        A folder whose manifest is missing or unreadable is listed with an empty manifest,
+        so it can still be seen and purged; symlinks and plain files are ignored.
+        """
+        try:
+            names = sorted(os.listdir(self.trash_root))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise HostStateError(f"Cannot list the trash: {exc.strerror}.") from exc
+        entries = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = self.trash_root / name
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):
+                    continue
+            except FileNotFoundError:
+                continue  # purged meanwhile
+            entries.append(TrashEntry(path, _read_manifest(path)))
+        return entries
+
+    def trash_entry(self, entry_id: object) -> TrashEntry:
+        """The trash folder named ``entry_id``; InvalidInputError for a name that is not one.
+
+        The id is a bare folder name: no ``/``, no ``..``, no hidden names, so it can
+        never point outside the trash; NotFoundError if no such folder exists.
+        """
+        if (
+            not isinstance(entry_id, str)
+            or entry_id in ("", ".", "..")
+            or entry_id.startswith(".")
+            or "/" in entry_id
+            or "\\" in entry_id
+            or "\x00" in entry_id
+            or len(entry_id) > 255
+        ):
+            raise InvalidInputError(f"{str(entry_id)[:100]!r} is not a trash id.")
+        path = self.trash_root / entry_id
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise NotFoundError(f"There is nothing in the trash with the id {entry_id}.") from None
+        except OSError as exc:
+            raise HostStateError(f"Cannot read the trash entry: {exc.strerror}.") from exc
+        if not stat.S_ISDIR(mode):
+            raise NotFoundError(f"There is nothing in the trash with the id {entry_id}.")
+        _resolved_inside(self.trash_root, path)
+        return TrashEntry(path, _read_manifest(path))
+
+    def take_from_trash(self, entry: TrashEntry, destination: Path) -> bool:
+        """Move a trashed maildir to ``destination``, keeping the trash folder and manifest.
+
+        Returns whether there was data to move. ``put_back_in_trash`` undoes it;
+        ``purge_trash_entry`` drops the folder once the restore is committed.
+        """
+        _resolved_inside(self.trash_root, entry.path)
+        if not entry.data_path.exists():
+            return False
+        if destination.exists():
+            raise HostStateError(f"Cannot restore into {destination}: it exists already.")
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            _resolved_inside(self.mail_root, destination)
+            _move(entry.data_path, destination)
+        except OSError as exc:
+            raise HostStateError(f"Could not restore from the trash: {exc.strerror}.") from exc
+        return True
+
+    def put_back_in_trash(self, entry: TrashEntry, source: Path) -> None:
+        """Undo ``take_from_trash``: move ``source`` back into the trash folder."""
+        try:
+            _move(source, entry.data_path)
+        except OSError as exc:
+            raise HostStateError(
+                f"Could not move {source} back to the trash: {exc.strerror}."
+            ) from exc
+
+    def purge_trash_entry(self, entry: TrashEntry) -> None:
+        """Delete one trash folder for good: the only place mail is really deleted.
+
+        The folder must be a real directory directly inside the trash; rmtree never
+        follows symlinks inside it (it works on directory descriptors).
+        """
+        path = entry.path
+        if path.parent != self.trash_root or path.name in ("", ".", ".."):
+            raise HostStateError(f"Refusing to purge {path}: it is not a trash folder.")
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise HostStateError(f"Refusing to purge {path}: it is not a directory.")
+            _resolved_inside(self.trash_root, path)
+            if not shutil.rmtree.avoids_symlink_attacks:
+                raise HostStateError("This platform cannot delete folders safely; not purging.")
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            return  # purged by someone else meanwhile
+        except OSError as exc:
+            raise HostStateError(f"Could not purge {path.name}: {exc.strerror}.") from exc
+
+
+def _read_manifest(entry_dir: Path) -> dict[str, Any]:
+    try:
+        fd = os.open(entry_dir / MANIFEST, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            data = json.loads(handle.read(16 * 1024 * 1024).decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _move(source: Path, destination: Path) -> None:
