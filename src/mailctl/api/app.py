@@ -9,7 +9,17 @@ from fastapi import FastAPI
 
 from mailctl import __version__
 from mailctl.api import errors
-from mailctl.api.routes import auth, dkim, domains, system, users
+from mailctl.api.routes import (
+    acme_challenge,
+    archives,
+    auth,
+    dkim,
+    domains,
+    jobs,
+    ssl,
+    system,
+    users,
+)
 from mailctl.config import Settings, load_settings
 from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Context
@@ -36,6 +46,6 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     # The embedded default: this process renders the host files after each committed change.
     reconcile_on_change(context)
     errors.install(app)
-    for module in (system, auth, domains, users, dkim):
+    for module in (system, auth, domains, users, dkim, ssl, jobs, acme_challenge, archives):
         app.include_router(module.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailctl.cli import dkim, domains, hostcmds, users
+from mailctl.cli import certs, dkim, domains, hostcmds, users
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.services import auth
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(domains.app, name="domain")
 app.add_typer(users.app, name="user")
 app.add_typer(dkim.app, name="dkim")
+app.add_typer(certs.app, name="cert")
 app.command("reconcile")(hostcmds.reconcile_command)
 app.command("agent")(hostcmds.agent_command)
 

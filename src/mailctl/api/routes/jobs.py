@@ -1,0 +1,32 @@
+"""Background jobs: their state and last message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mailctl.api.deps import ActorDep, ContextDep
+from mailctl.services import jobs
+from mailctl.services.jobs import JobView
+
+router = APIRouter(tags=["jobs"])
+
+
+def job_json(view: JobView) -> dict[str, Any]:
+    """A job as the API shows it."""
+    return {
+        "id": view.id,
+        "kind": view.kind,
+        "target": view.target,
+        "state": view.state,
+        "message": view.message,
+        "created_at": view.created_at.isoformat(),
+        "updated_at": view.updated_at.isoformat(),
+    }
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
+    """A job's state (pending, running, succeeded, failed) and its last message."""
+    return {"result": True, "job": job_json(jobs.get_job(ctx, job_id))}
