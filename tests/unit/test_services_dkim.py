@@ -197,3 +197,19 @@ def test_run_forever_stops_when_told(ctx: Context) -> None:
     assert passes == 3
     assert runs[0].reconcile.report.changed
     assert not runs[1].reconcile.report.changed
+
+
+def test_unexpected_reconcile_error_is_an_outcome(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in reconcile comes back as an error outcome with a traceback in the log."""
+
+    def broken(_ctx: Context) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(agent, "reconcile", broken)
+    with caplog.at_level(logging.ERROR, logger="mailctl.agent"):
+        outcome = agent.reconcile_safely(ctx)
+    assert not outcome.ok
+    assert outcome.error == "Reconcile failed unexpectedly; the log has the details."
+    assert "RuntimeError: boom" in caplog.text

@@ -46,6 +46,11 @@ def reconcile_safely(ctx: Context) -> ReconcileOutcome:
     except MailctlError as exc:
         log.error("reconcile failed: %s", exc.message)
         return ReconcileOutcome(error=exc.message)
+    except Exception:
+        # The change is committed whatever went wrong here; reporting it as failed would
+        # make a caller retry something that already happened.
+        log.exception("reconcile failed unexpectedly")
+        return ReconcileOutcome(error="Reconcile failed unexpectedly; the log has the details.")
     if report.changed:
         log.info(
             "reconcile wrote %d, deleted %d, reloaded %s",
