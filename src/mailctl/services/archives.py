@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 
 from mailctl.archive import (
     AliasEntry,
@@ -125,10 +125,16 @@ def export_to_file(
     path: Path | None = None,
     progress: Progress | None = None,
 ) -> ExportedFile:
-    """Write a domain's archive atomically to ``path`` (default: the archive directory)."""
+    """Write a domain's archive atomically to ``path``.
+
+    ``path`` may be a file name or a directory to put ``<domain>-<UTC time>.tar.gz`` in;
+    by default that directory is the archive directory of the settings.
+    """
     export = prepare_export(ctx, actor, name)
     if path is None:
-        path = ensure_dir(ctx.settings.archive_path, 0o700) / export.filename
+        path = ensure_dir(ctx.settings.archive_path, 0o700)
+    if path.is_dir():
+        path = path / export.filename
     result = write_export(path, export.manifest, export.mailbox_dirs, CHUNK, progress)
     return ExportedFile(export.domain, result.path, result.size, _sha256_of(result.path))
 
@@ -203,10 +209,16 @@ def receive_upload(ctx: Context) -> UploadSpool:
     return UploadSpool(_imports_dir(ctx), ctx.settings.max_import_bytes)
 
 
+class Readable(Protocol):
+    """Anything an archive can be read from once, front to back: a file, an upload."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _Capped:
     """A read-only stream that refuses to give more than ``limit`` bytes."""
 
-    def __init__(self, source: BinaryIO, limit: int) -> None:
+    def __init__(self, source: Readable, limit: int) -> None:
         self._source = source
         self._limit = limit
         self._read = 0
@@ -290,7 +302,7 @@ def _plan(manifest: Manifest) -> _Plan:
     return plan
 
 
-def _extract(ctx: Context, source: Path | BinaryIO, staging: Path) -> Manifest:
+def _extract(ctx: Context, source: Path | Readable, staging: Path) -> Manifest:
     limit = ctx.settings.max_import_bytes
     limits = {"max_total_bytes": limit, "max_files": ctx.settings.max_import_files}
     if isinstance(source, Path):
@@ -301,7 +313,8 @@ def _extract(ctx: Context, source: Path | BinaryIO, staging: Path) -> Manifest:
         if size > limit:
             raise TooLargeError(f"The archive is larger than {limit} bytes.")
         return verify_and_extract(source, staging, **limits)
-    return verify_and_extract(_Capped(source, limit), staging, **limits)  # type: ignore[arg-type]
+    # The reader only ever calls read(size): any Readable does.
+    return verify_and_extract(cast(BinaryIO, _Capped(source, limit)), staging, **limits)
 
 
 def _own_tree(root: Path, uid: int | None, gid: int | None) -> None:
@@ -337,7 +350,7 @@ def _move(source: Path, destination: Path) -> None:
 def import_domain(
     ctx: Context,
     actor: Actor,
-    source: Path | BinaryIO,
+    source: Path | Readable,
     replace: bool = False,
 ) -> ImportResult:
     """Import a domain archive: every checksum and name is verified before anything changes.

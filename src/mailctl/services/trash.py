@@ -264,13 +264,14 @@ def purge(
     older_than_days: int | None = None,
     trash_id: object = None,
     *,
+    dry_run: bool = False,
     now: datetime | None = None,
 ) -> list[TrashItem]:
     """Delete trash entries deleted more than ``older_than_days`` ago; return what went.
 
     Without ``older_than_days`` the retention setting applies, or no age limit when one
     ``trash_id`` is named. An entry whose deletion time cannot be read counts by its
-    folder's modification time.
+    folder's modification time. ``dry_run`` only says what would go.
     """
     if older_than_days is None:
         older_than_days = 0 if trash_id is not None else ctx.settings.trash_retention_days
@@ -288,6 +289,7 @@ def purge(
         if deleted_at is None:
             deleted_at = datetime.fromtimestamp(entry.path.lstat().st_mtime, UTC)
         if deleted_at <= cutoff:
-            ctx.maildirs.purge_trash_entry(entry)
+            if not dry_run:
+                ctx.maildirs.purge_trash_entry(entry)
             purged.append(item)
     return purged
