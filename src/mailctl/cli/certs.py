@@ -53,13 +53,15 @@ def upload(
         f"Installed the certificate [bold]{view.name}[/], valid until "
         f"{view.not_after:%Y-%m-%d} ({view.days_left} days left).",
         highlight=False,
+        soft_wrap=True,
     )
-    console.print(f"  {view.certificate_path}\n  {view.key_path}", highlight=False)
+    console.print(f"  {view.certificate_path}\n  {view.key_path}", highlight=False, soft_wrap=True)
     if not result.reload.ok:
         err_console.print(
             "[yellow]warning:[/] stored, but not yet on this host's disk: "
             f"{result.reload.error or 'a reload failed'}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -94,6 +96,7 @@ def status(
         f"{found.hostname}: {found.days_left} days left, until "
         f"{found.not_after:%Y-%m-%d %H:%M} UTC ({where}).",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -107,4 +110,4 @@ def issue(hostname: str = typer.Argument(..., help="Host name to get a certifica
             line.update(f"{hostname}: {step}")
 
         message = certificates.issue_now(ctx, actor(), hostname, progress)
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, soft_wrap=True)

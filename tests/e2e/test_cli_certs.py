@@ -1,0 +1,106 @@
+"""`mailctl cert upload|status`: the same certificate services, with exit codes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from typer.testing import CliRunner
+
+from mailctl.cli.main import app
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run(database_url: str, tmp_path: Path) -> Run:
+    """Invoke the CLI against this test's database, initialised first."""
+    runner = CliRunner()
+    env = {
+        "MAILCTL_DATA_DIR": str(tmp_path / "data"),
+        "MAILCTL_DATABASE_URL": database_url,
+        "MAILCTL_ADMIN_PASSWORD": "init-password-1",
+    }
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+    assert invoke("init").exit_code == 0
+    return invoke
+
+
+def _write_pair(folder: Path, name: str, days: float) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
+        .not_valid_after(datetime.now(UTC) + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_upload_then_status(run: Run, tmp_path: Path) -> None:
+    """An uploaded pair is installed and shows in the status table and the host look-up."""
+    cert, key = _write_pair(tmp_path, "mail.example.com", days=33.5)
+    uploaded = run("cert", "upload", str(cert), str(key))
+    assert uploaded.exit_code == 0, uploaded.output
+    assert "Installed the certificate mail.example.com" in uploaded.output
+    assert "33 days left" in uploaded.output
+    assert (tmp_path / "data" / "tls" / "mail.example.com" / "privkey.pem").stat().st_mode & (
+        0o777
+    ) == 0o600
+    table = run("cert", "status")
+    assert table.exit_code == 0, table.output
+    assert "mail.example.com" in table.output and "upload" in table.output
+    one = run("cert", "status", "mail.example.com")
+    assert one.exit_code == 0, one.output
+    assert "mail.example.com: 33 days left" in one.output
+    assert "stored as mail.example.com" in one.output
+
+
+def test_upload_refusals_exit_with_input_error(run: Run, tmp_path: Path) -> None:
+    """A key that does not match, or a missing file, exits 2 with the reason; nothing stored."""
+    cert, _ = _write_pair(tmp_path, "mail.example.com", days=30)
+    _, other_key = _write_pair(tmp_path, "other.example.com", days=30)
+    mismatch = run("cert", "upload", str(cert), str(other_key))
+    assert mismatch.exit_code == 2
+    assert "does not match" in mismatch.output
+    missing = run("cert", "upload", str(tmp_path / "nope.crt"), str(other_key))
+    assert missing.exit_code == 2
+    assert "Cannot read the certificate file" in missing.output
+    assert "mail.example.com" not in run("cert", "status").output
+
+
+def test_status_of_an_unreachable_host_exits_upstream(run: Run) -> None:
+    """A live look-up that is refused exits 9 with the reason, never a number of days."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run("cert", "status", "127.0.0.1", "--port", str(port))
+    assert result.exit_code == 9
+    assert "refused" in result.output
+    assert "days left" not in result.output
