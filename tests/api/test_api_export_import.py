@@ -325,3 +325,20 @@ class TestHostileImports:
         assert response.status_code == 400
         assert "'archive'" in response.json()["msg"]
         self._assert_nothing_left(api, server)
+
+
+def test_trash_routes_list_and_restore(api: httpx.Client, server: LiveServer) -> None:
+    """GET /trash lists a deleted mailbox; POST /trash/restore brings it back once."""
+    _populate(api, server)
+    deleted = api.request("DELETE", "/users", data={"email": "bob@example.com"})
+    assert deleted.status_code == 200, deleted.text
+    (entry,) = api.get("/trash").json()["trash"]
+    assert (entry["kind"], entry["target"], entry["mailboxes"]) == ("mailbox", "bob@example.com", 1)
+    restored = api.post("/trash/restore", data={"id": entry["id"]})
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["msg"] == "The mailbox bob@example.com was restored."
+    domain_id = api.get("/domains").json()["domains"][0]["id"]
+    emails = {u["email"] for u in api.get(f"/users/{domain_id}").json()["users"]}
+    assert "bob@example.com" in emails
+    assert api.post("/trash/restore", data={"id": entry["id"]}).status_code == 404
+    assert api.post("/trash/restore", data={"id": "../../etc"}).status_code == 400

@@ -51,8 +51,9 @@ def _wants_json(format_field: str | None, accept: str) -> bool:
         if chosen in ("tar.gz", "tgz", "gzip", "archive"):
             return False
         raise InvalidInputError("The field 'format' must be json or tar.gz.")
+    # A client that names JSON and not gzip wants JSON; "*/*" alone still gets the archive.
     types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
-    return bool(types & set(_JSON_TYPES)) and not types & {*_ARCHIVE_TYPES, "*/*"}
+    return bool(types & set(_JSON_TYPES)) and not types & set(_ARCHIVE_TYPES)
 
 
 @router.get("/export/domain", openapi_extra=form("domain", optional=("format",)))
@@ -189,10 +190,28 @@ async def _receive(request: Request, spool: UploadSpool) -> Fields:
     return fields
 
 
-@router.post(
-    "/import/domain",
-    openapi_extra=form(optional=("replace",), files=(ARCHIVE_FIELD,)),
-)
+_IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        ARCHIVE_FIELD: {"type": "string", "format": "binary"},
+                        "replace": {"type": "string"},
+                    },
+                    "required": [ARCHIVE_FIELD],
+                }
+            },
+        },
+    },
+    "parameters": [{"name": "replace", "in": "query", "schema": {"type": "string"}}],
+}
+
+
+@router.post("/import/domain", openapi_extra=_IMPORT_BODY)
 async def import_domain(request: Request, ctx: ContextDep, actor: ActorDep) -> dict[str, Any]:
     """Import a domain archive (raw body or multipart field ``archive``).
 
