@@ -119,10 +119,8 @@ def _port(value: str | None) -> int | None:
     return int(text)
 
 
-@router.api_route(
-    "/ssl/get-left-days",
-    methods=["GET", "POST"],
-    openapi_extra=form("hostname", optional=("port", "starttls", "live")),
+@router.post(
+    "/ssl/get-left-days", openapi_extra=form("hostname", optional=("port", "starttls", "live"))
 )
 def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Days until the host name's certificate expires: stored first, else a live check.
