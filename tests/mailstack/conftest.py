@@ -373,6 +373,20 @@ class MailStack:
         """Run one of the stack's own commands (check, start, reload, stop) for a daemon."""
         return run(stack_commands(self.cfg)[daemon][action])
 
+    def restart_opendkim(self) -> None:
+        """Stop and start OpenDKIM, and wait until its milter port answers again.
+
+        A reload (SIGUSR1) re-reads the tables in a background thread, so a message sent
+        right after it may still meet the old tables; a restart is done once the port
+        answers, because OpenDKIM loads its tables before it listens.
+        """
+        stopped = self.command(OPENDKIM, "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        status = run_to_file(stack_commands(self.cfg)[OPENDKIM]["start"], self.opendkim_output)
+        if status != 0:
+            pytest.fail(f"opendkim did not start again (exit {status})\n{self.logs()}")
+        _wait_for_ports(self, {"opendkim milter": self.cfg.milter_port})
+
     def logs(self) -> str:
         """The tails of every daemon's log, for a failure message."""
         return (
@@ -546,6 +560,19 @@ def running_stack(
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _wait_for_ports(stack: MailStack, ports: dict[str, int]) -> float:
+    """Wait (bounded) until every port answers; return the deadline for further waits."""
+    deadline = time.monotonic() + START_TIMEOUT
+    waiting = dict(ports)
+    while waiting and time.monotonic() < deadline:
+        waiting = {name: port for name, port in waiting.items() if not _listening(port)}
+        if waiting:
+            time.sleep(0.1)
+    if waiting:
+        pytest.fail(f"not listening after {START_TIMEOUT:.0f}s: {waiting}\n{stack.logs()}")
+    return deadline
+
+
 def _start(stack: MailStack) -> None:
     commands = stack_commands(stack.cfg)
     for daemon in (POSTFIX, DOVECOT, OPENDKIM):
@@ -566,14 +593,7 @@ def _start(stack: MailStack) -> None:
         "dovecot imaps": stack.imaps_port,
         "opendkim milter": stack.cfg.milter_port,
     }
-    deadline = time.monotonic() + START_TIMEOUT
-    waiting = dict(ports)
-    while waiting and time.monotonic() < deadline:
-        waiting = {name: port for name, port in waiting.items() if not _listening(port)}
-        if waiting:
-            time.sleep(0.1)
-    if waiting:
-        pytest.fail(f"not listening after {START_TIMEOUT:.0f}s: {waiting}\n{stack.logs()}")
+    deadline = _wait_for_ports(stack, ports)
     sockets = [stack.cfg.auth_socket, stack.cfg.lmtp_socket]
     while not all(path.exists() for path in sockets) and time.monotonic() < deadline:
         time.sleep(0.1)

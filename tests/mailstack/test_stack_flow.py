@@ -156,7 +156,7 @@ def test_argon2_hash_logs_in_too(alice: Account) -> None:
 
 
 def install_dkim_key(stack: MailStack, domain: str) -> rsa.RSAPrivateKey:
-    """Write a signing key for ``domain`` and the two tables by hand, then reload OpenDKIM."""
+    """Write a signing key for ``domain`` and the two tables by hand, then restart OpenDKIM."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     opendkim = pwd.getpwnam(stack.cfg.opendkim_user)
     key_file = stack.root / "opendkim" / "keys" / f"{domain}.{SELECTOR}.private"
@@ -173,8 +173,7 @@ def install_dkim_key(stack: MailStack, domain: str) -> rsa.RSAPrivateKey:
     key_name = f"{SELECTOR}._domainkey.{domain}"
     stack.cfg.opendkim_key_table.write_text(f"{key_name} {domain}:{SELECTOR}:{key_file}\n")
     stack.cfg.opendkim_signing_table.write_text(f"*@{domain} {key_name}\n")
-    done = stack.command("opendkim", "reload")
-    assert done.returncode == 0, done.stderr
+    stack.restart_opendkim()
     return key
 
 
