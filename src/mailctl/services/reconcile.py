@@ -89,13 +89,13 @@ def reconcile(ctx: Context) -> ReconcileReport:
         decided = plan(desired, actual, managed)
         if decided.empty:
             return ReconcileReport()
-        result = host_daemons.apply(
-            decided, actual, settings.reload_commands(), settings.reload_timeout_seconds
-        )
+        commands = settings.reload_commands()
+        result = host_daemons.apply(decided, actual, commands, settings.reload_timeout_seconds)
     report = ReconcileReport(
         written=[str(p) for p in result.written],
         deleted=[str(p) for p in result.deleted],
-        reloaded=list(result.reloaded),
+        # A daemon without a reload command (the embedded default) was not reloaded at all.
+        reloaded=[daemon for daemon in result.reloaded if commands.get(daemon)],
         failures=[ReloadProblem(f.daemon, str(f.status), f.stderr_tail) for f in result.failures],
     )
     for problem in report.failures:
