@@ -433,18 +433,10 @@ def start_issue(ctx: Context, actor: Actor, hostname: str) -> str:
     """Start an ACME order for ``hostname`` in the background; return its job id.
 
     JobBusyError (a ConflictError naming the running job) while another order for the
-    same name runs anywhere; ThrottledError when too many jobs wait on this process.
+    same name runs anywhere; ThrottledError when too many jobs wait on this process. The
+    audit log records the certificate when it is installed, not the attempt.
     """
     name = _acme_name(hostname)
-    with ctx.uow() as uow:
-        uow.audit.add(
-            admin=actor.name,
-            action="order_certificate",
-            target=name,
-            client_address=actor.address,
-            detail=ctx.settings.acme_directory_url,
-        )
-        uow.commit()
     return jobs.start(
         ctx,
         JOB_KIND,
