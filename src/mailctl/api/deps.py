@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,8 +20,14 @@ def get_context(request: Request) -> Context:
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
-async def get_fields(request: Request, ctx: ContextDep) -> Fields:
-    return await read_fields(request, ctx.settings.max_field_bytes)
+async def get_fields(request: Request, ctx: ContextDep) -> AsyncIterator[Fields]:
+    fields = await read_fields(request, ctx.settings.max_field_bytes)
+    try:
+        yield fields
+    finally:
+        # Uploaded parts spill to temporary files; close them once the route is done.
+        for upload in fields.files.values():
+            await upload.close()
 
 
 FieldsDep = Annotated[Fields, Depends(get_fields)]

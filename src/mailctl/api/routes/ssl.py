@@ -73,13 +73,8 @@ async def upload_certificate(
     and the answer is 503 with ``result: false`` and the ``reload`` details.
     """
     limit = ctx.settings.max_upload_bytes
-    try:
-        chain = await _required_blob(fields, "ssl_certificate", limit)
-        key = await _required_blob(fields, "ssl_certificate_key", limit)
-    finally:
-        # The form's spooled files are ours to close: nothing else closes a form read by hand.
-        for upload in fields.files.values():
-            await upload.close()
+    chain = await _required_blob(fields, "ssl_certificate", limit)
+    key = await _required_blob(fields, "ssl_certificate_key", limit)
     result = await run_in_threadpool(
         certificates.upload_certificate,
         ctx,
