@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailctl.cli import certs, dkim, domains, hostcmds, users
+from mailctl.cli import archives, certs, dkim, domains, hostcmds, trash, users
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.services import auth
@@ -18,6 +18,9 @@ app.add_typer(domains.app, name="domain")
 app.add_typer(users.app, name="user")
 app.add_typer(dkim.app, name="dkim")
 app.add_typer(certs.app, name="cert")
+app.add_typer(trash.app, name="trash")
+app.command("export")(archives.export_command)
+app.command("import")(archives.import_command)
 app.command("reconcile")(hostcmds.reconcile_command)
 app.command("agent")(hostcmds.agent_command)
 
