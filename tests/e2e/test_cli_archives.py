@@ -97,7 +97,7 @@ def test_export_import_and_trash_commands(cli: Cli, tmp_path: Path) -> None:
     declined = cli("trash", "purge", "--older-than", "0", input="n\n")
     assert declined.exit_code == 1
     assert "example.com" in cli("trash", "list").output
-    purged = cli("trash", "purge", "--older-than", "0", "--yes")
+    purged = cli("purge", "--older-than", "0", "--yes")
     assert purged.exit_code == 0 and "Purged domain example.com" in purged.output
     assert "The trash is empty." in cli("trash", "list").output
     assert cli("trash", "restore", "../etc").exit_code == 2

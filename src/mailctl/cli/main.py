@@ -21,6 +21,8 @@ app.add_typer(certs.app, name="cert")
 app.add_typer(trash.app, name="trash")
 app.command("export")(archives.export_command)
 app.command("import")(archives.import_command)
+# `mailctl purge` is the name DESIGN.md and the README give; it is `trash purge`.
+app.command("purge", help="Delete trash entries older than the retention period.")(trash.purge)
 app.command("reconcile")(hostcmds.reconcile_command)
 app.command("agent")(hostcmds.agent_command)
 
