@@ -610,3 +610,13 @@ def mailstack(request: pytest.FixtureRequest) -> Iterator[MailStack]:
     """
     with running_stack(str(request.param)) as stack:
         yield stack
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Attach the daemons' log tails to the report of a failed test that used a stack."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("mailstack")
+    if report.failed and isinstance(stack, MailStack):
+        report.sections.append(("mail stack logs", stack.logs()))
+    return report
