@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ class StackConfig:
     imaps_port: int = 993
     milter_port: int = 8891
     lmtp_port: int | None = None  # None: a unix socket in Postfix's private/ folder
+    # An IPv4 address, or "*" for every address of the host (a public mail server).
     listen_address: str = "127.0.0.1"
     opendkim_user: str = "opendkim"
     # OpenDKIM refuses a key if any folder above it is writable by others. Turn this off
@@ -227,6 +229,16 @@ class StackConfig:
         """Dovecot's auth socket that Postfix's submission service asks for SASL."""
         return self.postfix_queue_dir / "private" / "auth"
 
+    @property
+    def listens_everywhere(self) -> bool:
+        """True when the public services listen on every address of the host."""
+        return self.listen_address == "*"
+
+    @property
+    def lmtp_address(self) -> str:
+        """Where an LMTP listener binds: Postfix hands mail over locally, never from outside."""
+        return "127.0.0.1" if self.listens_everywhere else self.listen_address
+
     def map_file(self, name: str) -> Path:
         """The Postfix SQL map file called ``name`` (domains, mailboxes, aliases)."""
         return self.postfix_config_dir / f"sql-virtual-{name}.cf"
@@ -285,6 +297,13 @@ def _check_config(cfg: StackConfig) -> None:
         text = str(path)
         if not path.is_absolute() or any(ch.isspace() for ch in text) or '"' in text:
             raise InvalidInputError(f"The path {text!r} must be absolute and without spaces.")
+    if cfg.listen_address != "*":
+        try:
+            ipaddress.IPv4Address(cfg.listen_address)
+        except ValueError:
+            raise InvalidInputError(
+                f"The listen address {cfg.listen_address!r} must be an IPv4 address or '*'."
+            ) from None
     if not _PLAIN_WORD.fullmatch(cfg.opendkim_user):
         raise InvalidInputError(f"The OpenDKIM user {cfg.opendkim_user!r} is not a plain name.")
     _check_backend(cfg.backend)
@@ -334,7 +353,7 @@ def _check_backend(backend: SqlBackend) -> None:
 
 def _postfix_main_cf(cfg: StackConfig) -> str:
     transport = (
-        f"lmtp:inet:{cfg.listen_address}:{cfg.lmtp_port}"
+        f"lmtp:inet:{cfg.lmtp_address}:{cfg.lmtp_port}"
         if cfg.lmtp_port is not None
         else "lmtp:unix:private/dovecot-lmtp"
     )
@@ -349,8 +368,8 @@ def _postfix_main_cf(cfg: StackConfig) -> str:
         "mydestination =",
         "local_transport = error:local delivery is disabled",
         "local_recipient_maps =",
-        f"inet_interfaces = {cfg.listen_address}",
-        "inet_protocols = ipv4",
+        f"inet_interfaces = {'all' if cfg.listens_everywhere else cfg.listen_address}",
+        f"inet_protocols = {'all' if cfg.listens_everywhere else 'ipv4'}",
         "mynetworks = 127.0.0.0/8",
         # Separate directories, so this instance never touches /etc/postfix or the system
         # queue and several instances can run side by side. Run as root, `postfix -c DIR`
@@ -399,12 +418,13 @@ def _postfix_main_cf(cfg: StackConfig) -> str:
 
 
 def _postfix_master_cf(cfg: StackConfig) -> str:
-    addr = cfg.listen_address
+    # A bare port listens on every address; "host:port" on that one address only.
+    addr = "" if cfg.listens_everywhere else f"{cfg.listen_address}:"
     # Column 5 (chroot) is "n" everywhere: a chroot would need copies of the maps, sockets
     # and resolver files inside the queue directory, which a temporary root does not have.
     services = [
-        f"{addr}:{cfg.smtp_port} inet n - n - - smtpd",
-        f"{addr}:{cfg.submission_port} inet n - n - - smtpd",
+        f"{addr}{cfg.smtp_port} inet n - n - - smtpd",
+        f"{addr}{cfg.submission_port} inet n - n - - smtpd",
         "  -o syslog_name=postfix/submission",
         "  -o smtpd_tls_security_level=encrypt",
         "  -o smtpd_sasl_auth_enable=yes",
@@ -468,7 +488,7 @@ def _dovecot_conf(cfg: StackConfig) -> str:
     if cfg.lmtp_port is not None:
         lmtp_listener = (
             "  inet_listener lmtp {\n"
-            f"    address = {cfg.listen_address}\n"
+            f"    address = {cfg.lmtp_address}\n"
             f"    port = {cfg.lmtp_port}\n"
             "  }\n"
         )
@@ -487,7 +507,7 @@ def _dovecot_conf(cfg: StackConfig) -> str:
         f"base_dir = {cfg.dovecot_base_dir}\n"
         f"state_dir = {cfg.dovecot_state_dir}\n"
         "protocols = imap lmtp\n"
-        f"listen = {cfg.listen_address}\n"
+        f"listen = {'*, ::' if cfg.listens_everywhere else cfg.listen_address}\n"
         f"log_path = {cfg.dovecot_log}\n"
         f"info_log_path = {cfg.dovecot_log}\n"
         "default_internal_user = dovecot\n"

@@ -1,0 +1,592 @@
+"""Wiring a mail host: render Postfix, Dovecot and OpenDKIM for mailctl's database, and apply it.
+
+plan (settings + options → a StackConfig and every file, pure but for a user lookup)
+→ apply (directories, atomic writes, the daemons' own checks with the old files put back
+on refusal, reloads of the daemons that run). The DNS records a domain needs are
+assembled here too: both are what a mail host needs besides the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import grp
+import os
+import pwd
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from mailctl.config import Settings
+from mailctl.domain import dnsrecords
+from mailctl.domain.names import normalize_domain
+from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
+from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.stack import (
+    DOVECOT,
+    OPENDKIM,
+    POSTFIX,
+    RenderedFile,
+    RequiredDir,
+    SqlBackend,
+    StackConfig,
+    render_stack,
+    stack_commands,
+    stack_directories,
+)
+from mailctl.services import dkim, domains
+from mailctl.services.context import Context
+from mailctl.services.reconcile import reconcile
+
+DAEMONS = (POSTFIX, DOVECOT, OPENDKIM)
+SYSTEMD = "systemd"
+VMAIL_USER = "vmail"
+MASK = "********"
+CHECK_TIMEOUT = 60.0
+OUTPUT_TAIL_CHARS = 1500
+
+# Where Debian's packages keep each daemon's files; the daemons' own unit files expect them.
+DEBIAN_LAYOUT: dict[str, Path] = {
+    "postfix_config_dir": Path("/etc/postfix"),
+    "postfix_queue_dir": Path("/var/spool/postfix"),
+    "postfix_data_dir": Path("/var/lib/postfix"),
+    "postfix_log": Path("/var/log/postfix.log"),
+    "dovecot_config_dir": Path("/etc/dovecot"),
+    "dovecot_base_dir": Path("/run/dovecot"),
+    "dovecot_state_dir": Path("/var/lib/dovecot"),
+    "dovecot_log": Path("/var/log/dovecot.log"),
+    # Debian's opendkim.service starts `opendkim` with no arguments: /etc/opendkim.conf.
+    "opendkim_config_dir": Path("/etc"),
+    "opendkim_run_dir": Path("/run/opendkim"),
+}
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    """What `mailctl setup` is told besides the settings; defaults fit a Debian mail host."""
+
+    backend: str | None = None  # must agree with the database URL when given
+    root: Path | None = None  # lay the daemons' folders out below this folder instead
+    postfix_dir: Path | None = None
+    dovecot_dir: Path | None = None
+    opendkim_dir: Path | None = None  # the folder of opendkim.conf
+    hostname: str | None = None  # default: the mail_hostname setting
+    listen_address: str = "*"
+    smtp_port: int = 25
+    submission_port: int = 587
+    imap_port: int = 143
+    imaps_port: int = 993
+    milter_port: int = 8891
+    # Off only where keys must live below a folder others may write to (a test under /tmp).
+    opendkim_require_safe_keys: bool = True
+    systemd_dir: Path | None = None  # None: write no systemd units
+    env_file: Path = Path("/etc/mailctl/env")
+    mailctl_command: tuple[str, ...] = ("/usr/local/bin/mailctl",)
+
+
+@dataclass(frozen=True)
+class SetupPlan:
+    """Everything setup would write, and what the operator should know before it does."""
+
+    cfg: StackConfig
+    files: tuple[RenderedFile, ...]
+    directories: tuple[RequiredDir, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One daemon's verdict on its new configuration."""
+
+    daemon: str
+    command: tuple[str, ...]
+    status: str  # "passed", "failed" or "not installed"
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """Whether a daemon was told to load its new files."""
+
+    daemon: str
+    status: str  # "reloaded", "not running", "unchanged" or "failed"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    """What apply changed on the host."""
+
+    written: tuple[Path, ...] = ()
+    unchanged: tuple[Path, ...] = ()
+    created_dirs: tuple[Path, ...] = ()
+    reconciled: tuple[str, ...] = ()  # daemons whose DKIM or TLS files were rendered anew
+    checks: tuple[CheckOutcome, ...] = ()
+    reloads: tuple[ReloadOutcome, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """True when every daemon that runs took its new files."""
+        return all(reload.status != "failed" for reload in self.reloads)
+
+
+class CommandRunner(Protocol):
+    """How setup finds and runs the daemons' tools (a fake in unit tests)."""
+
+    def which(self, name: str) -> str | None:
+        """The path of an executable, or None if it is not installed."""
+
+    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        """Run ``argv`` without a shell; return its exit status and its output."""
+
+
+class SystemRunner:
+    """The real thing: PATH lookups and subprocesses bounded by a timeout."""
+
+    def which(self, name: str) -> str | None:
+        """The path of an executable, or None if it is not installed."""
+        return shutil.which(name)
+
+    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        """Run ``argv`` without a shell; a timeout or a missing binary is a failure."""
+        try:
+            done = subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return 124, f"no answer within {timeout:g} s"
+        except OSError as exc:
+            return 127, str(exc)
+        return done.returncode, (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:]
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def _vmail_ids(settings: Settings) -> tuple[int, int]:
+    if settings.mail_uid is not None and settings.mail_gid is not None:
+        return settings.mail_uid, settings.mail_gid
+    try:
+        entry = pwd.getpwnam(VMAIL_USER)
+    except KeyError:
+        raise InvalidInputError(
+            f"There is no {VMAIL_USER} user to own the mail: create it (useradd --system "
+            f"--user-group {VMAIL_USER}) or set MAILCTL_MAIL_UID and MAILCTL_MAIL_GID."
+        ) from None
+    uid = entry.pw_uid if settings.mail_uid is None else settings.mail_uid
+    gid = entry.pw_gid if settings.mail_gid is None else settings.mail_gid
+    return uid, gid
+
+
+def _backend(settings: Settings, wanted: str | None) -> SqlBackend:
+    backend = SqlBackend.from_url(settings.database_url)
+    if wanted is not None and wanted != backend.kind:
+        raise InvalidInputError(
+            f"--backend {wanted} does not match the database URL, which is {backend.kind}; "
+            "the daemons must read the database mailctl writes (set MAILCTL_DATABASE_URL)."
+        )
+    return backend
+
+
+def _layout(options: SetupOptions) -> dict[str, Path]:
+    if options.root is None:
+        layout = dict(DEBIAN_LAYOUT)
+    else:
+        root = options.root.absolute()
+        layout = {
+            "postfix_config_dir": root / "postfix" / "etc",
+            "postfix_queue_dir": root / "postfix" / "spool",
+            "postfix_data_dir": root / "postfix" / "lib",
+            "postfix_log": root / "log" / "postfix.log",
+            "dovecot_config_dir": root / "dovecot" / "etc",
+            "dovecot_base_dir": root / "dovecot" / "run",
+            "dovecot_state_dir": root / "dovecot" / "lib",
+            "dovecot_log": root / "log" / "dovecot.log",
+            "opendkim_config_dir": root / "opendkim" / "etc",
+            "opendkim_run_dir": root / "opendkim" / "run",
+        }
+    for key, given in (
+        ("postfix_config_dir", options.postfix_dir),
+        ("dovecot_config_dir", options.dovecot_dir),
+        ("opendkim_config_dir", options.opendkim_dir),
+    ):
+        if given is not None:
+            layout[key] = given.absolute()
+    return layout
+
+
+def stack_config(settings: Settings, options: SetupOptions) -> StackConfig:
+    """The stack serving mailctl's database, mail, DKIM tables and certificate.
+
+    The daemons' own folders come from the options (Debian's by default); what mailctl
+    renders (maildirs, OpenDKIM tables, the certificate of the mail host name) comes from
+    the settings, so the daemons read exactly what the API and reconcile write.
+    """
+    hostname = options.hostname or settings.mail_hostname
+    if not hostname.strip():
+        raise InvalidInputError(
+            "The mail host name is not set: set MAILCTL_MAIL_HOSTNAME or pass --hostname."
+        )
+    name = normalize_domain(hostname)
+    uid, gid = _vmail_ids(settings)
+    opendkim = settings.opendkim_path
+    cert_dir = settings.tls_path / name
+    layout = _layout(options)
+    return StackConfig(
+        hostname=name,
+        backend=_backend(settings, options.backend),
+        mail_root=settings.mail_root_path,
+        vmail_uid=uid,
+        vmail_gid=gid,
+        postfix_config_dir=layout["postfix_config_dir"],
+        postfix_queue_dir=layout["postfix_queue_dir"],
+        postfix_data_dir=layout["postfix_data_dir"],
+        postfix_log=layout["postfix_log"],
+        dovecot_config_dir=layout["dovecot_config_dir"],
+        dovecot_base_dir=layout["dovecot_base_dir"],
+        dovecot_state_dir=layout["dovecot_state_dir"],
+        dovecot_log=layout["dovecot_log"],
+        opendkim_config_dir=layout["opendkim_config_dir"],
+        opendkim_run_dir=layout["opendkim_run_dir"],
+        opendkim_key_table=opendkim / "KeyTable",
+        opendkim_signing_table=opendkim / "SigningTable",
+        opendkim_trusted_hosts=opendkim / "TrustedHosts",
+        tls_cert=cert_dir / "fullchain.pem",
+        tls_key=cert_dir / "privkey.pem",
+        smtp_port=options.smtp_port,
+        submission_port=options.submission_port,
+        imap_port=options.imap_port,
+        imaps_port=options.imaps_port,
+        milter_port=options.milter_port,
+        listen_address=options.listen_address,
+        opendkim_require_safe_keys=options.opendkim_require_safe_keys,
+    )
+
+
+def systemd_units(options: SetupOptions) -> list[RenderedFile]:
+    """Units that run the API and the agent, reading their settings from the env file."""
+    if options.systemd_dir is None:
+        return []
+    command = shlex.join(options.mailctl_command)
+    units = {
+        "mailctl.service": ("mailctl HTTP API", f"{command} serve"),
+        "mailctl-agent.service": ("mailctl agent: reconcile and renew", f"{command} agent"),
+    }
+    files = []
+    for unit, (description, exec_start) in units.items():
+        content = (
+            "# Rendered by mailctl setup; edits here are overwritten.\n"
+            "[Unit]\n"
+            f"Description={description}\n"
+            # Ordering only: a unit that does not exist on this host is ignored.
+            "After=network-online.target postgresql.service mariadb.service\n"
+            "Wants=network-online.target\n"
+            "\n"
+            "[Service]\n"
+            "Type=simple\n"
+            f"EnvironmentFile={options.env_file}\n"
+            f"ExecStart={exec_start}\n"
+            # Root: mailctl writes key files for opendkim and maildirs for vmail, and
+            # runs the daemons' reload commands.
+            "User=root\n"
+            "Restart=on-failure\n"
+            "RestartSec=5\n"
+            "\n"
+            "[Install]\n"
+            "WantedBy=multi-user.target\n"
+        )
+        files.append(RenderedFile(options.systemd_dir / unit, content, 0o644, SYSTEMD))
+    return files
+
+
+def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
+    """Every file and folder `setup` would write for these settings and options."""
+    cfg = stack_config(settings, options)
+    files = [*render_stack(cfg), *systemd_units(options)]
+    warnings: list[str] = []
+    if settings.mail_hostname and normalize_domain(settings.mail_hostname) != cfg.hostname:
+        warnings.append(
+            f"MAILCTL_MAIL_HOSTNAME is {settings.mail_hostname}, but the daemons will serve "
+            f"{cfg.hostname}: uploaded certificates are stored under the former."
+        )
+    if not settings.reload_enabled:
+        warnings.append(
+            "MAILCTL_RELOAD_ENABLED is off: after a change, mailctl will write the DKIM and "
+            "TLS files but not reload OpenDKIM, Postfix and Dovecot."
+        )
+    if cfg.backend.kind == "sqlite":
+        warnings.append(
+            "Postfix and Dovecot read the SQLite file as their own users: its folder and "
+            "file must be readable by them. PostgreSQL or MariaDB suit a mail host better."
+        )
+    return SetupPlan(cfg, tuple(files), tuple(stack_directories(cfg)), tuple(warnings))
+
+
+def shown_files(setup: SetupPlan) -> list[RenderedFile]:
+    """The plan's files for display: the database password replaced by asterisks."""
+    if not setup.cfg.backend.password:
+        return list(setup.files)
+    masked = dataclasses.replace(
+        setup.cfg, backend=dataclasses.replace(setup.cfg.backend, password=MASK)
+    )
+    by_path = {file.path: file for file in render_stack(masked)}
+    return [by_path.get(file.path, file) for file in setup.files]
+
+
+# --- apply --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Previous:
+    content: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
+def _lookup(value: str | int | None, table: str) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        if table == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise HostStateError(
+            f"There is no {table} {value} on this host: install Postfix, Dovecot and "
+            "OpenDKIM first."
+        ) from None
+
+
+def _make_dirs(directories: Sequence[RequiredDir]) -> list[Path]:
+    created: list[Path] = []
+    for required in directories:
+        uid = _lookup(required.owner, "user")
+        gid = _lookup(required.group, "group")
+        existed = required.path.is_dir()
+        # A folder the stack merely needs (/etc, say) is created if missing, never changed;
+        # one a daemon must own (its data folder, the mail root) is set right every time.
+        if existed and uid is None and gid is None:
+            continue
+        ensure_dir(required.path, required.mode)
+        try:
+            os.chown(required.path, 0 if uid is None else uid, 0 if gid is None else gid)
+        except OSError as exc:
+            raise HostStateError(f"Cannot hand {required.path} over: {exc.strerror}.") from exc
+        if not existed:
+            created.append(required.path)
+    return created
+
+
+def _read(path: Path) -> _Previous | None:
+    try:
+        info = path.stat()
+        return _Previous(path.read_bytes(), info.st_mode & 0o7777, info.st_uid, info.st_gid)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HostStateError(f"Cannot read {path}: {exc.strerror}.") from exc
+
+
+def _put_back(path: Path, previous: _Previous | None) -> None:
+    if previous is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    write_atomic(path, previous.content, previous.mode, previous.uid, previous.gid)
+
+
+def _reconcile_files(ctx: Context) -> list[str]:
+    """Render the DKIM tables and certificates the new configuration names; reload nothing.
+
+    Setup reloads the daemons itself once their configuration is in place, and a daemon
+    still running an old configuration may not even know these files yet.
+    """
+    current, head = ctx.database.schema_state()
+    if current != head:
+        raise HostStateError(
+            "The database is not initialised or not up to date: run `mailctl init`."
+        )
+    files_only = dataclasses.replace(
+        ctx, settings=ctx.settings.model_copy(update={"reload_enabled": False})
+    )
+    report = reconcile(files_only)
+    daemons: set[str] = set()
+    for path in (*report.written, *report.deleted):
+        if Path(path).is_relative_to(ctx.settings.tls_path):
+            daemons |= {POSTFIX, DOVECOT}
+        else:
+            daemons.add(OPENDKIM)
+    return sorted(daemons)
+
+
+def _running(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check(cfg: StackConfig, runner: CommandRunner) -> list[CheckOutcome]:
+    commands = stack_commands(cfg)
+    outcomes = []
+    for daemon in DAEMONS:
+        argv = tuple(commands[daemon]["check"])
+        if runner.which(argv[0]) is None:
+            outcomes.append(CheckOutcome(daemon, argv, "not installed"))
+            continue
+        status, output = runner.run(argv, CHECK_TIMEOUT)
+        outcomes.append(CheckOutcome(daemon, argv, "passed" if status == 0 else "failed", output))
+    return outcomes
+
+
+def _reload(cfg: StackConfig, changed: set[str], runner: CommandRunner) -> list[ReloadOutcome]:
+    commands = stack_commands(cfg)
+    pid_files = {
+        POSTFIX: cfg.postfix_pid_file,
+        DOVECOT: cfg.dovecot_pid_file,
+        OPENDKIM: cfg.opendkim_pid_file,
+    }
+    outcomes = []
+    for daemon in DAEMONS:
+        if daemon not in changed:
+            outcomes.append(ReloadOutcome(daemon, "unchanged"))
+        elif not _running(pid_files[daemon]):
+            outcomes.append(ReloadOutcome(daemon, "not running", "start it to use the new files"))
+        else:
+            status, output = runner.run(commands[daemon]["reload"], CHECK_TIMEOUT)
+            if status == 0:
+                outcomes.append(ReloadOutcome(daemon, "reloaded"))
+            else:
+                outcomes.append(ReloadOutcome(daemon, "failed", f"exit {status}: {output.strip()}"))
+    return outcomes
+
+
+def apply_setup(
+    setup: SetupPlan, ctx: Context | None = None, runner: CommandRunner | None = None
+) -> SetupResult:
+    """Write the plan, have each daemon check it, put the old files back if one refuses.
+
+    With ``ctx``, the OpenDKIM tables and the certificates are first rendered from the
+    database (reconcile, without reloads), so every file the new configuration names
+    exists. A daemon that is not installed is not checked; one that is not running is not
+    reloaded. A refused check raises HostStateError after restoring the previous files.
+    """
+    runner = runner or SystemRunner()
+    for file in setup.files:
+        _lookup(file.group, "group")
+    created = _make_dirs(setup.directories)
+    reconciled = _reconcile_files(ctx) if ctx is not None else []
+    changed = set(reconciled)
+    missing = [path for path in (setup.cfg.tls_cert, setup.cfg.tls_key) if not path.is_file()]
+    if missing:
+        raise HostStateError(
+            f"There is no certificate for {setup.cfg.hostname} ({missing[0]} is missing): "
+            f"install one with `mailctl cert upload` or `mailctl cert issue "
+            f"{setup.cfg.hostname}`, then run setup again. Nothing was configured."
+        )
+
+    previous: dict[Path, _Previous | None] = {}
+    written: list[Path] = []
+    unchanged: list[Path] = []
+    try:
+        for file in setup.files:
+            gid = _lookup(file.group, "group")
+            old = _read(file.path)
+            data = file.content.encode("utf-8")
+            same_gid = old is not None and (gid is None or old.gid == gid)
+            if old is not None and same_gid and (old.content, old.mode) == (data, file.mode):
+                unchanged.append(file.path)
+                continue
+            previous[file.path] = old
+            if not file.path.parent.is_dir():
+                ensure_dir(file.path.parent, 0o755)
+            write_atomic(file.path, data, file.mode, 0, gid)
+            written.append(file.path)
+            changed.add(file.daemon)
+    except HostStateError:
+        for path in written:
+            with contextlib.suppress(HostStateError):
+                _put_back(path, previous[path])
+        raise
+
+    checks = _check(setup.cfg, runner)
+    refused = [check for check in checks if check.status == "failed"]
+    if refused:
+        for path in written:
+            _put_back(path, previous[path])
+        details = "; ".join(f"{c.daemon}: {c.output.strip() or 'no output'}" for c in refused)
+        raise HostStateError(
+            f"The new configuration was refused ({details}). The previous files are back."
+        )
+    return SetupResult(
+        written=tuple(written),
+        unchanged=tuple(unchanged),
+        created_dirs=tuple(created),
+        reconciled=tuple(reconciled),
+        checks=tuple(checks),
+        reloads=tuple(_reload(setup.cfg, changed, runner)),
+    )
+
+
+# --- DNS ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DomainDns:
+    """The records a domain needs; ``dkim_missing`` when it has no key to publish yet."""
+
+    domain: str
+    records: list[dnsrecords.DnsRecord]
+    dkim_missing: bool
+
+
+def domain_dns(
+    ctx: Context,
+    domain: str,
+    *,
+    mail_host: str | None = None,
+    mx_priority: int = dnsrecords.DEFAULT_MX_PRIORITY,
+    spf_all: str = "-all",
+    dmarc_policy: str = "quarantine",
+    dmarc_report_to: str | None = None,
+) -> DomainDns:
+    """The MX, SPF, DKIM and DMARC records of a domain mailctl serves."""
+    host = mail_host or ctx.settings.mail_hostname
+    if not host.strip():
+        raise InvalidInputError(
+            "The mail host name is not set: set MAILCTL_MAIL_HOSTNAME or pass --mx."
+        )
+    name = domains.get_domain(ctx, domain).name
+    try:
+        key = dkim.get_key(ctx, name)
+    except NotFoundError:
+        dkim_record = None
+    else:
+        dkim_record = dnsrecords.dkim_record(key.dns.name, key.dns.value)
+    records = dnsrecords.domain_records(
+        name,
+        host,
+        dkim=dkim_record,
+        mx_priority=mx_priority,
+        spf_all=spf_all,
+        dmarc_policy=dmarc_policy,
+        dmarc_report_to=dmarc_report_to,
+    )
+    return DomainDns(name, records, dkim_record is None)
