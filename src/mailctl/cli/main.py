@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailctl.cli import archives, certs, dkim, domains, hostcmds, trash, users
+from mailctl.cli import archives, certs, dkim, domains, hostcmds, setup, trash, users
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.services import auth
@@ -25,6 +25,8 @@ app.command("import")(archives.import_command)
 app.command("purge", help="Delete trash entries older than the retention period.")(trash.purge)
 app.command("reconcile")(hostcmds.reconcile_command)
 app.command("agent")(hostcmds.agent_command)
+app.command("setup")(setup.setup_command)
+app.command("dns")(setup.dns_command)
 
 
 @app.command()

@@ -1,0 +1,199 @@
+"""The setup and dns commands: what they print, write, refuse, and their exit codes."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from tests.mailstack.conftest import BINARIES, _self_signed
+from typer.testing import CliRunner
+
+from mailctl.cli.main import app
+
+# The commands are thin; one backend is enough to check their output and exit codes.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+HOST = "mail.example.com"
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Settings of a mail host whose every path lies below the test's folder."""
+    return {
+        "MAILCTL_DATA_DIR": str(tmp_path / "data"),
+        "MAILCTL_DATABASE_URL": database_url,
+        "MAILCTL_ADMIN_PASSWORD": "admin-password-1",
+        "MAILCTL_MAIL_HOSTNAME": HOST,
+        "MAILCTL_MAIL_UID": "5000",
+        "MAILCTL_MAIL_GID": "5000",
+    }
+
+
+@pytest.fixture
+def run(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Invoke mailctl with the test's settings (plus ``extra``) after `mailctl init`."""
+    runner = CliRunner()
+
+    def invoke(*args: str, extra: dict[str, str] | None = None) -> Result:
+        return runner.invoke(app, list(args), env={**env, **(extra or {})}, catch_exceptions=False)
+
+    assert invoke("init").exit_code == 0
+    return invoke
+
+
+def ports() -> list[str]:
+    """High ports, so a rendered configuration never names the system's own."""
+    return [
+        *("--smtp-port", "2525", "--submission-port", "2587"),
+        *("--imap-port", "2143", "--imaps-port", "2993", "--milter-port", "2891"),
+    ]
+
+
+def test_dry_run_prints_every_file_with_the_password_masked(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The default dry run shows each file under its path, hides the database password,
+    and writes nothing.
+    """
+    url = "postgresql+psycopg://mailctl:pw-never-shown@db.internal/mailctl"
+    shown = run("setup", "--root", str(tmp_path / "stack"), extra={"MAILCTL_DATABASE_URL": url})
+    assert shown.exit_code == 0, shown.output
+    for name in ("postfix/etc/main.cf", "postfix/etc/sql-virtual-mailboxes.cf"):
+        assert str(tmp_path / "stack" / name) in shown.output
+    assert "dovecot-sql.conf.ext" in shown.output
+    assert "opendkim.conf" in shown.output
+    assert "hosts = inet:db.internal:5432" in shown.output
+    assert "password = ********" in shown.output
+    assert "pw-never-shown" not in shown.output
+    assert "Dry run: nothing was written." in shown.output
+    assert not (tmp_path / "stack").exists()
+
+
+def test_dry_run_defaults_to_debian_paths_and_standard_ports(run) -> None:  # type: ignore[no-untyped-def]
+    """Without --root the files go where Debian's daemons look, listening on every address."""
+    shown = run("setup", "--dry-run")
+    assert shown.exit_code == 0, shown.output
+    assert "/etc/postfix/main.cf" in shown.output
+    assert "/etc/dovecot/dovecot.conf" in shown.output
+    assert "/etc/opendkim.conf" in shown.output
+    assert "inet_interfaces = all" in shown.output
+    assert "\n25 inet n - n - - smtpd" in shown.output
+    assert "\n587 inet n - n - - smtpd" in shown.output
+    assert "Socket inet:8891@127.0.0.1" in shown.output
+
+
+def test_backend_that_disagrees_with_the_url_is_refused(run) -> None:  # type: ignore[no-untyped-def]
+    """--backend mariadb against a SQLite URL exits 2 and names both."""
+    refused = run("setup", "--backend", "mariadb")
+    assert refused.exit_code == 2
+    assert "--backend mariadb does not match the database URL, which is sqlite" in refused.output
+
+
+def test_systemd_units_need_apply(run) -> None:  # type: ignore[no-untyped-def]
+    """--systemd without --apply is refused: a dry run writes nothing."""
+    refused = run("setup", "--systemd")
+    assert refused.exit_code == 2
+    assert "--systemd writes units, so it needs --apply." in refused.output
+
+
+def test_apply_without_a_certificate_writes_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With no certificate for the mail host, apply says how to get one and exits 8."""
+    refused = run("setup", "--apply", "--root", str(tmp_path / "stack"), *ports())
+    assert refused.exit_code == 8
+    assert f"There is no certificate for {HOST}" in refused.output
+    assert "mailctl cert upload" in refused.output
+    assert not (tmp_path / "stack" / "postfix" / "etc" / "main.cf").exists()
+
+
+def test_apply_writes_checks_and_reports_daemons_not_running(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--apply writes the files with their modes and groups, each daemon's own check passes,
+    the daemons that do not run are named, and the systemd units read the env file.
+    """
+    missing = [binary for binary in BINARIES if shutil.which(binary) is None]
+    assert not missing, f"not installed: {missing}; scripts/install-test-packages installs them"
+    assert os.geteuid() == 0, "setup --apply hands folders to the daemons' users: run as root"
+    cert, key = _self_signed(HOST)
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    uploaded = run("cert", "upload", str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    assert uploaded.exit_code == 0, uploaded.output
+    stack, units = tmp_path / "stack", tmp_path / "units"
+    args = ["setup", "--apply", "--root", str(stack), "--listen", "127.0.0.1", *ports()]
+
+    applied = run(*args, "--systemd", "--systemd-dir", str(units))
+    assert applied.exit_code == 0, applied.output
+    for daemon in ("postfix", "dovecot", "opendkim"):
+        assert f"check   {daemon}: passed" in applied.output
+        assert f"reload  {daemon}: not running" in applied.output
+    assert "systemctl enable --now mailctl mailctl-agent" in applied.output
+    main_cf = stack / "postfix" / "etc" / "main.cf"
+    assert f"wrote   {main_cf}" in applied.output
+    assert f"myhostname = {HOST}" in main_cf.read_text()
+    tls = tmp_path / "data" / "tls" / HOST
+    assert f"smtpd_tls_chain_files = {tls}/privkey.pem {tls}/fullchain.pem" in main_cf.read_text()
+    mailboxes = stack / "postfix" / "etc" / "sql-virtual-mailboxes.cf"
+    assert mailboxes.stat().st_mode & 0o777 == 0o640
+    assert grp.getgrgid(mailboxes.stat().st_gid).gr_name == "postfix"
+    data_dir = stack / "postfix" / "lib"
+    assert pwd.getpwuid(data_dir.stat().st_uid).pw_name == "postfix"
+    assert (tmp_path / "data" / "opendkim" / "KeyTable").is_file()
+    service = (units / "mailctl.service").read_text()
+    assert "EnvironmentFile=/etc/mailctl/env" in service
+    assert service.splitlines()[-1] == "WantedBy=multi-user.target"
+    assert " serve\n" in service
+    assert " agent\n" in (units / "mailctl-agent.service").read_text()
+
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "wrote" not in again.output
+    assert "files were up to date." in again.output
+    assert "reload  postfix: unchanged" in again.output
+
+
+def test_dns_prints_the_four_records(run) -> None:  # type: ignore[no-untyped-def]
+    """`mailctl dns` lists MX, SPF, DKIM and DMARC; --zone prints them as zone-file lines."""
+    assert run("domain", "add", "example.org").exit_code == 0
+    added = run("dkim", "add", "example.org", "--key-type", "ed25519")
+    assert added.exit_code == 0, added.output
+    value = next(
+        line.split("value: ", 1)[1] for line in added.output.splitlines() if "value: " in line
+    )
+
+    table = run("dns", "example.org")
+    assert table.exit_code == 0, table.output
+    assert "DNS records for example.org" in table.output
+    assert f"10 {HOST}" in table.output
+    assert "v=spf1 mx -all" in table.output
+    assert "v=DMARC1; p=quarantine;" in table.output
+    assert "mail._domainkey.example.org" in table.output
+    assert "_dmarc.example.org" in table.output
+
+    zone = run("dns", "example.org", "--zone", "--dmarc-policy", "reject", "--ttl", "300")
+    assert zone.exit_code == 0, zone.output
+    lines = [line for line in zone.output.splitlines() if not line.startswith(";")]
+    assert lines == [
+        f"example.org.\t300\tIN\tMX\t10 {HOST}.",
+        'example.org.\t300\tIN\tTXT\t"v=spf1 mx -all"',
+        f'mail._domainkey.example.org.\t300\tIN\tTXT\t"{value}"',
+        '_dmarc.example.org.\t300\tIN\tTXT\t"v=DMARC1; p=reject; rua=mailto:postmaster@example.org"',  # noqa: E501
+    ]
+
+
+def test_dns_without_a_dkim_key_says_how_to_make_one(run) -> None:  # type: ignore[no-untyped-def]
+    """A domain with no key gets MX, SPF and DMARC, and a note naming `mailctl dkim add`."""
+    assert run("domain", "add", "example.net").exit_code == 0
+    zone = run("dns", "example.net", "--zone")
+    assert zone.exit_code == 0, zone.output
+    assert "_domainkey" not in zone.output
+    assert "_dmarc.example.net." in zone.output
+    assert "`mailctl dkim add example.net` makes one." in zone.output
+
+
+def test_dns_of_an_unknown_domain_is_not_found(run) -> None:  # type: ignore[no-untyped-def]
+    """An unknown domain exits 4 with the service's message."""
+    missing = run("dns", "nowhere.example")
+    assert missing.exit_code == 4
+    assert "The domain nowhere.example does not exist." in missing.output
