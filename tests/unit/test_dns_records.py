@@ -89,7 +89,7 @@ def test_zone_text_comments_each_record() -> None:
     records = dnsrecords.domain_records("example.org", "mail.example.org", dkim=None)
     text = dnsrecords.zone_text(records)
     lines = text.splitlines()
-    assert lines[0] == "; MX where mail is delivered"
+    assert lines[0] == "; MX: where mail for the domain is delivered"
     assert lines[1].startswith("example.org.\t3600\tIN\tMX\t")
     assert len(lines) == 6
     assert text.endswith("\n")

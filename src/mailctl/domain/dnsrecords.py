@@ -37,7 +37,10 @@ def mx_record(domain: str, mail_host: str, priority: int = DEFAULT_MX_PRIORITY) 
         raise InvalidInputError("The MX priority must be between 0 and 65535.")
     host = normalize_domain(mail_host)
     return DnsRecord(
-        normalize_domain(domain), "MX", f"{priority} {host}", "where mail is delivered"
+        normalize_domain(domain),
+        "MX",
+        f"{priority} {host}",
+        "MX: where mail for the domain is delivered",
     )
 
 
@@ -46,7 +49,10 @@ def spf_record(domain: str, all_policy: str = "-all") -> DnsRecord:
     if all_policy not in SPF_ALL:
         raise InvalidInputError(f"The SPF policy must be one of {', '.join(SPF_ALL)}.")
     return DnsRecord(
-        normalize_domain(domain), "TXT", f"v=spf1 mx {all_policy}", "who may send its mail"
+        normalize_domain(domain),
+        "TXT",
+        f"v=spf1 mx {all_policy}",
+        "SPF: which hosts may send its mail",
     )
 
 
@@ -64,12 +70,12 @@ def dmarc_record(
         raise InvalidInputError(f"The DMARC policy must be one of {', '.join(DMARC_POLICIES)}.")
     address = parse_address(report_to or f"postmaster@{name}")
     value = f"v=DMARC1; p={policy}; rua=mailto:{address.local_part}@{address.domain}"
-    return DnsRecord(f"_dmarc.{name}", "TXT", value, "what receivers do with forged mail")
+    return DnsRecord(f"_dmarc.{name}", "TXT", value, "DMARC: what receivers do with forged mail")
 
 
 def dkim_record(name: str, value: str) -> DnsRecord:
     """The DKIM record of a stored key (its name and value as the key service gives them)."""
-    return DnsRecord(name.rstrip("."), "TXT", value, "the public half of the signing key")
+    return DnsRecord(name.rstrip("."), "TXT", value, "DKIM: the public half of the signing key")
 
 
 def domain_records(
@@ -119,6 +125,6 @@ def zone_text(records: Sequence[DnsRecord], ttl: int = DEFAULT_TTL) -> str:
     lines: list[str] = []
     for record in records:
         if record.purpose:
-            lines.append(f"; {record.type} {record.purpose}")
+            lines.append(f"; {record.purpose}")
         lines.append(zone_line(record, ttl))
     return "\n".join(lines) + "\n"
