@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import grp
-import os
 import pwd
-import shlex
-import shutil
-import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from mailctl.config import Settings
 from mailctl.domain import dnsrecords
 from mailctl.domain.names import normalize_domain
 from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
+from mailctl.host import install
 from mailctl.host.fs import ensure_dir, write_atomic
 from mailctl.host.stack import (
     DOVECOT,
@@ -43,11 +37,9 @@ from mailctl.services.context import Context
 from mailctl.services.reconcile import reconcile
 
 DAEMONS = (POSTFIX, DOVECOT, OPENDKIM)
-SYSTEMD = "systemd"
 VMAIL_USER = "vmail"
 MASK = "********"
 CHECK_TIMEOUT = 60.0
-OUTPUT_TAIL_CHARS = 1500
 
 # Where Debian's packages keep each daemon's files; the daemons' own unit files expect them.
 DEBIAN_LAYOUT: dict[str, Path] = {
@@ -132,41 +124,6 @@ class SetupResult:
     def ok(self) -> bool:
         """True when every daemon that runs took its new files."""
         return all(reload.status != "failed" for reload in self.reloads)
-
-
-class CommandRunner(Protocol):
-    """How setup finds and runs the daemons' tools (a fake in unit tests)."""
-
-    def which(self, name: str) -> str | None:
-        """The path of an executable, or None if it is not installed."""
-
-    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
-        """Run ``argv`` without a shell; return its exit status and its output."""
-
-
-class SystemRunner:
-    """The real thing: PATH lookups and subprocesses bounded by a timeout."""
-
-    def which(self, name: str) -> str | None:
-        """The path of an executable, or None if it is not installed."""
-        return shutil.which(name)
-
-    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
-        """Run ``argv`` without a shell; a timeout or a missing binary is a failure."""
-        try:
-            done = subprocess.run(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return 124, f"no answer within {timeout:g} s"
-        except OSError as exc:
-            return 127, str(exc)
-        return done.returncode, (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:]
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -273,39 +230,10 @@ def stack_config(settings: Settings, options: SetupOptions) -> StackConfig:
 
 
 def systemd_units(options: SetupOptions) -> list[RenderedFile]:
-    """Units that run the API and the agent, reading their settings from the env file."""
+    """Units for `mailctl serve` and `mailctl agent` when the options ask for them."""
     if options.systemd_dir is None:
         return []
-    command = shlex.join(options.mailctl_command)
-    units = {
-        "mailctl.service": ("mailctl HTTP API", f"{command} serve"),
-        "mailctl-agent.service": ("mailctl agent: reconcile and renew", f"{command} agent"),
-    }
-    files = []
-    for unit, (description, exec_start) in units.items():
-        content = (
-            "# Rendered by mailctl setup; edits here are overwritten.\n"
-            "[Unit]\n"
-            f"Description={description}\n"
-            # Ordering only: a unit that does not exist on this host is ignored.
-            "After=network-online.target postgresql.service mariadb.service\n"
-            "Wants=network-online.target\n"
-            "\n"
-            "[Service]\n"
-            "Type=simple\n"
-            f"EnvironmentFile={options.env_file}\n"
-            f"ExecStart={exec_start}\n"
-            # Root: mailctl writes key files for opendkim and maildirs for vmail, and
-            # runs the daemons' reload commands.
-            "User=root\n"
-            "Restart=on-failure\n"
-            "RestartSec=5\n"
-            "\n"
-            "[Install]\n"
-            "WantedBy=multi-user.target\n"
-        )
-        files.append(RenderedFile(options.systemd_dir / unit, content, 0o644, SYSTEMD))
-    return files
+    return install.systemd_units(options.systemd_dir, options.env_file, options.mailctl_command)
 
 
 def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
@@ -345,66 +273,6 @@ def shown_files(setup: SetupPlan) -> list[RenderedFile]:
 # --- apply --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Previous:
-    content: bytes
-    mode: int
-    uid: int
-    gid: int
-
-
-def _lookup(value: str | int | None, table: str) -> int | None:
-    if value is None or isinstance(value, int):
-        return value
-    try:
-        if table == "user":
-            return pwd.getpwnam(value).pw_uid
-        return grp.getgrnam(value).gr_gid
-    except KeyError:
-        raise HostStateError(
-            f"There is no {table} {value} on this host: install Postfix, Dovecot and "
-            "OpenDKIM first."
-        ) from None
-
-
-def _make_dirs(directories: Sequence[RequiredDir]) -> list[Path]:
-    created: list[Path] = []
-    for required in directories:
-        uid = _lookup(required.owner, "user")
-        gid = _lookup(required.group, "group")
-        existed = required.path.is_dir()
-        # A folder the stack merely needs (/etc, say) is created if missing, never changed;
-        # one a daemon must own (its data folder, the mail root) is set right every time.
-        if existed and uid is None and gid is None:
-            continue
-        ensure_dir(required.path, required.mode)
-        try:
-            os.chown(required.path, 0 if uid is None else uid, 0 if gid is None else gid)
-        except OSError as exc:
-            raise HostStateError(f"Cannot hand {required.path} over: {exc.strerror}.") from exc
-        if not existed:
-            created.append(required.path)
-    return created
-
-
-def _read(path: Path) -> _Previous | None:
-    try:
-        info = path.stat()
-        return _Previous(path.read_bytes(), info.st_mode & 0o7777, info.st_uid, info.st_gid)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise HostStateError(f"Cannot read {path}: {exc.strerror}.") from exc
-
-
-def _put_back(path: Path, previous: _Previous | None) -> None:
-    if previous is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    write_atomic(path, previous.content, previous.mode, previous.uid, previous.gid)
-
-
 def _reconcile_files(ctx: Context) -> list[str]:
     """Render the DKIM tables and certificates the new configuration names; reload nothing.
 
@@ -429,21 +297,7 @@ def _reconcile_files(ctx: Context) -> list[str]:
     return sorted(daemons)
 
 
-def _running(pid_file: Path) -> bool:
-    try:
-        pid = int(pid_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _check(cfg: StackConfig, runner: CommandRunner) -> list[CheckOutcome]:
+def _check(cfg: StackConfig, runner: install.CommandRunner) -> list[CheckOutcome]:
     commands = stack_commands(cfg)
     outcomes = []
     for daemon in DAEMONS:
@@ -456,7 +310,9 @@ def _check(cfg: StackConfig, runner: CommandRunner) -> list[CheckOutcome]:
     return outcomes
 
 
-def _reload(cfg: StackConfig, changed: set[str], runner: CommandRunner) -> list[ReloadOutcome]:
+def _reload(
+    cfg: StackConfig, changed: set[str], runner: install.CommandRunner
+) -> list[ReloadOutcome]:
     commands = stack_commands(cfg)
     pid_files = {
         POSTFIX: cfg.postfix_pid_file,
@@ -467,7 +323,7 @@ def _reload(cfg: StackConfig, changed: set[str], runner: CommandRunner) -> list[
     for daemon in DAEMONS:
         if daemon not in changed:
             outcomes.append(ReloadOutcome(daemon, "unchanged"))
-        elif not _running(pid_files[daemon]):
+        elif not install.is_running(pid_files[daemon]):
             outcomes.append(ReloadOutcome(daemon, "not running", "start it to use the new files"))
         else:
             status, output = runner.run(commands[daemon]["reload"], CHECK_TIMEOUT)
@@ -479,7 +335,7 @@ def _reload(cfg: StackConfig, changed: set[str], runner: CommandRunner) -> list[
 
 
 def apply_setup(
-    setup: SetupPlan, ctx: Context | None = None, runner: CommandRunner | None = None
+    setup: SetupPlan, ctx: Context | None = None, runner: install.CommandRunner | None = None
 ) -> SetupResult:
     """Write the plan, have each daemon check it, put the old files back if one refuses.
 
@@ -488,10 +344,10 @@ def apply_setup(
     exists. A daemon that is not installed is not checked; one that is not running is not
     reloaded. A refused check raises HostStateError after restoring the previous files.
     """
-    runner = runner or SystemRunner()
+    runner = runner or install.SystemRunner()
     for file in setup.files:
-        _lookup(file.group, "group")
-    created = _make_dirs(setup.directories)
+        install.lookup_id(file.group, "group")
+    created = install.make_dirs(setup.directories)
     reconciled = _reconcile_files(ctx) if ctx is not None else []
     changed = set(reconciled)
     missing = [path for path in (setup.cfg.tls_cert, setup.cfg.tls_key) if not path.is_file()]
@@ -502,13 +358,13 @@ def apply_setup(
             f"{setup.cfg.hostname}`, then run setup again. Nothing was configured."
         )
 
-    previous: dict[Path, _Previous | None] = {}
+    previous: dict[Path, install.PreviousFile | None] = {}
     written: list[Path] = []
     unchanged: list[Path] = []
     try:
         for file in setup.files:
-            gid = _lookup(file.group, "group")
-            old = _read(file.path)
+            gid = install.lookup_id(file.group, "group")
+            old = install.read_previous(file.path)
             data = file.content.encode("utf-8")
             same_gid = old is not None and (gid is None or old.gid == gid)
             if old is not None and same_gid and (old.content, old.mode) == (data, file.mode):
@@ -523,14 +379,14 @@ def apply_setup(
     except HostStateError:
         for path in written:
             with contextlib.suppress(HostStateError):
-                _put_back(path, previous[path])
+                install.put_back(path, previous[path])
         raise
 
     checks = _check(setup.cfg, runner)
     refused = [check for check in checks if check.status == "failed"]
     if refused:
         for path in written:
-            _put_back(path, previous[path])
+            install.put_back(path, previous[path])
         details = "; ".join(f"{c.daemon}: {c.output.strip() or 'no output'}" for c in refused)
         raise HostStateError(
             f"The new configuration was refused ({details}). The previous files are back."

@@ -1,0 +1,169 @@
+"""Putting a rendered stack on a host: folders, files kept for rollback, units, commands."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mailctl.errors import HostStateError
+from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.stack import RenderedFile, RequiredDir
+
+SYSTEMD = "systemd"
+OUTPUT_TAIL_CHARS = 1500
+
+
+class CommandRunner(Protocol):
+    """How setup finds and runs the daemons' tools (a fake in unit tests)."""
+
+    def which(self, name: str) -> str | None:
+        """The path of an executable, or None if it is not installed."""
+
+    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        """Run ``argv`` without a shell; return its exit status and its output."""
+
+
+class SystemRunner:
+    """The real thing: PATH lookups and subprocesses bounded by a timeout."""
+
+    def which(self, name: str) -> str | None:
+        """The path of an executable, or None if it is not installed."""
+        return shutil.which(name)
+
+    def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
+        """Run ``argv`` without a shell; a timeout or a missing binary is a failure."""
+        try:
+            done = subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return 124, f"no answer within {timeout:g} s"
+        except OSError as exc:
+            return 127, str(exc)
+        return done.returncode, (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:]
+
+
+@dataclass(frozen=True)
+class PreviousFile:
+    """A file as it was before setup wrote over it (None: it did not exist)."""
+
+    content: bytes
+    mode: int
+    uid: int
+    gid: int
+
+
+def lookup_id(value: str | int | None, table: str) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        if table == "user":
+            return pwd.getpwnam(value).pw_uid
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise HostStateError(
+            f"There is no {table} {value} on this host: install Postfix, Dovecot and "
+            "OpenDKIM first."
+        ) from None
+
+
+def make_dirs(directories: Sequence[RequiredDir]) -> list[Path]:
+    created: list[Path] = []
+    for required in directories:
+        uid = lookup_id(required.owner, "user")
+        gid = lookup_id(required.group, "group")
+        existed = required.path.is_dir()
+        # A folder the stack merely needs (/etc, say) is created if missing, never changed;
+        # one a daemon must own (its data folder, the mail root) is set right every time.
+        if existed and uid is None and gid is None:
+            continue
+        ensure_dir(required.path, required.mode)
+        try:
+            os.chown(required.path, 0 if uid is None else uid, 0 if gid is None else gid)
+        except OSError as exc:
+            raise HostStateError(f"Cannot hand {required.path} over: {exc.strerror}.") from exc
+        if not existed:
+            created.append(required.path)
+    return created
+
+
+def read_previous(path: Path) -> PreviousFile | None:
+    try:
+        info = path.stat()
+        return PreviousFile(path.read_bytes(), info.st_mode & 0o7777, info.st_uid, info.st_gid)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HostStateError(f"Cannot read {path}: {exc.strerror}.") from exc
+
+
+def put_back(path: Path, previous: PreviousFile | None) -> None:
+    if previous is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    write_atomic(path, previous.content, previous.mode, previous.uid, previous.gid)
+
+
+def is_running(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def systemd_units(
+    directory: Path, env_file: Path, mailctl_command: Sequence[str]
+) -> list[RenderedFile]:
+    """Units that run the API and the agent, reading their settings from the env file."""
+    command = shlex.join(mailctl_command)
+    units = {
+        "mailctl.service": ("mailctl HTTP API", f"{command} serve"),
+        "mailctl-agent.service": ("mailctl agent: reconcile and renew", f"{command} agent"),
+    }
+    files = []
+    for unit, (description, exec_start) in units.items():
+        content = (
+            "# Rendered by mailctl setup; edits here are overwritten.\n"
+            "[Unit]\n"
+            f"Description={description}\n"
+            # Ordering only: a unit that does not exist on this host is ignored.
+            "After=network-online.target postgresql.service mariadb.service\n"
+            "Wants=network-online.target\n"
+            "\n"
+            "[Service]\n"
+            "Type=simple\n"
+            f"EnvironmentFile={env_file}\n"
+            f"ExecStart={exec_start}\n"
+            # Root: mailctl writes key files for opendkim and maildirs for vmail, and
+            # runs the daemons' reload commands.
+            "User=root\n"
+            "Restart=on-failure\n"
+            "RestartSec=5\n"
+            "\n"
+            "[Install]\n"
+            "WantedBy=multi-user.target\n"
+        )
+        files.append(RenderedFile(directory / unit, content, 0o644, SYSTEMD))
+    return files
