@@ -512,9 +512,11 @@ def running_stack(
     """
     missing = [binary for binary in BINARIES if shutil.which(binary) is None]
     if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (see scripts/install-mailstack-packages)")
+        pytest.fail(
+            f"not installed: {', '.join(missing)} (scripts/install-test-packages installs them)"
+        )
     if os.geteuid() != 0:
-        pytest.skip("the mail stack runs its daemons as root, which drop privileges themselves")
+        pytest.fail("the mail stack starts its daemons as root, which drop privileges themselves")
     uid, gid = vmail_ids()
     root = Path(tempfile.mkdtemp(prefix="mailctl-stack-"))
     root.chmod(0o711)
