@@ -37,6 +37,19 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_reload_of_this_machines_daemons() -> Iterator[None]:
+    """A test that turns reloads on never reloads the machine's own mail daemons.
+
+    Tests that want a real reload name the command of the daemons they started.
+    """
+    patch = pytest.MonkeyPatch()
+    for daemon in ("POSTFIX", "DOVECOT", "OPENDKIM"):
+        patch.setenv(f"MAILCTL_RELOAD_{daemon}", "true")
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _drop_templates() -> Iterator[None]:
     yield
     drop_pg_template()

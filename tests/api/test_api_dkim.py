@@ -212,6 +212,9 @@ def test_reload_failure_is_reported_and_old_tables_stay(
     key_table = (base / "KeyTable").read_text()
     monkeypatch.setattr(server.ctx.settings, "reload_enabled", True)
     monkeypatch.setattr(server.ctx.settings, "reload_opendkim", "false")
+    # Never the machine's own daemons.
+    monkeypatch.setattr(server.ctx.settings, "reload_postfix", "true")
+    monkeypatch.setattr(server.ctx.settings, "reload_dovecot", "true")
     response = api.post(
         "/dkim/add-new-domain", data={"domain": "example.org", "key_type": "ed25519"}
     )

@@ -87,6 +87,7 @@ def _fail_postfix_reload(ctx: Context) -> None:
     ctx.settings.reload_enabled = True
     ctx.settings.reload_postfix = "false"
     ctx.settings.reload_dovecot = "true"
+    ctx.settings.reload_opendkim = "true"  # never the machine's own daemon
 
 
 def _closed_port() -> int:
