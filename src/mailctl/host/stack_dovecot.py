@@ -1,0 +1,127 @@
+"""Dovecot's configuration and the SQL file it checks mailbox passwords with."""
+
+from __future__ import annotations
+
+from mailctl.host.stack_config import DOVECOT, RenderedFile, StackConfig
+
+# What Dovecot asks: the stored string keeps its "{SCHEME}" prefix, so each row decides
+# how it is verified, and old schemes keep working next to new ones.
+PASSDB_QUERY = "SELECT email AS user, password FROM virtual_users WHERE email = '%u'"
+
+
+def dovecot_files(cfg: StackConfig) -> list[RenderedFile]:
+    """Render dovecot.conf and its passdb SQL file for ``cfg``."""
+    # The SQL file may hold the database password; Dovecot reads it after dropping
+    # privileges, so it belongs to its group, not to others.
+    return [
+        RenderedFile(cfg.dovecot_conf, _dovecot_conf(cfg), 0o644, DOVECOT),
+        RenderedFile(cfg.dovecot_sql_conf, _dovecot_sql_conf(cfg), 0o640, DOVECOT, "dovecot"),
+    ]
+
+
+def _dovecot_conf(cfg: StackConfig) -> str:
+    mail_dir = f"{cfg.mail_root}/%d/%n"
+    if cfg.lmtp_port is not None:
+        lmtp_listener = (
+            "  inet_listener lmtp {\n"
+            f"    address = {cfg.lmtp_address}\n"
+            f"    port = {cfg.lmtp_port}\n"
+            "  }\n"
+        )
+    else:
+        # The socket sits in Postfix's private/ folder, owned by the postfix user, so only
+        # Postfix can hand mail to Dovecot.
+        lmtp_listener = (
+            f"  unix_listener {cfg.lmtp_socket} {{\n"
+            "    user = postfix\n"
+            "    group = postfix\n"
+            "    mode = 0600\n"
+            "  }\n"
+        )
+    return (
+        "# Rendered by mailctl from its configuration; edits here are overwritten.\n"
+        f"base_dir = {cfg.dovecot_base_dir}\n"
+        f"state_dir = {cfg.dovecot_state_dir}\n"
+        "protocols = imap lmtp\n"
+        f"listen = {'*, ::' if cfg.listens_everywhere else cfg.listen_address}\n"
+        f"log_path = {cfg.dovecot_log}\n"
+        f"info_log_path = {cfg.dovecot_log}\n"
+        "default_internal_user = dovecot\n"
+        "default_login_user = dovenull\n"
+        # Mail is only ever read and written as the one vmail account.
+        f"first_valid_uid = {cfg.vmail_uid}\n"
+        f"last_valid_uid = {cfg.vmail_uid}\n"
+        f"first_valid_gid = {cfg.vmail_gid}\n"
+        f"last_valid_gid = {cfg.vmail_gid}\n"
+        f"mail_location = maildir:{mail_dir}\n"
+        "auth_mechanisms = plain login\n"
+        # Addresses are stored in lower case; a user typing Alice@Example.org still logs in.
+        "auth_username_format = %Lu\n"
+        "disable_plaintext_auth = yes\n"
+        "ssl = yes\n"
+        f"ssl_cert = <{cfg.tls_cert}\n"
+        f"ssl_key = <{cfg.tls_key}\n"
+        "ssl_min_protocol = TLSv1.2\n"
+        "passdb {\n"
+        "  driver = sql\n"
+        f"  args = {cfg.dovecot_sql_conf}\n"
+        "}\n"
+        # Every mailbox belongs to the vmail account; only the folder differs per user.
+        "userdb {\n"
+        "  driver = static\n"
+        f"  args = uid={cfg.vmail_uid} gid={cfg.vmail_gid} home={mail_dir}\n"
+        "}\n"
+        "service imap-login {\n"
+        "  inet_listener imap {\n"
+        f"    port = {cfg.imap_port}\n"
+        "  }\n"
+        "  inet_listener imaps {\n"
+        f"    port = {cfg.imaps_port}\n"
+        "    ssl = yes\n"
+        "  }\n"
+        "}\n"
+        "service pop3-login {\n"
+        "  inet_listener pop3 {\n"
+        "    port = 0\n"
+        "  }\n"
+        "  inet_listener pop3s {\n"
+        "    port = 0\n"
+        "  }\n"
+        "}\n"
+        "service lmtp {\n"
+        f"{lmtp_listener}"
+        "}\n"
+        "service auth {\n"
+        f"  unix_listener {cfg.auth_socket} {{\n"
+        "    user = postfix\n"
+        "    group = postfix\n"
+        "    mode = 0660\n"
+        "  }\n"
+        "}\n"
+        "protocol lmtp {\n"
+        f"  postmaster_address = postmaster@{cfg.hostname}\n"
+        "}\n"
+    )
+
+
+def _dovecot_sql_conf(cfg: StackConfig) -> str:
+    backend = cfg.backend
+    if backend.kind == "sqlite":
+        driver, connect = "sqlite", backend.database
+    else:
+        driver = "pgsql" if backend.kind == "postgresql" else "mysql"
+        words = [f"host={backend.host}", f"port={backend.effective_port}"]
+        words.append(f"dbname={backend.database}")
+        if backend.user:
+            words.append(f"user={backend.user}")
+        if backend.password:
+            words.append(f'password="{backend.password}"')
+        connect = " ".join(words)
+    return (
+        "# Rendered by mailctl: how Dovecot checks mailbox passwords.\n"
+        f"driver = {driver}\n"
+        f"connect = {connect}\n"
+        # Used only for a row without a {SCHEME} prefix, which mailctl never writes.
+        "default_pass_scheme = ARGON2ID\n"
+        f"password_query = {PASSDB_QUERY}\n"
+    )
