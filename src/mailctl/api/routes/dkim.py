@@ -8,8 +8,8 @@ from fastapi import APIRouter
 
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.openapi import form
+from mailctl.api.shapes import reload_json
 from mailctl.services import dkim
-from mailctl.services.agent import ReconcileOutcome
 from mailctl.services.dkim import DkimKeyView
 
 router = APIRouter(tags=["dkim"])
@@ -29,21 +29,6 @@ def key_json(view: DkimKeyView) -> dict[str, Any]:
         "key_type": view.key_type,
         "public": view.public,
         "dns": {"name": view.dns.name, "type": view.dns.type, "value": view.dns.value},
-    }
-
-
-def reload_json(outcome: ReconcileOutcome) -> dict[str, Any]:
-    """What reconcile did on this host, and what failed."""
-    report = outcome.report
-    return {
-        "ok": outcome.ok,
-        "written": report.written,
-        "deleted": report.deleted,
-        "reloaded": report.reloaded,
-        "failures": [
-            {"daemon": f.daemon, "status": f.status, "detail": f.detail} for f in report.failures
-        ],
-        "error": outcome.error,
     }
 
 

@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.fields import Fields
 from mailctl.api.openapi import form
+from mailctl.api.shapes import reload_json
 from mailctl.errors import InvalidInputError
 from mailctl.services import certificates
-from mailctl.services.agent import ReconcileOutcome
 from mailctl.services.certificates import CertificateView
 from mailctl.services.jobs import JobBusyError
 
@@ -30,21 +30,6 @@ def certificate_json(view: CertificateView) -> dict[str, Any]:
         "days_left": view.days_left,
         "fingerprint_sha256": view.fingerprint_sha256,
         "paths": {"certificate": str(view.certificate_path), "key": str(view.key_path)},
-    }
-
-
-def reload_json(outcome: ReconcileOutcome) -> dict[str, Any]:
-    """What reconcile did on this host, and what failed."""
-    report = outcome.report
-    return {
-        "ok": outcome.ok,
-        "written": report.written,
-        "deleted": report.deleted,
-        "reloaded": report.reloaded,
-        "failures": [
-            {"daemon": f.daemon, "status": f.status, "detail": f.detail} for f in report.failures
-        ],
-        "error": outcome.error,
     }
 
 
