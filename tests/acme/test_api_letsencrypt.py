@@ -15,10 +15,9 @@ import httpx
 import pytest
 import uvicorn
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from tests.conftest import ADMIN, ADMIN_PASSWORD
+from tests.pki import self_signed
 from typer.testing import CliRunner
 
 from mailctl.api.app import create_app
@@ -176,26 +175,10 @@ def test_bad_hostname_is_400_and_starts_nothing(acme_api: AcmeApi, hostname: str
 
 
 def _short_lived_pair(name: str, days: int) -> tuple[str, str, datetime]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    not_after = datetime.now(UTC) + timedelta(days=days)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime.now(UTC) - timedelta(days=80))
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode(), not_after
+    now = datetime.now(UTC)
+    not_after = now + timedelta(days=days)
+    cert, key = self_signed(name, not_before=now - timedelta(days=80), not_after=not_after)
+    return cert.decode(), key.decode(), not_after
 
 
 def test_renew_due_renews_expiring_acme_certificates(acme_api: AcmeApi) -> None:

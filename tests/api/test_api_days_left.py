@@ -12,32 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-
-def _self_signed(name: str, not_after: datetime) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+from tests.pki import self_signed
 
 
 @dataclass
@@ -52,7 +27,7 @@ class TlsServer:
 def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
     """Serve TLS handshakes on a free port until the test ends."""
     not_after = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40, hours=6)
-    cert, key = _self_signed("live.example.test", not_after)
+    cert, key = self_signed("live.example.test", not_after=not_after)
     (tmp_path / "cert.pem").write_bytes(cert)
     (tmp_path / "key.pem").write_bytes(key)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -98,7 +73,7 @@ def _closed_port() -> int:
 def test_stored_certificate_answers_first(api: httpx.Client) -> None:
     """A host name mailctl holds a certificate for is answered from it, source stored."""
     not_after = datetime.now(UTC).replace(microsecond=0) + timedelta(days=12, hours=1)
-    cert, key = _self_signed("mail.example.test", not_after)
+    cert, key = self_signed("mail.example.test", not_after=not_after)
     upload = api.post(
         "/ssl/upload",
         files={"ssl_certificate": ("c.pem", cert), "ssl_certificate_key": ("k.pem", key)},

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests import pki
 from tests.conftest import LiveServer
 from typer.testing import CliRunner
 
@@ -27,30 +24,12 @@ pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
 
 def self_signed(hostname: str) -> tuple[str, str, datetime]:
     """A certificate and key PEM for ``hostname`` valid for 90 days."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=90))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(key, hashes.SHA256())
+    not_after = (now + timedelta(days=90)).replace(microsecond=0)
+    cert, key = pki.self_signed(
+        hostname, not_before=now - timedelta(minutes=1), not_after=not_after
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem.decode(),
-        cert.not_valid_after_utc,
-    )
+    return cert.decode(), key.decode(), not_after
 
 
 def snapshot(settings: Settings) -> dict[str, tuple[int, bytes]]:

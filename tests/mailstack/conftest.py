@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import grp
 import hashlib
-import ipaddress
 import itertools
 import os
 import pwd
@@ -34,11 +33,10 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, create_engine, text
 from tests.backends import MARIADB_SERVER, PG_SERVER, selected_backends
+from tests.pki import self_signed
 
 from mailctl.host.stack import (
     DOVECOT,
@@ -168,32 +166,14 @@ def _tail(path: Path) -> str:
 
 def _self_signed(hostname: str) -> tuple[bytes, bytes]:
     """A certificate for ``hostname`` and 127.0.0.1, and its key, both PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        hostname,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=2),
+        ip="127.0.0.1",
+        ca=True,
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 # --- databases ----------------------------------------------------------------------------
