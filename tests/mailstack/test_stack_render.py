@@ -270,7 +270,7 @@ def test_folders_are_owned_by_the_user_that_writes_them() -> None:
 def test_doveconf_accepts_the_rendered_dovecot_config(backend: str, tmp_path: Path) -> None:
     """The real doveconf parses the rendered dovecot.conf for every backend."""
     if shutil.which("doveconf") is None:
-        pytest.skip("doveconf is not installed")
+        pytest.fail("doveconf is not installed; scripts/install-test-packages installs it")
     cfg = config(BACKENDS[backend])
     files = render_stack(dataclasses.replace(cfg, dovecot_config_dir=tmp_path))
     for file in files:
