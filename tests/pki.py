@@ -51,3 +51,53 @@ def self_signed(
         serialization.NoEncryption(),
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def ca_signed(
+    *names: str,
+    days: float = 60,
+    ca_first: bool = False,
+    ca_key: ec.EllipticCurvePrivateKey | None = None,
+) -> tuple[bytes, bytes, datetime]:
+    """A leaf for ``names`` (SAN; the first is the CN) issued by a test CA.
+
+    Returns the chain (leaf, then the CA; the other way round with ``ca_first``), the leaf's
+    key, and the leaf's expiry, ``days`` from now (negative for an expired certificate).
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    ca = ca_key or ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=400))
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_after = now + timedelta(days=days)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=365))
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+        .sign(ca, hashes.SHA256())
+    )
+    order = (ca_cert, leaf) if ca_first else (leaf, ca_cert)
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in order)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return chain, key_pem, not_after

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from tests.pki import ca_signed
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
@@ -20,42 +19,8 @@ HOST = "mail.example.com"
 
 def make_pair(*names: str, days: float = 60, ca_first: bool = False) -> tuple[bytes, bytes]:
     """A chain (leaf, then its CA; reversed if ``ca_first``) and the leaf key, as PEM."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=400))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=365))
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    order = (ca, leaf) if ca_first else (leaf, ca)
-    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in order)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return chain, key_pem
+    chain, key, _ = ca_signed(*names, days=days, ca_first=ca_first)
+    return chain, key
 
 
 def _upload(api: httpx.Client, chain: bytes, key: bytes, **extra: str) -> httpx.Response:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.pki import ca_signed
 
 from mailctl.errors import InvalidInputError, NotFoundError, ThrottledError, UpstreamError
 from mailctl.services import certificates, jobs
@@ -36,42 +36,7 @@ def make_pair(
     *names: str, days: float = 60, ca_key: ec.EllipticCurvePrivateKey | None = None
 ) -> Pair:
     """Issue a leaf for ``names`` (SAN; the first is the CN) from a fresh test CA."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    ca = ca_key or ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_after = now + timedelta(days=days)
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
-        )
-        .sign(ca, hashes.SHA256())
-    )
-    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (leaf, ca_cert))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return Pair(chain, key_pem, not_after)
+    return Pair(*ca_signed(*names, days=days, ca_key=ca_key))
 
 
 def _files(ctx: Context, name: str) -> tuple[Path, Path]:
