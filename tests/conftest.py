@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.backends import drop_pg_template, fresh_database, selected_backends
+from tests.liveserver import live_api
 
 if TYPE_CHECKING:
     from mailctl.config import Settings
@@ -78,12 +75,6 @@ def ctx(settings: Settings) -> Iterator[Context]:
     context.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LiveServer:
     url: str
@@ -93,22 +84,8 @@ class LiveServer:
 @pytest.fixture
 def server(ctx: Context) -> Iterator[LiveServer]:
     """The real API under uvicorn on 127.0.0.1, in a thread of the test process."""
-    from mailctl.api.app import create_app
-
-    port = free_port()
-    app = create_app(ctx=ctx)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.01)
-    yield LiveServer(f"http://127.0.0.1:{port}", ctx)
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with live_api(ctx) as url:
+        yield LiveServer(url, ctx)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tests.conftest import ADMIN, ADMIN_PASSWORD
+from tests.liveserver import live_api
 from tests.pki import self_signed
 from typer.testing import CliRunner
 
-from mailctl.api.app import create_app
 from mailctl.cli.main import app as cli_app
 from mailctl.services import certificates, jobs
 from mailctl.services.context import Context
@@ -50,33 +48,16 @@ def acme_api(ctx: Context, pebble: PebbleServer) -> Iterator[AcmeApi]:
     ctx.settings.acme_directory_url = pebble.directory_url
     ctx.settings.acme_ca_bundle = Path(pebble.ca_bundle)
     ctx.settings.acme_timeout_seconds = 30
-    config = uvicorn.Config(
-        create_app(ctx=ctx),
-        host="127.0.0.1",
-        port=pebble.http_port,
-        log_level="warning",
-        lifespan="off",
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the API server did not start on pebble's http-01 port")
-        time.sleep(0.01)
-    base = f"http://127.0.0.1:{pebble.http_port}"
-    try:
-        with httpx.Client(base_url=base, timeout=30) as client:
-            login = client.post("/auth", data={"username": ADMIN, "password": ADMIN_PASSWORD})
-            assert login.status_code == 200, login.text
-            client.headers["Auth-token"] = login.json()["token"]
-            yield AcmeApi(client, ctx)
-    finally:
-        # No order may outlive the test's database.
-        assert jobs.runner().wait(JOB_WAIT_SECONDS)
-        instance.should_exit = True
-        thread.join(timeout=10)
+    with live_api(ctx, pebble.http_port) as base:
+        try:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                login = client.post("/auth", data={"username": ADMIN, "password": ADMIN_PASSWORD})
+                assert login.status_code == 200, login.text
+                client.headers["Auth-token"] = login.json()["token"]
+                yield AcmeApi(client, ctx)
+        finally:
+            # No order may outlive the test's database.
+            assert jobs.runner().wait(JOB_WAIT_SECONDS)
 
 
 def _wait_for_job(client: httpx.Client, job_id: str) -> dict[str, Any]:

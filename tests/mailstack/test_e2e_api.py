@@ -13,7 +13,6 @@ import smtplib
 import ssl
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +23,10 @@ from pathlib import Path
 import dkim
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import create_engine
 from tests.backends import selected_backends
+from tests.liveserver import live_api
+from tests.mailstack import mailclient
 from tests.mailstack.conftest import (
     BINARIES,
     HOSTNAME,
@@ -39,7 +39,6 @@ from tests.mailstack.conftest import (
     vmail_ids,
 )
 
-from mailctl.api.app import create_app
 from mailctl.config import Settings
 from mailctl.host.stack import DOVECOT, OPENDKIM, POSTFIX, stack_commands
 from mailctl.services import auth, certificates, setup
@@ -50,7 +49,6 @@ pytestmark = [pytest.mark.mailstack, pytest.mark.slow]
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct horse battery"
-DELIVERY_TIMEOUT = 30.0
 SERVER_START_TIMEOUT = 10.0
 _domains = iter(range(1, 1_000_000))
 
@@ -108,28 +106,6 @@ def setup_options(root: Path) -> setup.SetupOptions:
         # would refuse every key. Keys stay 0600 and owned by opendkim.
         opendkim_require_safe_keys=False,
     )
-
-
-@contextmanager
-def live_api(ctx: Context) -> Iterator[str]:
-    """Serve the API of ``ctx`` under uvicorn in a thread; yield its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(ctx=ctx), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the API server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager
@@ -273,25 +249,8 @@ def deliver(stack: MailStack, recipient: str, subject: str) -> None:
 
 
 def fetch(stack: MailStack, address: str, password: str, subject: str) -> bytes:
-    """Log in over IMAP and return the raw message with ``subject``, waiting for delivery."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT
-    with imaplib.IMAP4("127.0.0.1", stack.imap_port, timeout=30) as imap:
-        imap.starttls(ssl_context=tls_context(stack))
-        imap.login(address, password)
-        while True:
-            imap.select("INBOX")
-            status, data = imap.search(None, "SUBJECT", f'"{subject}"')
-            assert status == "OK"
-            numbers = data[0].split()
-            if numbers:
-                status, parts = imap.fetch(numbers[-1], "(RFC822)")
-                assert status == "OK"
-                first = parts[0]
-                assert isinstance(first, tuple)
-                return bytes(first[1])
-            if time.monotonic() > deadline:
-                pytest.fail(f"{subject!r} was not delivered in time\n{stack.logs()}")
-            time.sleep(0.2)
+    """Log in over IMAP (after STARTTLS) and return the raw message with ``subject``."""
+    return mailclient.fetch(stack, address, password, subject, starttls=tls_context(stack))
 
 
 def imap_login_refused(stack: MailStack, address: str, password: str) -> bool:

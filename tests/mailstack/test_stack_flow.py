@@ -20,6 +20,7 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.mailstack import mailclient
 
 if TYPE_CHECKING:
     from tests.mailstack.conftest import MailStack
@@ -29,7 +30,6 @@ pytestmark = [pytest.mark.mailstack, pytest.mark.slow]
 
 PASSWORD = "alice's long secret"
 SELECTOR = "s2024"
-DELIVERY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,23 +69,7 @@ def message(sender: str, recipient: str, subject: str) -> EmailMessage:
 
 def fetch(account: Account, subject: str) -> bytes:
     """Log in over IMAP and return the raw message with ``subject``, waiting for delivery."""
-    deadline = time.monotonic() + DELIVERY_TIMEOUT
-    with imaplib.IMAP4("127.0.0.1", account.stack.imap_port, timeout=10) as imap:
-        imap.login(account.email, account.password)
-        while True:
-            imap.select("INBOX")
-            status, data = imap.search(None, "SUBJECT", f'"{subject}"')
-            assert status == "OK"
-            numbers = data[0].split()
-            if numbers:
-                status, parts = imap.fetch(numbers[-1], "(RFC822)")
-                assert status == "OK"
-                first = parts[0]
-                assert isinstance(first, tuple)
-                return bytes(first[1])
-            if time.monotonic() > deadline:
-                pytest.fail(f"{subject!r} was not delivered in time\n{account.stack.logs()}")
-            time.sleep(0.2)
+    return mailclient.fetch(account.stack, account.email, account.password, subject)
 
 
 def test_message_over_smtp_is_delivered_and_read_over_imap(alice: Account) -> None:
