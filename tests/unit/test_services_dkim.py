@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from mailctl.domain.dkim import dns_record
 from mailctl.errors import NotFoundError, UpstreamError
 from mailctl.services import agent, dkim, domains
 from mailctl.services.context import Actor, Context
@@ -117,6 +118,23 @@ def test_concurrent_first_adds_agree_on_one_key(ctx: Context) -> None:
     assert len({r.key.dns.value for r in results}) == 1
     assert [r.action for r in results].count(dkim.CREATED) == 1
     assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]
+
+
+def test_open_transaction_sees_a_key_committed_after_its_first_read(ctx: Context) -> None:
+    """A key change that waited for the domain's lock reads the key its rival committed.
+
+    Without this (InnoDB's REPEATABLE READ keeps the first read's snapshot) a second
+    simultaneous first add would miss the new key and fail on the selector's uniqueness.
+    """
+    domains.create_domain(ctx, ACTOR, "example.com")
+    with ctx.uow() as uow:
+        row = uow.domains.by_name("example.com")
+        assert row is not None
+        assert uow.dkim_keys.active_for_domain(row.id) is None
+        committed = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+        seen = uow.dkim_keys.active_for_domain(row.id)
+        assert seen is not None
+        assert dns_record("example.com", seen.selector, seen.private_key) == committed.key.dns
 
 
 def test_get_key_of_unknown_domain(ctx: Context) -> None:

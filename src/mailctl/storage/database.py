@@ -46,6 +46,10 @@ def make_engine(url: str) -> Engine:
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
         kwargs["pool_recycle"] = 3600
+        # InnoDB's default REPEATABLE READ keeps the snapshot of a transaction's first read:
+        # a request that waited for a row lock would not see what the holder committed and
+        # would act on stale rows. READ COMMITTED is PostgreSQL's default; both then agree.
+        kwargs["isolation_level"] = "READ COMMITTED"
     elif backend == "postgresql":
         kwargs["connect_args"] = {"connect_timeout": 10}
     engine = create_engine(parsed, **kwargs)
