@@ -232,3 +232,85 @@ def test_reload_failure_is_reported_and_old_tables_stay(
     again = api.post("/dkim/add-new-domain", data={"domain": "example.org"}).json()
     assert again["reload"]["reloaded"] == ["opendkim"]
     assert lines_for(server, "KeyTable", "example.org") != []
+
+
+def test_list_and_remove_retired_key(api: httpx.Client, server: LiveServer) -> None:
+    """After a rotation to a new selector, the list shows both; DELETE /dkim drops the old one."""
+    add_domain(api, "example.com")
+    old = api.post(
+        "/dkim/add-new-domain",
+        data={"domain": "example.com", "selector": "old", "key_type": "ed25519"},
+    ).json()
+    new = api.post(
+        "/dkim/add-new-domain",
+        data={"domain": "example.com", "selector": "new", "rotate": "true"},
+    ).json()
+    listed = api.get("/dkim/example.com/keys")
+    assert listed.status_code == 200
+    body = listed.json()
+    assert (body["result"], body["domain"]) == (True, "example.com")
+    assert [(k["selector"], k["key_type"], k["active"]) for k in body["keys"]] == [
+        ("new", "ed25519", True),
+        ("old", "ed25519", False),
+    ]
+    assert [k["dns"] for k in body["keys"]] == [new["dns"], old["dns"]]
+    assert "PRIVATE" not in listed.text
+
+    removed = api.request(
+        "DELETE", "/dkim", files={"domain": (None, "example.com"), "selector": (None, "old")}
+    )
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["msg"] == "The retired DKIM key old of example.com was removed."
+    assert removed.json()["was_active"] is False
+    assert [k["selector"] for k in api.get("/dkim/example.com/keys").json()["keys"]] == ["new"]
+    assert api.get("/dkim/example.com").json()["dns"] == new["dns"]
+    assert len(lines_for(server, "KeyTable", "example.com")) == 1
+
+
+def test_removing_the_active_key_stops_signing(api: httpx.Client, server: LiveServer) -> None:
+    """DELETE /dkim of the signing key says so and empties the domain's table lines."""
+    add_domain(api, "example.com")
+    api.post("/dkim/add-new-domain", data={"domain": "example.com", "key_type": "ed25519"})
+    removed = api.request("DELETE", "/dkim", data={"domain": "example.com", "selector": "mail"})
+    assert removed.status_code == 200, removed.text
+    body = removed.json()
+    assert body["msg"] == (
+        "The DKIM key mail of example.com was removed; mail from example.com is no longer signed."
+    )
+    assert (body["domain"], body["selector"], body["was_active"]) == ("example.com", "mail", True)
+    assert body["reload"]["ok"] is True
+    assert lines_for(server, "KeyTable", "example.com") == []
+    assert lines_for(server, "SigningTable", "example.com") == []
+    assert api.get("/dkim/example.com").status_code == 404
+    assert api.get("/dkim/example.com/keys").json()["keys"] == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"domain": "example.com", "selector": "gone"}, 404, "The domain example.com has no DKIM"),
+        ({"domain": "nowhere.example", "selector": "mail"}, 404, "The domain nowhere.example"),
+        ({"domain": "example.com", "selector": "../../etc"}, 400, "The DKIM selector must be"),
+        ({"domain": "example.com"}, 400, "The field 'selector' is required."),
+        ({"selector": "mail"}, 400, "The field 'domain' is required."),
+    ],
+)
+def test_remove_refusals(
+    api: httpx.Client, server: LiveServer, fields: dict[str, str], status: int, message: str
+) -> None:
+    """An unknown domain or selector is 404, a bad or missing field 400; the key stays."""
+    add_domain(api, "example.com")
+    api.post("/dkim/add-new-domain", data={"domain": "example.com", "key_type": "ed25519"})
+    response = api.request("DELETE", "/dkim", data=fields)
+    assert response.status_code == status
+    assert response.json()["result"] is False
+    assert response.json()["msg"].startswith(message)
+    assert len(lines_for(server, "KeyTable", "example.com")) == 1
+    assert api.get("/dkim/example.com").status_code == 200
+
+
+def test_list_and_remove_need_a_token(anon: httpx.Client) -> None:
+    """Without a token the list and the removal answer 401."""
+    assert anon.get("/dkim/example.com/keys").status_code == 401
+    response = anon.request("DELETE", "/dkim", data={"domain": "example.com", "selector": "mail"})
+    assert response.status_code == 401

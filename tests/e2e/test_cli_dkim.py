@@ -32,8 +32,14 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
 def run(env: dict[str, str]):  # type: ignore[no-untyped-def]
     runner = CliRunner()
 
-    def invoke(*args: str, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-        return runner.invoke(app, list(args), env={**env, **(extra or {})}, catch_exceptions=False)
+    def invoke(*args: str, extra: dict[str, str] | None = None, input_text: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(
+            app,
+            list(args),
+            env={**env, **(extra or {})},
+            input=input_text,
+            catch_exceptions=False,
+        )
 
     assert invoke("init").exit_code == 0
     assert invoke("domain", "add", "example.com").exit_code == 0
@@ -115,3 +121,39 @@ def test_agent_stops_on_sigterm(run, env: dict[str, str], tmp_path: Path) -> Non
             process.wait(timeout=10)
     assert process.returncode == 0, output
     assert "Agent stopped after" in output
+
+
+def test_list_and_rm(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """dkim list shows signing and retired keys; dkim rm deletes one and says what it meant."""
+    run("dkim", "add", "example.com", "--key-type", "ed25519", "--selector", "s1")
+    run("dkim", "rotate", "example.com", "--selector", "s2")
+    listed = run("dkim", "list", "example.com")
+    assert listed.exit_code == 0, listed.output
+    rows = [
+        [cell.strip() for cell in line.strip("│ ").split("│")]
+        for line in listed.output.splitlines()
+        if "._domainkey." in line
+    ]
+    assert rows == [
+        ["s2", "ed25519", "signing", "s2._domainkey.example.com"],
+        ["s1", "ed25519", "retired", "s1._domainkey.example.com"],
+    ]
+
+    refused = run("dkim", "rm", "example.com", "s1", input_text="n\n")
+    assert refused.exit_code == 1
+    assert "s1" in run("dkim", "list", "example.com").output
+
+    removed = run("dkim", "rm", "example.com", "s1", "--yes")
+    assert removed.exit_code == 0, removed.output
+    assert "Deleted the DKIM key s1 of example.com." in removed.output
+    assert "no longer signed" not in removed.output
+
+    signing = run("dkim", "rm", "example.com", "s2", "--yes")
+    assert signing.exit_code == 0, signing.output
+    assert "mail from example.com is no longer signed" in signing.output
+    assert not (tmp_path / "data/opendkim/keys/example.com/s2.private").exists()
+    assert "example.com has no DKIM key." in run("dkim", "list", "example.com").output
+
+    missing = run("dkim", "rm", "example.com", "s2", "--yes")
+    assert missing.exit_code == 4
+    assert "The domain example.com has no DKIM key with the selector s2." in missing.output

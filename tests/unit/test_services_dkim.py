@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from mailctl.domain.dkim import dns_record
-from mailctl.errors import NotFoundError, UpstreamError
+from mailctl.errors import InvalidInputError, NotFoundError, UpstreamError
 from mailctl.services import agent, dkim, domains
 from mailctl.services.context import Actor, Context
 
@@ -231,3 +231,68 @@ def test_unexpected_reconcile_error_is_an_outcome(
     assert not outcome.ok
     assert outcome.error == "Reconcile failed unexpectedly; the log has the details."
     assert "RuntimeError: boom" in caplog.text
+
+
+def test_list_shows_the_signing_key_first_then_retired_ones(ctx: Context) -> None:
+    """After rotations to new selectors, list names every key and which one signs."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", selector="s1", key_type="ed25519")
+    dkim.rotate_key(ctx, ACTOR, "example.com", selector="s2")
+    dkim.rotate_key(ctx, ACTOR, "example.com", selector="s3", key_type="rsa1024")
+    name, views = dkim.list_keys(ctx, "EXAMPLE.com")
+    assert name == "example.com"
+    assert [(v.selector, v.key_type, v.active) for v in views] == [
+        ("s3", "rsa1024", True),
+        ("s2", "ed25519", False),
+        ("s1", "ed25519", False),
+    ]
+    assert views[0] == dkim.get_key(ctx, "example.com")
+
+
+def test_remove_retired_key_leaves_signing_alone(ctx: Context) -> None:
+    """Removing a retired key deletes its row only; OpenDKIM keeps signing with the active one."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", selector="old", key_type="ed25519")
+    dkim.rotate_key(ctx, ACTOR, "example.com", selector="new")
+    key_table = ctx.settings.opendkim_path / "KeyTable"
+    before = key_table.read_text()
+    removed = dkim.remove_key(ctx, ACTOR, "example.com", "OLD")
+    assert (removed.domain, removed.selector, removed.was_active) == ("example.com", "old", False)
+    assert removed.reload.ok
+    assert key_rows(ctx, "example.com") == [("new", "ed25519", True)]
+    assert key_table.read_text() == before
+    assert audit_actions(ctx)[-1] == ("delete_dkim_key", "example.com", "selector old; retired")
+
+
+def test_remove_active_key_stops_signing(ctx: Context) -> None:
+    """Removing the signing key takes the domain out of OpenDKIM's tables; no old key returns."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", selector="old", key_type="ed25519")
+    dkim.rotate_key(ctx, ACTOR, "example.com", selector="new")
+    key_file = ctx.settings.opendkim_path / "keys/example.com/new.private"
+    assert key_file.exists()
+    removed = dkim.remove_key(ctx, ACTOR, "example.com", "new")
+    assert removed.was_active
+    assert key_rows(ctx, "example.com") == [("old", "ed25519", False)]
+    assert "example.com" not in (ctx.settings.opendkim_path / "KeyTable").read_text()
+    assert "example.com" not in (ctx.settings.opendkim_path / "SigningTable").read_text()
+    assert not key_file.exists()
+    with pytest.raises(NotFoundError, match=r"The domain example\.com has no DKIM key\."):
+        dkim.get_key(ctx, "example.com")
+    # A later add makes a fresh key rather than bringing the retired one back.
+    again = dkim.add_key(ctx, ACTOR, "example.com", selector="next", key_type="ed25519")
+    assert again.action == dkim.CREATED
+    assert key_rows(ctx, "example.com") == [("old", "ed25519", False), ("next", "ed25519", True)]
+
+
+def test_remove_refuses_unknown_and_invalid_names(ctx: Context) -> None:
+    """An unknown domain or selector is a NotFoundError naming it; a bad selector is refused."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    with pytest.raises(NotFoundError, match=r"no DKIM key with the selector other\."):
+        dkim.remove_key(ctx, ACTOR, "example.com", "other")
+    with pytest.raises(NotFoundError, match=r"The domain nowhere\.example does not exist\."):
+        dkim.remove_key(ctx, ACTOR, "nowhere.example", "mail")
+    with pytest.raises(InvalidInputError, match="one DNS label"):
+        dkim.remove_key(ctx, ACTOR, "example.com", "../mail")
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]

@@ -1,8 +1,9 @@
-"""``mailctl dkim add|show|rotate``."""
+"""``mailctl dkim add|show|rotate|list|rm``."""
 
 from __future__ import annotations
 
 import typer
+from rich.table import Table
 
 from mailctl.cli.common import actor, console, context, err_console, reports_errors
 from mailctl.cli.hostcmds import print_outcome
@@ -85,3 +86,47 @@ def show_key(domain: str) -> None:
     with context() as ctx:
         view = dkim.get_key(ctx, domain)
     print_key(view)
+
+
+@app.command("list")
+@reports_errors
+def list_keys(domain: str) -> None:
+    """List a domain's keys: the one that signs, and those a rotation retired."""
+    with context() as ctx:
+        name, views = dkim.list_keys(ctx, domain)
+    if not views:
+        console.print(f"{name} has no DKIM key.", highlight=False)
+        return
+    table = Table("selector", "type", "state", "DNS name")
+    for view in views:
+        table.add_row(
+            view.selector, view.key_type, "signing" if view.active else "retired", view.dns.name
+        )
+    console.print(table)
+
+
+@app.command("rm")
+@reports_errors
+def remove_key(
+    domain: str,
+    selector: str,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete one key of a domain (once its DNS record is no longer needed)."""
+    if not yes:
+        typer.confirm(f"Delete the DKIM key {selector} of {domain}?", abort=True)
+    with context() as ctx:
+        removed = dkim.remove_key(ctx, actor(), domain, selector)
+    console.print(f"Deleted the DKIM key {removed.selector} of {removed.domain}.", highlight=False)
+    if removed.was_active:
+        console.print(
+            f"It was the signing key: mail from {removed.domain} is no longer signed.",
+            highlight=False,
+        )
+    print_outcome(removed.reload)
+    if not removed.reload.ok:
+        err_console.print(
+            "[bold red]error:[/] the key is deleted, but this host's OpenDKIM was not updated.",
+            highlight=False,
+        )
+        raise typer.Exit(HostStateError.exit_code)

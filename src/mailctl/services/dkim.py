@@ -1,7 +1,8 @@
-"""Use cases for DKIM keys: add (or return) a domain's key, rotate it, show its DNS record.
+"""Use cases for DKIM keys: add (or return) a domain's key, rotate it, list and remove keys.
 
 Each domain has at most one active key; OpenDKIM's files are rendered from the active
-keys by reconcile, which these use cases run after committing. The private key is read
+keys by reconcile, which these use cases run after committing. A rotation to a new
+selector keeps the old key, retired, until the admin removes it. The private key is read
 here only to derive its public half; it leaves the database for the key file alone.
 """
 
@@ -31,6 +32,7 @@ class DkimKeyView:
     key_type: str
     public: str  # the zone-file stub opendkim-genkey writes to <selector>.txt
     dns: dkim.DnsRecord
+    active: bool = True  # False: retired by a rotation, no longer signs
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ def _view(domain: str, key: DkimKey) -> DkimKeyView:
         key_type=key.key_type,
         public=dkim.opendkim_txt(domain, key.selector, key.private_key),
         dns=dkim.dns_record(domain, key.selector, key.private_key),
+        active=key.active,
     )
 
 
@@ -59,6 +62,16 @@ def _key_type(value: str | None, default: str) -> str:
             f"Unknown DKIM key type {chosen!r}; choose one of {', '.join(dkim.KEY_TYPES)}."
         )
     return chosen
+
+
+@dataclass(frozen=True)
+class DkimRemoval:
+    """A removed key: whether it was the signing one, and the reload that followed."""
+
+    domain: str
+    selector: str
+    was_active: bool
+    reload: ReconcileOutcome
 
 
 def get_key(ctx: Context, domain: str) -> DkimKeyView:
@@ -162,3 +175,43 @@ def rotate_key(
 ) -> DkimResult:
     """Replace ``domain``'s key with a new one (see ``add_key`` with ``rotate``)."""
     return add_key(ctx, actor, domain, selector, key_type, rotate=True)
+
+
+def list_keys(ctx: Context, domain: str) -> tuple[str, list[DkimKeyView]]:
+    """The domain's name and every key of it: the active one first, then retired ones."""
+    name = normalize_domain(domain)
+    with ctx.uow() as uow:
+        row = uow.domains.by_name(name)
+        if row is None:
+            raise NotFoundError(f"The domain {name} does not exist.")
+        keys = sorted(uow.dkim_keys.for_domain(row.id), key=lambda k: (k.active, k.id))
+        return name, [_view(name, key) for key in reversed(keys)]
+
+
+def remove_key(ctx: Context, actor: Actor, domain: str, selector: str) -> DkimRemoval:
+    """Delete the key ``selector`` of ``domain``; then reconcile this host.
+
+    Removing a retired key (once its DNS record is gone and no mail signed with it is in
+    transit) changes nothing OpenDKIM reads. Removing the active key stops the signing of
+    the domain's mail: no retired key takes its place, since its DNS record may be gone.
+    """
+    name = normalize_domain(domain)
+    wanted = dkim.validate_selector(selector)
+    with ctx.uow() as uow:
+        row = uow.domains.by_name(name)
+        if row is None or not lock_domain(uow.session, row.id):
+            raise NotFoundError(f"The domain {name} does not exist.")
+        key = next((k for k in uow.dkim_keys.for_domain(row.id) if k.selector == wanted), None)
+        if key is None:
+            raise NotFoundError(f"The domain {name} has no DKIM key with the selector {wanted}.")
+        was_active = key.active
+        uow.dkim_keys.delete(key)
+        uow.audit.add(
+            admin=actor.name,
+            action="delete_dkim_key",
+            target=name,
+            client_address=actor.address,
+            detail=f"selector {wanted}" + ("; was signing" if was_active else "; retired"),
+        )
+        uow.commit()
+    return DkimRemoval(name, wanted, was_active, reconcile_safely(ctx))

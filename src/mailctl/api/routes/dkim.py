@@ -1,4 +1,4 @@
-"""DKIM keys: add (or return) a domain's key, rotate it, show its DNS record."""
+"""DKIM keys: add (or return) a domain's key, rotate it, show its DNS record, list, remove."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def key_json(view: DkimKeyView) -> dict[str, Any]:
         "public": view.public,
         "dns": {"name": view.dns.name, "type": view.dns.type, "value": view.dns.value},
     }
+
+
+def listed_key_json(view: DkimKeyView) -> dict[str, Any]:
+    """One key of a domain's list: its public parts and whether it signs."""
+    listed = key_json(view)
+    del listed["domain"]
+    return {**listed, "active": view.active}
 
 
 @router.post(
@@ -73,3 +80,33 @@ def show_dkim_key_by_field(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep)
 def show_dkim_key(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """The DNS record of a domain's active DKIM key."""
     return {"result": True, **key_json(dkim.get_key(ctx, domain))}
+
+
+@router.get("/dkim/{domain}/keys")
+def list_dkim_keys(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
+    """Every key of a domain: the active one first, then those retired by a rotation."""
+    name, keys = dkim.list_keys(ctx, domain)
+    return {"result": True, "domain": name, "keys": [listed_key_json(k) for k in keys]}
+
+
+@router.delete("/dkim", openapi_extra=form("domain", "selector"))
+def remove_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Delete one key of a domain. Removing the active key stops signing the domain's mail."""
+    removed = dkim.remove_key(ctx, actor, fields.require("domain"), fields.require("selector"))
+    if removed.was_active:
+        message = (
+            f"The DKIM key {removed.selector} of {removed.domain} was removed; mail from "
+            f"{removed.domain} is no longer signed."
+        )
+    else:
+        message = f"The retired DKIM key {removed.selector} of {removed.domain} was removed."
+    if not removed.reload.ok:
+        message += " OpenDKIM was not updated on this host; see reload."
+    return {
+        "result": True,
+        "msg": message,
+        "domain": removed.domain,
+        "selector": removed.selector,
+        "was_active": removed.was_active,
+        "reload": reload_json(removed.reload),
+    }
