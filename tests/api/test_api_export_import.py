@@ -106,7 +106,7 @@ def test_export_streams_domain_archive(api: httpx.Client, server: LiveServer) ->
         {"source": "postmaster@example.com", "destination": "alice@example.com"}
     ]
     assert manifest["dkim_keys"] == [
-        {"selector": "mail", "key_type": "ed25519", "private_pem": expected["dkim"]}
+        {"selector": "mail", "key_type": "ed25519", "private_pem": expected["dkim"], "active": True}
     ]
     for rel, data in MESSAGES.items():
         assert contents[f"maildirs/{rel}"] == data

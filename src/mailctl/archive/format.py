@@ -26,7 +26,8 @@ UTF-8 JSON object::
       "mailboxes": [{"email": "a@example.org", "password": "{ARGON2ID}$argon2id$...",
                      "maildir": "maildirs/a"}],
       "aliases": [{"source": "x@example.org", "destination": "a@example.org"}],
-      "dkim_keys": [{"selector": "mail", "key_type": "rsa", "private_pem": "-----BEGIN..."}],
+      "dkim_keys": [{"selector": "mail", "key_type": "rsa", "private_pem": "-----BEGIN...",
+                     "active": true}],                    (false: retired by a rotation)
       "directories": ["maildirs/a", "maildirs/a/cur", ...],
       "files": [{"path": "maildirs/a/cur/1700000000.M1P2.host,S=123:2,S",
                  "size": 123, "sha256": "<64 hex digits>", "mtime_ns": 1700000000123456789}]
@@ -112,6 +113,9 @@ class DkimKeyEntry:
     selector: str
     key_type: str
     private_pem: str
+    # Whether the key signs; None in archives written before the flag, where the last key
+    # listed is the active one.
+    active: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,12 @@ class Manifest:
             ],
             "aliases": [{"source": a.source, "destination": a.destination} for a in self.aliases],
             "dkim_keys": [
-                {"selector": k.selector, "key_type": k.key_type, "private_pem": k.private_pem}
+                {
+                    "selector": k.selector,
+                    "key_type": k.key_type,
+                    "private_pem": k.private_pem,
+                    **({} if k.active is None else {"active": k.active}),
+                }
                 for k in self.dkim_keys
             ],
             "directories": list(self.directories),
@@ -206,9 +215,13 @@ class Manifest:
                     selector=_text(k["selector"], "DKIM selector"),
                     key_type=_text(k["key_type"], "DKIM key type"),
                     private_pem=_text(k["private_pem"], "DKIM private key"),
+                    active=_flag(k["active"], "DKIM key active flag") if "active" in k else None,
                 )
                 for k in _objects(
-                    obj["dkim_keys"], "dkim_keys", ("selector", "key_type", "private_pem")
+                    obj["dkim_keys"],
+                    "dkim_keys",
+                    ("selector", "key_type", "private_pem"),
+                    optional=("active",),
                 )
             ],
             directories=[
@@ -264,14 +277,16 @@ _TOP_KEYS = (
 )
 
 
-def _object(raw: object, what: str, keys: tuple[str, ...]) -> dict[str, Any]:
+def _object(
+    raw: object, what: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidInputError(f"{what} is not a JSON object.")
     missing = [k for k in keys if k not in raw]
     if missing:
         raise InvalidInputError(f"{what} lacks {', '.join(missing)}.")
     # Unknown keys would mean a newer writer put data there that this reader would drop.
-    unknown = sorted(set(raw) - set(keys))
+    unknown = sorted(set(raw) - set(keys) - set(optional))
     if unknown:
         raise InvalidInputError(f"{what} has unknown keys: {', '.join(map(str, unknown))}.")
     return raw
@@ -283,9 +298,11 @@ def _list(raw: object, what: str) -> list[Any]:
     return raw
 
 
-def _objects(raw: object, what: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+def _objects(
+    raw: object, what: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     return [
-        _object(item, f"Entry {i} of the manifest's {what}", keys)
+        _object(item, f"Entry {i} of the manifest's {what}", keys, optional)
         for i, item in enumerate(_list(raw, what))
     ]
 
@@ -293,6 +310,12 @@ def _objects(raw: object, what: str, keys: tuple[str, ...]) -> list[dict[str, An
 def _text(raw: object, what: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise InvalidInputError(f"The manifest's {what} must be a non-empty string.")
+    return raw
+
+
+def _flag(raw: object, what: str) -> bool:
+    if type(raw) is not bool:
+        raise InvalidInputError(f"The manifest's {what} must be true or false, not {raw!r}.")
     return raw
 
 

@@ -72,7 +72,7 @@ def prepare_export(ctx: Context, actor: Actor, name: object) -> DomainExport:
             for alias in uow.aliases.list_for_domain(domain.id)
         ]
         keys = sorted(uow.dkim_keys.for_domain(domain.id), key=lambda k: (k.active, k.id))
-        dkim_keys = [DkimKeyEntry(k.selector, k.key_type, k.private_key) for k in keys]
+        dkim_keys = [DkimKeyEntry(k.selector, k.key_type, k.private_key, k.active) for k in keys]
         uow.audit.add(
             admin=actor.name,
             action="export_domain",

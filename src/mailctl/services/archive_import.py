@@ -138,7 +138,8 @@ class _Plan:
     domain: str
     mailboxes: list[_Mailbox] = field(default_factory=list)
     aliases: list[tuple[str, str]] = field(default_factory=list)
-    keys: list[tuple[str, str, str]] = field(default_factory=list)
+    # (selector, key type, private PEM, whether it signs)
+    keys: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
 
 def _alias_source(value: str, domain: str) -> str:
@@ -183,14 +184,23 @@ def _plan(manifest: Manifest) -> _Plan:
         plan.aliases.append(
             (_alias_source(alias.source, plan.domain), _alias_destination(alias.destination))
         )
+    flags = [key.active for key in manifest.dkim_keys]
+    if None not in flags:
+        if flags.count(True) > 1:
+            raise InvalidInputError("The archive has more than one active DKIM key.")
+    elif any(flag is not None for flag in flags):
+        raise InvalidInputError("The archive marks some DKIM keys active or not, not all.")
+    else:  # written before the flag: the last key listed is the one that signs
+        flags = [index == len(flags) - 1 for index in range(len(flags))]
     selectors: set[str] = set()
-    for key in manifest.dkim_keys:
+    for key, active in zip(manifest.dkim_keys, flags, strict=True):
         selector = dkim.validate_selector(key.selector)
         if selector in selectors:
             raise InvalidInputError(f"The archive has two DKIM keys with the selector {selector}.")
         selectors.add(selector)
         # The key itself says what type it is; the manifest's label is only informative.
-        plan.keys.append((selector, dkim.key_type_of(key.private_pem), key.private_pem))
+        key_type = dkim.key_type_of(key.private_pem)
+        plan.keys.append((selector, key_type, key.private_pem, bool(active)))
     return plan
 
 
@@ -306,8 +316,8 @@ def _apply(
             uow.users.add(domain.id, mailbox.email, mailbox.password)
         for alias_source, destination in plan.aliases:
             uow.aliases.add(domain.id, alias_source, destination)
-        for index, (selector, key_type, pem) in enumerate(plan.keys):
-            uow.dkim_keys.add(domain.id, selector, key_type, pem, index == len(plan.keys) - 1)
+        for selector, key_type, pem, active in plan.keys:
+            uow.dkim_keys.add(domain.id, selector, key_type, pem, active)
         uow.audit.add(
             admin=actor.name,
             action="import_domain",
