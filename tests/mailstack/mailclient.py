@@ -7,7 +7,7 @@ import ssl
 import time
 
 import pytest
-from tests.mailstack.conftest import MailStack
+from tests.mailstack.stack import MailStack
 
 DELIVERY_TIMEOUT = 30.0
 

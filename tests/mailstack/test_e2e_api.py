@@ -27,15 +27,15 @@ from sqlalchemy import create_engine
 from tests.backends import selected_backends
 from tests.liveserver import live_api
 from tests.mailstack import mailclient
-from tests.mailstack.conftest import (
+from tests.mailstack.stack import (
     BINARIES,
     HOSTNAME,
     MailStack,
-    _self_signed,
-    _start,
-    _stop,
     free_port,
     mail_database,
+    self_signed_pair,
+    start_stack,
+    stop_stack,
     vmail_ids,
 )
 
@@ -138,7 +138,7 @@ def deployed(backend: str) -> Iterator[Deployment]:
             ctx = Context.from_settings(settings)
             try:
                 auth.initialize(ctx, ADMIN, ADMIN_PASSWORD)
-                cert_pem, key_pem = _self_signed(HOSTNAME)
+                cert_pem, key_pem = self_signed_pair(HOSTNAME)
                 certificates.upload_certificate(ctx, Actor("e2e"), cert_pem, key_pem)
                 result = setup.apply_setup(plan, ctx)
             finally:
@@ -148,10 +148,10 @@ def deployed(backend: str) -> Iterator[Deployment]:
                 backend, url, root, plan.cfg, cert_pem, engine, root / "log" / "opendkim.out"
             )
             try:
-                _start(stack)
+                start_stack(stack)
                 yield from _serve(stack, settings, result)
             finally:
-                problems = _stop(stack)
+                problems = stop_stack(stack)
                 engine.dispose()
                 if problems:
                     pytest.fail("\n".join(problems) + "\n" + stack.logs())

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tests.backends import selected_backends
-from tests.mailstack.conftest import HOSTNAME, MailStack, _self_signed
+from tests.mailstack.stack import HOSTNAME, MailStack, self_signed_pair
 from tests.mailstack.test_e2e_api import Deployment, deployed
 
 pytestmark = [pytest.mark.mailstack, pytest.mark.slow]
@@ -80,7 +80,7 @@ def test_uploaded_certificate_is_served_by_smtp_and_imaps(
     before = sha256(
         x509.load_pem_x509_certificate(stack.cert_pem).public_bytes(serialization.Encoding.DER)
     )
-    cert_pem, key_pem = _self_signed(HOSTNAME)
+    cert_pem, key_pem = self_signed_pair(HOSTNAME)
     uploaded = sha256(
         x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
     )

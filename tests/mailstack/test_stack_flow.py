@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.mailstack import mailclient
 
 if TYPE_CHECKING:
-    from tests.mailstack.conftest import MailStack
+    from tests.mailstack.stack import MailStack
 
 
 pytestmark = [pytest.mark.mailstack, pytest.mark.slow]
