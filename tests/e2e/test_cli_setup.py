@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from tests.mailstack.conftest import BINARIES, _self_signed
+from tests.mailstack.stack import BINARIES, self_signed_pair
 from typer.testing import CliRunner
 
 from mailctl.cli.main import app
@@ -115,7 +115,7 @@ def test_apply_writes_checks_and_reports_daemons_not_running(run, tmp_path: Path
     missing = [binary for binary in BINARIES if shutil.which(binary) is None]
     assert not missing, f"not installed: {missing}; scripts/install-test-packages installs them"
     assert os.geteuid() == 0, "setup --apply hands folders to the daemons' users: run as root"
-    cert, key = _self_signed(HOST)
+    cert, key = self_signed_pair(HOST)
     (tmp_path / "cert.pem").write_bytes(cert)
     (tmp_path / "key.pem").write_bytes(key)
     uploaded = run("cert", "upload", str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
