@@ -135,3 +135,37 @@ def test_remote_export_and_import(cli: Cli, server: LiveServer, tmp_path: Path) 
     assert conflict.exit_code == 5
     refused = cli("import", str(archive), "--url", server.url, MAILCTL_TOKEN="not-a-token")
     assert refused.exit_code == 3
+
+
+def test_remote_trash_list_and_restore(cli: Cli, server: LiveServer) -> None:
+    """trash list and restore with --url work on the remote host's trash, errors keep codes."""
+    ctx = server.ctx
+    domains.create_domain(ctx, Actor("t"), "example.com", "a@example.com", "pw-a-1234")
+    (ctx.settings.mail_root_path / "example.com" / "a" / MESSAGE).write_bytes(b"hello")
+    login = ("--url", server.url, "--username", ADMIN, "--password", ADMIN_PASSWORD)
+    assert "The trash is empty." in cli("trash", "list", *login).output
+    domains.delete_domain(ctx, Actor("t"), "example.com")
+    (entry,) = trash.list_trash(ctx)
+
+    listed = cli("trash", "list", *login)
+    assert listed.exit_code == 0, listed.output
+    # The id stands whole on a line of its own, however narrow the terminal: it is for copying.
+    lines = listed.output.splitlines()
+    assert lines[0] == entry.id
+    assert lines[1].startswith("    domain example.com, deleted ")
+    assert lines[1].endswith(" UTC, 1 mailbox, mail kept")
+
+    restored = cli("trash", "restore", entry.id, *login)
+    assert restored.exit_code == 0, restored.output
+    assert "Restored the domain example.com (1 mailboxes)." in restored.output
+    assert (ctx.settings.mail_root_path / "example.com" / "a" / MESSAGE).read_bytes() == b"hello"
+    with ctx.uow() as uow:
+        assert uow.users.by_email("a@example.com") is not None
+
+    again = cli("trash", "restore", entry.id, *login)
+    assert again.exit_code == 4
+    assert "trash" in again.output
+    hostile = cli("trash", "restore", "../etc", *login)
+    assert hostile.exit_code == 2
+    refused = cli("trash", "list", "--url", server.url, MAILCTL_TOKEN="not-a-token")
+    assert refused.exit_code == 3

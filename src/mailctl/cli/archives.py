@@ -19,17 +19,21 @@ from rich.progress import (
 )
 
 from mailctl.cli import remote
-from mailctl.cli.common import actor, console, context, err_console, reports_errors
+from mailctl.cli.common import (
+    REMOTE_PASSWORD,
+    REMOTE_TOKEN,
+    REMOTE_URL,
+    REMOTE_USERNAME,
+    actor,
+    console,
+    context,
+    err_console,
+    remote_client,
+    reports_errors,
+)
 from mailctl.errors import InvalidInputError
 from mailctl.services import archives
 from mailctl.services.agent import reconcile_safely
-
-URL = typer.Option(None, "--url", help="Work against the mailctl API at this URL.")
-TOKEN = typer.Option(
-    None, "--token", envvar="MAILCTL_TOKEN", help="API token for --url (or MAILCTL_TOKEN)."
-)
-USERNAME = typer.Option(None, "--username", help="Admin to log in as with --url.")
-PASSWORD = typer.Option(None, "--password", help="Its password (asked for if missing).")
 
 
 @contextmanager
@@ -45,13 +49,6 @@ def _progress() -> Iterator[Progress]:
         transient=True,
     ) as progress:
         yield progress
-
-
-def _login_password(url: str | None, username: str | None, password: str | None) -> str | None:
-    if url and username and password is None:
-        answer: str = typer.prompt("Password", hide_input=True)
-        return answer
-    return password
 
 
 class _Counting:
@@ -76,16 +73,15 @@ def export_command(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Archive file, or directory (default: here)."
     ),
-    url: str | None = URL,
-    token: str | None = TOKEN,
-    username: str | None = USERNAME,
-    password: str | None = PASSWORD,
+    url: str | None = REMOTE_URL,
+    token: str | None = REMOTE_TOKEN,
+    username: str | None = REMOTE_USERNAME,
+    password: str | None = REMOTE_PASSWORD,
 ) -> None:
     """Export a domain (mailboxes, password hashes, aliases, DKIM keys, mail) as a .tar.gz."""
     target = output if output is not None else Path.cwd()
     if url:
-        secret = _login_password(url, username, password)
-        with remote.connect(url, token, username, secret) as client, _progress() as progress:
+        with remote_client(url, token, username, password) as client, _progress() as progress:
             task = progress.add_task(f"Downloading {domain}", total=None, files="")
             path, size = remote.download_export(
                 client, domain, target, lambda done: progress.update(task, completed=done)
@@ -113,10 +109,10 @@ def import_command(
     replace: bool = typer.Option(
         False, "--replace", help="Move an existing domain of that name to the trash first."
     ),
-    url: str | None = URL,
-    token: str | None = TOKEN,
-    username: str | None = USERNAME,
-    password: str | None = PASSWORD,
+    url: str | None = REMOTE_URL,
+    token: str | None = REMOTE_TOKEN,
+    username: str | None = REMOTE_USERNAME,
+    password: str | None = REMOTE_PASSWORD,
 ) -> None:
     """Import a domain archive; every checksum is verified before anything changes."""
     try:
@@ -124,8 +120,7 @@ def import_command(
     except OSError as exc:
         raise InvalidInputError(f"Cannot read {archive}: {exc.strerror}.") from exc
     if url:
-        secret = _login_password(url, username, password)
-        with remote.connect(url, token, username, secret) as client, _progress() as progress:
+        with remote_client(url, token, username, password) as client, _progress() as progress:
             task = progress.add_task(f"Uploading {archive.name}", total=total, files="")
             answer = remote.upload_import(
                 client, archive, replace, lambda done: progress.update(task, completed=done)

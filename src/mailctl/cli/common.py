@@ -9,15 +9,25 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
 
+from mailctl.cli import remote
 from mailctl.config import load_settings
 from mailctl.errors import MailctlError
 from mailctl.services.context import Actor, Context
 
 console = Console()
 err_console = Console(stderr=True)
+
+# The options of the commands that also work against a remote mailctl's API.
+REMOTE_URL = typer.Option(None, "--url", help="Work against the mailctl API at this URL.")
+REMOTE_TOKEN = typer.Option(
+    None, "--token", envvar="MAILCTL_TOKEN", help="API token for --url (or MAILCTL_TOKEN)."
+)
+REMOTE_USERNAME = typer.Option(None, "--username", help="Admin to log in as with --url.")
+REMOTE_PASSWORD = typer.Option(None, "--password", help="Its password (asked for if missing).")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,3 +72,14 @@ def read_password(given: str | None, from_stdin: bool, confirm: bool = True) -> 
         return sys.stdin.readline().rstrip("\n")
     value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
     return value
+
+
+@contextmanager
+def remote_client(
+    url: str, token: str | None, username: str | None, password: str | None
+) -> Iterator[httpx.Client]:
+    """A logged-in client for the API at ``url``; asks for the password a username lacks."""
+    if username and password is None:
+        password = typer.prompt("Password", hide_input=True)
+    with remote.connect(url, token, username, password) as client:
+        yield client

@@ -1,4 +1,4 @@
-"""Talk to a remote mailctl API: log in, download an export, upload an archive to import."""
+"""Talk to a remote mailctl API: log in, export and import domains, list and restore trash."""
 
 from __future__ import annotations
 
@@ -144,7 +144,22 @@ def upload_import(
         # A known length lets the server refuse an oversized archive before it is sent.
         headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
     )
+    return _json(response)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
     if response.status_code != 200:
         raise _error(response)
     answer: dict[str, Any] = response.json()
     return answer
+
+
+def list_trash(client: httpx.Client) -> list[dict[str, Any]]:
+    """The remote trash's entries, as ``GET /trash`` lists them."""
+    items: list[dict[str, Any]] = _json(client.get("/trash"))["trash"]
+    return items
+
+
+def restore_trash(client: httpx.Client, trash_id: str) -> dict[str, Any]:
+    """Restore one entry of the remote trash; the API's answer."""
+    return _json(client.post("/trash/restore", files={"id": (None, trash_id)}))

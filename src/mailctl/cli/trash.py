@@ -2,58 +2,110 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+from datetime import datetime
+from typing import Any
 
-from mailctl.cli.common import actor, console, context, err_console, reports_errors
+import typer
+
+from mailctl.cli import remote
+from mailctl.cli.common import (
+    REMOTE_PASSWORD,
+    REMOTE_TOKEN,
+    REMOTE_URL,
+    REMOTE_USERNAME,
+    actor,
+    console,
+    context,
+    err_console,
+    remote_client,
+    reports_errors,
+)
+from mailctl.errors import UpstreamError
 from mailctl.services import trash
 from mailctl.services.agent import reconcile_safely
 
 app = typer.Typer(help="Deleted mailboxes and domains: list, restore, purge.", no_args_is_help=True)
 
 
-def _table(items: list[trash.TrashItem]) -> Table:
-    table = Table("id", "kind", "target", "deleted at (UTC)", "mailboxes", "mail")
+def _print_items(items: list[trash.TrashItem]) -> None:
+    """Each entry's id on a line of its own, never cut or wrapped, so it can be copied whole."""
     for item in items:
-        when = item.deleted_at.strftime("%Y-%m-%d %H:%M:%S") if item.deleted_at else "?"
-        table.add_row(
-            item.id,
-            item.kind,
-            item.target,
-            when,
-            str(item.mailboxes),
-            "yes" if item.has_data else "no",
+        when = item.deleted_at.strftime("%Y-%m-%d %H:%M:%S UTC") if item.deleted_at else "?"
+        count = f"{item.mailboxes} mailbox" + ("" if item.mailboxes == 1 else "es")
+        mail = "mail kept" if item.has_data else "no mail"
+        console.print(item.id, style="bold", soft_wrap=True, highlight=False, markup=False)
+        console.print(
+            f"    {item.kind} {item.target}, deleted {when}, {count}, {mail}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
         )
-    return table
+
+
+def _item(raw: dict[str, Any]) -> trash.TrashItem:
+    """An entry of a remote trash, as GET /trash answers it."""
+    when = raw.get("deleted_at")
+    try:
+        return trash.TrashItem(
+            id=str(raw["id"]),
+            kind=str(raw["kind"]),
+            target=str(raw["target"]),
+            deleted_at=datetime.fromisoformat(when) if isinstance(when, str) else None,
+            has_data=bool(raw["has_data"]),
+            mailboxes=int(raw["mailboxes"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UpstreamError(f"The remote trash list is not what mailctl answers: {exc}.") from exc
 
 
 @app.command("list")
 @reports_errors
-def list_trash() -> None:
+def list_trash(
+    url: str | None = REMOTE_URL,
+    token: str | None = REMOTE_TOKEN,
+    username: str | None = REMOTE_USERNAME,
+    password: str | None = REMOTE_PASSWORD,
+) -> None:
     """List what is in the trash, oldest first."""
-    with context() as ctx:
-        items = trash.list_trash(ctx)
+    if url:
+        with remote_client(url, token, username, password) as client:
+            items = [_item(raw) for raw in remote.list_trash(client)]
+    else:
+        with context() as ctx:
+            items = trash.list_trash(ctx)
     if not items:
         console.print("The trash is empty.")
         return
-    console.print(_table(items))
+    _print_items(items)
+
+
+def _restored(kind: str, target: str, mailboxes: int) -> None:
+    console.print(
+        f"Restored the {kind} [bold]{target}[/] ({mailboxes} mailboxes).", highlight=False
+    )
 
 
 @app.command("restore")
 @reports_errors
 def restore(
     trash_id: str = typer.Argument(..., metavar="ID", help="The id from trash list."),
+    url: str | None = REMOTE_URL,
+    token: str | None = REMOTE_TOKEN,
+    username: str | None = REMOTE_USERNAME,
+    password: str | None = REMOTE_PASSWORD,
 ) -> None:
     """Restore a deleted mailbox or domain with its passwords, aliases, keys and mail."""
+    if url:
+        # The remote API renders its host's files itself after the restore.
+        with remote_client(url, token, username, password) as client:
+            answer = remote.restore_trash(client, trash_id)
+        _restored(str(answer["kind"]), str(answer["target"]), int(answer["mailboxes"]))
+        return
     with context() as ctx:
         restored = trash.restore(ctx, actor(), trash_id)
         # This process has no change listener: render the restored DKIM keys now.
         outcome = reconcile_safely(ctx) if restored.kind == "domain" else None
-    console.print(
-        f"Restored the {restored.kind} [bold]{restored.target}[/] "
-        f"({restored.mailboxes} mailboxes).",
-        highlight=False,
-    )
+    _restored(restored.kind, restored.target, restored.mailboxes)
     if outcome is not None and not outcome.ok:
         err_console.print(
             f"[yellow]warning:[/] the host files were not updated: {outcome.error or 'reload'}; "
@@ -78,7 +130,7 @@ def purge(
             console.print("Nothing in the trash is old enough to purge.")
             return
         if not yes:
-            console.print(_table(doomed))
+            _print_items(doomed)
             typer.confirm(f"Delete these {len(doomed)} entries for good?", abort=True)
         purged = trash.purge(ctx, older_than, trash_id)
     for item in purged:

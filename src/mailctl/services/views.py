@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -26,3 +27,8 @@ class TrashView:
     path: str
     kind: str
     target: str
+
+    @property
+    def id(self) -> str:
+        """The trash entry's id, as ``trash list`` shows it and ``restore`` takes it."""
+        return Path(self.path).name

@@ -262,4 +262,6 @@ def restore_trash(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[s
         "kind": restored.kind,
         "target": restored.target,
         "mailboxes": restored.mailboxes,
+        "aliases": restored.aliases,
+        "dkim_keys": restored.dkim_keys,
     }

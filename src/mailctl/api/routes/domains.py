@@ -48,4 +48,5 @@ def delete_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[s
         "result": True,
         "msg": f"The domain {trash.target} was deleted; its mail is in the trash.",
         "trash": trash.path,
+        "trash_id": trash.id,
     }

@@ -68,4 +68,5 @@ def delete_user(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str
         "result": True,
         "msg": f"The mailbox {trash.target} was deleted; its mail is in the trash.",
         "trash": trash.path,
+        "trash_id": trash.id,
     }
