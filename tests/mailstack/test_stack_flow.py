@@ -235,3 +235,33 @@ def test_starttls_and_imaps_present_the_configured_certificate(mailstack: MailSt
     assert fingerprint(smtp_cert) == mailstack.cert_sha256
     assert fingerprint(imaps_cert) == mailstack.cert_sha256
     assert fingerprint(imap_cert) == mailstack.cert_sha256
+
+
+def _subjects(account: Account) -> list[str]:
+    """The subjects in the account's maildir (new and cur), read from the files."""
+    maildir = account.stack.maildir(account.email)
+    found = []
+    for path in [*(maildir / "new").iterdir(), *(maildir / "cur").iterdir()]:
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        found.append(str(parsed["Subject"]))
+    return sorted(found)
+
+
+def test_catch_all_takes_unknown_addresses_but_not_a_mailbox(alice: Account) -> None:
+    """With @domain aliased to alice, bob keeps his own mail; a copy alias adds alice too."""
+    stack = alice.stack
+    bob = Account(stack, alice.domain, f"bob@{alice.domain}", PASSWORD)
+    stack.add_user(bob.email, stack.hash_password(PASSWORD, "SHA512-CRYPT"))
+    stack.add_alias(f"@{alice.domain}", alice.email)
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as smtp:
+        smtp.send_message(message("carol@elsewhere.test", bob.email, "for bob only"))
+        smtp.send_message(message("carol@elsewhere.test", f"nobody@{alice.domain}", "stray"))
+    assert b"Body of for bob only." in fetch(bob, "for bob only")
+    assert b"Body of stray." in fetch(alice, "stray")
+    assert _subjects(alice) == ["stray"]
+
+    stack.add_alias(bob.email, alice.email)
+    with smtplib.SMTP("127.0.0.1", stack.smtp_port, timeout=30) as smtp:
+        smtp.send_message(message("carol@elsewhere.test", bob.email, "copied"))
+    assert b"Body of copied." in fetch(bob, "copied")
+    assert b"Body of copied." in fetch(alice, "copied")

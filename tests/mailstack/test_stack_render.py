@@ -114,7 +114,8 @@ def test_map_files_query_the_mail_tables() -> None:
     assert queries == {
         "domains": "SELECT name FROM virtual_domains WHERE name = '%s'",
         "mailboxes": "SELECT email FROM virtual_users WHERE email = '%s'",
-        "aliases": "SELECT destination FROM virtual_aliases WHERE source = '%s'",
+        "aliases": "SELECT destination FROM virtual_aliases WHERE source = '%s'"
+        " UNION SELECT email FROM virtual_users WHERE email = '%s'",
     }
     assert settings(files["sql-virtual-domains.cf"].content)["dbpath"] == str(
         BACKENDS["sqlite"].database

@@ -8,7 +8,13 @@ from mailctl.host.stack_config import POSTFIX, RenderedFile, SqlBackend, StackCo
 # %s and escapes it for the SQL dialect, so these are safe from injection.
 DOMAINS_QUERY = "SELECT name FROM virtual_domains WHERE name = '%s'"
 MAILBOXES_QUERY = "SELECT email FROM virtual_users WHERE email = '%s'"
-ALIASES_QUERY = "SELECT destination FROM virtual_aliases WHERE source = '%s'"
+# Each mailbox also maps to itself: Postfix applies virtual_alias_maps before delivery, so
+# without that a catch-all alias (@domain) would take the mail of every mailbox, and an
+# alias on a mailbox's own address would forward its mail instead of copying it.
+ALIASES_QUERY = (
+    "SELECT destination FROM virtual_aliases WHERE source = '%s'"
+    " UNION SELECT email FROM virtual_users WHERE email = '%s'"
+)
 
 
 def postfix_files(cfg: StackConfig) -> list[RenderedFile]:
