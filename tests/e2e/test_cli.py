@@ -96,3 +96,28 @@ def test_errors_have_exit_codes(run) -> None:  # type: ignore[no-untyped-def]
     assert run("domain", "add", "example.com").exit_code == 0
     assert run("domain", "add", "example.com").exit_code == 5
     assert run("user", "add", "x@nowhere.example", "--password", "pw-123456").exit_code == 4
+
+
+def test_alias_commands(run) -> None:  # type: ignore[no-untyped-def]
+    """alias add/list/rm manage forwarding addresses; mistakes exit with the usual codes."""
+    assert run("init").exit_code == 0
+    assert run("domain", "add", "example.com").exit_code == 0
+    assert "The domain has no aliases." in run("alias", "list", "example.com").output
+    added = run("alias", "add", "postmaster@example.com", "alice@elsewhere.test")
+    assert added.exit_code == 0, added.output
+    assert "Created the alias postmaster@example.com to alice@elsewhere.test." in added.output
+    assert run("alias", "add", "@example.com", "alice@elsewhere.test").exit_code == 0
+    listed = run("alias", "list", "example.com")
+    assert "postmaster@example.com" in listed.output
+    assert "@example.com" in listed.output
+    unknown = run("alias", "add", "x@nowhere.example", "alice@elsewhere.test")
+    assert unknown.exit_code == 4
+    assert "nowhere.example does not exist" in unknown.output
+    again = run("alias", "add", "postmaster@example.com", "alice@elsewhere.test")
+    assert again.exit_code == 5
+    bad = run("alias", "add", "postmaster@example.com", "not an address")
+    assert bad.exit_code == 2
+    removed = run("alias", "rm", "postmaster@example.com")
+    assert removed.exit_code == 0, removed.output
+    assert "Removed the alias postmaster@example.com to alice@elsewhere.test." in removed.output
+    assert run("alias", "rm", "postmaster@example.com").exit_code == 4

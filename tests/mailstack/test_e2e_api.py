@@ -342,6 +342,29 @@ def test_mailbox_made_through_the_api_receives_mail(
     assert any(b"Subject: hello alice" in content for content in contents)
 
 
+def test_alias_made_through_the_api_delivers_and_stops_when_removed(
+    deployment: Deployment, api: httpx.Client
+) -> None:
+    """POST /alias makes Postfix deliver mail for the alias; DELETE /aliases undoes it."""
+    stack = deployment.stack
+    box = new_mailbox(api)
+    alias = f"postmaster@{box.domain}"
+    assert rcpt(stack, alias)[0] == 550
+    created = api.post(
+        f"/alias/{box.domain_id}",
+        files={"source": (None, "postmaster"), "destination": (None, box.email)},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["alias"]["source"] == alias
+    deliver(stack, alias, "for the postmaster")
+    raw = fetch(stack, box.email, box.password, "for the postmaster")
+    assert b"Body of for the postmaster." in raw
+
+    removed = api.request("DELETE", "/aliases", files={"source": (None, alias)})
+    assert removed.status_code == 200, removed.text
+    assert rcpt(stack, alias)[0] == 550
+
+
 def test_dkim_key_from_the_api_signs_submitted_mail(
     deployment: Deployment, api: httpx.Client
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mailctl.cli import archives, certs, dkim, domains, hostcmds, setup, trash, users
+from mailctl.cli import aliases, archives, certs, dkim, domains, hostcmds, setup, trash, users
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.services import auth
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(domains.app, name="domain")
 app.add_typer(users.app, name="user")
+app.add_typer(aliases.app, name="alias")
 app.add_typer(dkim.app, name="dkim")
 app.add_typer(certs.app, name="cert")
 app.add_typer(trash.app, name="trash")

@@ -161,3 +161,36 @@ def parse_address(value: object, *, default_domain: str | None = None) -> Addres
             f"The email address is too long ({MAX_ADDRESS_LENGTH} characters at most)."
         )
     return address
+
+
+MAX_ALIAS_DESTINATION_LENGTH = 254  # the column that holds it
+
+
+def parse_alias_source(value: object, domain: str | None = None) -> str:
+    """An alias's address: ``local@domain``, or ``@domain`` for every address of the domain.
+
+    With ``domain``, the alias must lie in that domain.
+    """
+    text = _check_text(value, "alias address")
+    if text.startswith("@"):
+        source = "@" + normalize_domain(text[1:])
+        found = source[1:]
+    else:
+        address = parse_address(text)
+        source, found = address.email, address.domain
+    if domain is not None and found != domain:
+        raise InvalidInputError(f"The alias {source} is not in the domain {domain}.")
+    return source
+
+
+def parse_alias_destination(value: object) -> str:
+    """Where an alias delivers: one address, or several separated by commas (as Postfix reads)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError("The alias destination is empty.")
+    destination = ",".join(parse_address(part.strip()).email for part in value.split(","))
+    if len(destination) > MAX_ALIAS_DESTINATION_LENGTH:
+        raise InvalidInputError(
+            f"The alias destination is too long ({MAX_ALIAS_DESTINATION_LENGTH} characters "
+            "at most)."
+        )
+    return destination

@@ -14,7 +14,12 @@ from typing import BinaryIO, Protocol, cast
 
 from mailctl.archive import Manifest, verify_and_extract
 from mailctl.domain import dkim, passwords
-from mailctl.domain.names import normalize_domain, parse_address
+from mailctl.domain.names import (
+    normalize_domain,
+    parse_address,
+    parse_alias_destination,
+    parse_alias_source,
+)
 from mailctl.errors import (
     ConflictError,
     HostStateError,
@@ -27,7 +32,6 @@ from mailctl.services.context import Actor, Context
 
 # Where uploads and staged archives live while an import runs, under data_dir.
 IMPORTS_DIR = "imports"
-MAX_ALIAS_LENGTH = 254
 
 
 @dataclass(frozen=True)
@@ -142,26 +146,6 @@ class _Plan:
     keys: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
 
-def _alias_source(value: str, domain: str) -> str:
-    if value.startswith("@"):
-        # A catch-all: every address of the domain.
-        if normalize_domain(value[1:]) != domain:
-            raise InvalidInputError(f"The alias {value!r} is not in the domain {domain}.")
-        return "@" + domain
-    address = parse_address(value)
-    if address.domain != domain:
-        raise InvalidInputError(f"The alias {address.email} is not in the domain {domain}.")
-    return address.email
-
-
-def _alias_destination(value: str) -> str:
-    # Postfix takes a comma-separated list of addresses as one alias's destination.
-    text = ",".join(parse_address(part.strip()).email for part in value.split(","))
-    if len(text) > MAX_ALIAS_LENGTH:
-        raise InvalidInputError(f"The alias destination {text[:60]!r}... is too long.")
-    return text
-
-
 def _plan(manifest: Manifest) -> _Plan:
     """Check every name, hash and key of a verified manifest; InvalidInputError if one fails."""
     plan = _Plan(normalize_domain(manifest.domain))
@@ -182,7 +166,10 @@ def _plan(manifest: Manifest) -> _Plan:
         plan.mailboxes.append(_Mailbox(address.email, address.local_part, hashed, mailbox.maildir))
     for alias in manifest.aliases:
         plan.aliases.append(
-            (_alias_source(alias.source, plan.domain), _alias_destination(alias.destination))
+            (
+                parse_alias_source(alias.source, plan.domain),
+                parse_alias_destination(alias.destination),
+            )
         )
     flags = [key.active for key in manifest.dkim_keys]
     if None not in flags:

@@ -102,6 +102,15 @@ class Aliases:
         self.session.flush()
         return alias
 
+    def by_source(self, source: str) -> Sequence[Alias]:
+        return self.session.scalars(
+            select(Alias).where(Alias.source == source).order_by(Alias.id)
+        ).all()
+
+    def delete(self, alias: Alias) -> None:
+        self.session.delete(alias)
+        self.session.flush()
+
 
 class Admins:
     """Queries on ``admins``."""

@@ -1,0 +1,63 @@
+"""Aliases: list per domain, add, remove (the paths follow the mailbox routes' pattern)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.openapi import form
+from mailctl.services import aliases
+from mailctl.services.aliases import AliasView
+
+router = APIRouter(tags=["aliases"])
+
+
+def alias_json(view: AliasView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "domain_id": view.domain_id,
+        "source": view.source,
+        "destination": view.destination,
+    }
+
+
+@router.get("/aliases/{domain_id}")
+def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, Any]:
+    """The aliases of the domain with this id."""
+    views = aliases.list_aliases(ctx, domain_id)
+    return {"result": True, "aliases": [alias_json(a) for a in views]}
+
+
+@router.post("/alias/{domain_id}", openapi_extra=form("source", "destination"))
+def add_alias(
+    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
+) -> dict[str, Any]:
+    """Send mail for ``source`` (an address of the domain, or ``@domain`` for every address
+    without a mailbox) to ``destination`` (addresses separated by commas, here or elsewhere).
+    """
+    view = aliases.add_alias(ctx, actor, domain_id, fields.get("source"), fields.get("destination"))
+    return {
+        "result": True,
+        "msg": f"The alias {view.source} to {view.destination} was created.",
+        "alias": alias_json(view),
+    }
+
+
+@router.delete("/aliases", openapi_extra=form("source", optional=("destination",)))
+def delete_aliases(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+    """Remove the aliases of ``source``, or only its alias to ``destination``."""
+    removed = aliases.delete_aliases(
+        ctx, actor, fields.require("source"), fields.get("destination")
+    )
+    first = removed[0]
+    if len(removed) == 1:
+        message = f"The alias {first.source} to {first.destination} was removed."
+    else:
+        message = f"The {len(removed)} aliases of {first.source} were removed."
+    return {
+        "result": True,
+        "msg": message,
+        "aliases": [alias_json(a) for a in removed],
+    }

@@ -1,0 +1,114 @@
+"""Use cases for aliases: list a domain's, add one, remove one or all of an address's.
+
+An alias sends mail for an address of a served domain to other addresses, here or
+elsewhere; ``@domain`` catches every address of the domain that is neither a mailbox nor
+another alias. Postfix reads the rows directly, so nothing is rendered or reloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailctl.domain.names import parse_alias_destination, parse_alias_source
+from mailctl.errors import ConflictError, InvalidInputError, NotFoundError
+from mailctl.services.context import Actor, Context
+from mailctl.services.mailboxes import parse_id
+
+
+@dataclass(frozen=True)
+class AliasView:
+    id: int
+    domain_id: int
+    source: str
+    destination: str
+
+
+def list_aliases(ctx: Context, domain_id: object) -> list[AliasView]:
+    """The aliases of the domain with this id; NotFoundError for an unknown id."""
+    ident = parse_id(domain_id, "domain id")
+    with ctx.uow() as uow:
+        if uow.domains.get(ident) is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        return [
+            AliasView(a.id, a.domain_id, a.source, a.destination)
+            for a in uow.aliases.list_for_domain(ident)
+        ]
+
+
+def add_alias(
+    ctx: Context, actor: Actor, domain_id: object, source: object, destination: object
+) -> AliasView:
+    """Make mail for ``source`` (in the domain with this id) go to ``destination`` as well.
+
+    ``source`` may be a bare local part, taken in that domain. An alias on a mailbox's own
+    address forwards a copy: the mailbox still receives its mail.
+    """
+    ident = parse_id(domain_id, "domain id")
+    if source is None:
+        raise InvalidInputError("The field 'source' is required.")
+    if destination is None:
+        raise InvalidInputError("The field 'destination' is required.")
+    with ctx.uow() as uow:
+        domain = uow.domains.get(ident)
+        if domain is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        domain_name = domain.name
+    if isinstance(source, str) and "@" not in source:
+        source = f"{source.strip()}@{domain_name}"
+    wanted_source = parse_alias_source(source, domain_name)
+    wanted_destination = parse_alias_destination(destination)
+    if wanted_source in wanted_destination.split(","):
+        raise InvalidInputError(f"The alias {wanted_source} cannot point to itself.")
+    with ctx.uow() as uow:
+        if uow.domains.get(ident) is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        for existing in uow.aliases.by_source(wanted_source):
+            if existing.destination == wanted_destination:
+                raise ConflictError(
+                    f"The alias {wanted_source} to {wanted_destination} exists already."
+                )
+        alias = uow.aliases.add(ident, wanted_source, wanted_destination)
+        uow.audit.add(
+            admin=actor.name,
+            action="create_alias",
+            target=wanted_source,
+            client_address=actor.address,
+            detail=f"to {wanted_destination}",
+        )
+        uow.commit()
+        view = AliasView(alias.id, ident, alias.source, alias.destination)
+    ctx.changed("aliases")
+    return view
+
+
+def delete_aliases(
+    ctx: Context, actor: Actor, source: object, destination: object = None
+) -> list[AliasView]:
+    """Remove the aliases of ``source``: all of them, or the one to ``destination``.
+
+    NotFoundError if nothing matches; the removed aliases are returned.
+    """
+    wanted_source = parse_alias_source(source)
+    wanted_destination = None if destination in (None, "") else parse_alias_destination(destination)
+    with ctx.uow() as uow:
+        doomed = [
+            a
+            for a in uow.aliases.by_source(wanted_source)
+            if wanted_destination is None or a.destination == wanted_destination
+        ]
+        if not doomed:
+            what = f" to {wanted_destination}" if wanted_destination else ""
+            raise NotFoundError(f"There is no alias {wanted_source}{what}.")
+        removed = [AliasView(a.id, a.domain_id, a.source, a.destination) for a in doomed]
+        for alias in doomed:
+            uow.aliases.delete(alias)
+        uow.audit.add(
+            admin=actor.name,
+            action="delete_alias",
+            target=wanted_source,
+            client_address=actor.address,
+            detail="to " + "; ".join(a.destination for a in removed),
+        )
+        uow.commit()
+    ctx.changed("aliases")
+    return removed
