@@ -120,3 +120,44 @@ def test_aliases_need_a_token(anon: httpx.Client) -> None:
     assert anon.get("/aliases/1").status_code == 401
     assert anon.post("/alias/1", data={"source": "a", "destination": "b@c.d"}).status_code == 401
     assert anon.request("DELETE", "/aliases", data={"source": "a@c.d"}).status_code == 401
+
+
+def test_aliases_of_a_deleted_mailbox_go_and_come_back_with_it(
+    api: httpx.Client, domain_id: int
+) -> None:
+    """Aliases leading to a deleted mailbox alone are removed with it and restored with it."""
+    for source, destination in (
+        ("postmaster", "alice@example.com"),
+        ("team", "alice@example.com,ops@elsewhere.test"),
+    ):
+        response = api.post(
+            f"/alias/{domain_id}", data={"source": source, "destination": destination}
+        )
+        assert response.status_code == 200, response.text
+    deleted = api.request("DELETE", "/users", data={"email": "alice@example.com"})
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["aliases_removed"] == ["postmaster@example.com"]
+    assert deleted.json()["msg"].endswith("Its aliases went with it: postmaster@example.com.")
+    left = api.get(f"/aliases/{domain_id}").json()["aliases"]
+    assert [a["source"] for a in left] == ["team@example.com"]
+
+    restored = api.post("/trash/restore", data={"id": deleted.json()["trash_id"]})
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["aliases"] == 1
+    back = api.get(f"/aliases/{domain_id}").json()["aliases"]
+    assert sorted((a["source"], a["destination"]) for a in back) == [
+        ("postmaster@example.com", "alice@example.com"),
+        ("team@example.com", "alice@example.com,ops@elsewhere.test"),
+    ]
+
+
+def test_restore_skips_an_alias_made_again_meanwhile(api: httpx.Client, domain_id: int) -> None:
+    """If the alias exists again when the mailbox comes back, it is not doubled."""
+    api.post(f"/alias/{domain_id}", data={"source": "info", "destination": "alice@example.com"})
+    deleted = api.request("DELETE", "/users", data={"email": "alice@example.com"})
+    assert deleted.json()["aliases_removed"] == ["info@example.com"]
+    api.post(f"/alias/{domain_id}", data={"source": "info", "destination": "alice@example.com"})
+    restored = api.post("/trash/restore", data={"id": deleted.json()["trash_id"]})
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["aliases"] == 0
+    assert len(api.get(f"/aliases/{domain_id}").json()["aliases"]) == 1

@@ -121,3 +121,10 @@ def test_alias_commands(run) -> None:  # type: ignore[no-untyped-def]
     assert removed.exit_code == 0, removed.output
     assert "Removed the alias postmaster@example.com to alice@elsewhere.test." in removed.output
     assert run("alias", "rm", "postmaster@example.com").exit_code == 4
+
+    assert run("user", "add", "bob@example.com", "--password", "pw-bob-123").exit_code == 0
+    assert run("alias", "add", "abuse@example.com", "bob@example.com").exit_code == 0
+    gone = run("user", "rm", "bob@example.com", "--yes")
+    assert gone.exit_code == 0, gone.output
+    assert "Its aliases went with it: abuse@example.com" in gone.output
+    assert "abuse@example.com" not in run("alias", "list", "example.com").output

@@ -68,3 +68,8 @@ def remove_user(
     with context() as ctx:
         trash = mailboxes.delete_user(ctx, actor(), email)
     console.print(f"Deleted {trash.target}; its mail is in {trash.path}.", highlight=False)
+    if trash.aliases:
+        console.print(
+            f"Its aliases went with it: {', '.join(trash.aliases)} (a restore brings them back).",
+            highlight=False,
+        )

@@ -150,19 +150,26 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
         if user is None:
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
         record = {"email": user.email, "password": user.password}
+        # Aliases that lead to this mailbox alone would accept mail only to bounce it; they
+        # go with it (and come back with a restore). Lists naming others stay.
+        orphans = uow.aliases.by_destination(user.email)
+        alias_records = [{"source": a.source, "destination": a.destination} for a in orphans]
+        for alias in orphans:
+            uow.aliases.delete(alias)
         uow.users.delete(user)
         uow.audit.add(
             admin=actor.name,
             action="delete_user",
             target=address.email,
             client_address=actor.address,
+            detail=f"with aliases {', '.join(a.source for a in orphans)}" if orphans else None,
         )
         source = ctx.maildirs.mailbox_path(address.domain, address.local_part)
         entry = ctx.maildirs.move_to_trash(
             "mailbox",
             address.email,
             source,
-            {"domain": address.domain, "mailboxes": [record], "aliases": []},
+            {"domain": address.domain, "mailboxes": [record], "aliases": alias_records},
         )
         try:
             uow.commit()
@@ -170,7 +177,8 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
             ctx.maildirs.restore_from_trash(entry, source)
             raise
     ctx.changed("users")
-    return TrashView(str(entry.path), "mailbox", address.email)
+    sources = tuple(str(a["source"]) for a in alias_records)
+    return TrashView(str(entry.path), "mailbox", address.email, sources)
 
 
 def find_user(ctx: Context, email: object) -> UserView:

@@ -174,6 +174,7 @@ def _restore_mailbox(
     ctx: Context, actor: Actor, entry: TrashEntry, domain_name: str, mailbox: _Mailbox
 ) -> Restored:
     destination = ctx.maildirs.mailbox_path(domain_name, mailbox.local_part)
+    aliases = _aliases(entry.manifest)
     with ctx.uow() as uow:
         domain = uow.domains.by_name(domain_name)
         if domain is None:
@@ -188,6 +189,15 @@ def _restore_mailbox(
                 f"The maildir of {mailbox.email} exists on disk again; not overwriting it."
             )
         uow.users.add(domain.id, mailbox.email, mailbox.password)
+        restored_aliases = 0
+        for source, target in aliases:
+            # The aliases that were removed with the mailbox, where their domain still is
+            # and nobody has made them again meanwhile.
+            alias_domain = uow.domains.by_name(source.rsplit("@", 1)[-1])
+            again = any(a.destination == target for a in uow.aliases.by_source(source))
+            if alias_domain is not None and not again:
+                uow.aliases.add(alias_domain.id, source, target)
+                restored_aliases += 1
         uow.audit.add(
             admin=actor.name,
             action="restore_user",
@@ -199,7 +209,7 @@ def _restore_mailbox(
         _commit_with_move(ctx, uow.commit, entry, destination)
     ctx.maildirs.create_mailbox(domain_name, mailbox.local_part)
     ctx.changed("users")
-    return Restored("mailbox", mailbox.email, 1, 0, 0)
+    return Restored("mailbox", mailbox.email, 1, restored_aliases, 0)
 
 
 def _restore_domain(

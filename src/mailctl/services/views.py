@@ -27,6 +27,8 @@ class TrashView:
     path: str
     kind: str
     target: str
+    # The sources of the aliases that pointed to a deleted mailbox alone, removed with it
+    aliases: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:

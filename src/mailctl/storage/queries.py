@@ -102,6 +102,11 @@ class Aliases:
         self.session.flush()
         return alias
 
+    def by_destination(self, destination: str) -> Sequence[Alias]:
+        return self.session.scalars(
+            select(Alias).where(Alias.destination == destination).order_by(Alias.id)
+        ).all()
+
     def by_source(self, source: str) -> Sequence[Alias]:
         return self.session.scalars(
             select(Alias).where(Alias.source == source).order_by(Alias.id)

@@ -64,9 +64,13 @@ def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict
 def delete_user(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Delete a mailbox; its mail moves to the trash, where it can be restored."""
     trash = mailboxes.delete_user(ctx, actor, fields.require("email"))
+    message = f"The mailbox {trash.target} was deleted; its mail is in the trash."
+    if trash.aliases:
+        message += f" Its aliases went with it: {', '.join(trash.aliases)}."
     return {
         "result": True,
-        "msg": f"The mailbox {trash.target} was deleted; its mail is in the trash.",
+        "msg": message,
         "trash": trash.path,
         "trash_id": trash.id,
+        "aliases_removed": list(trash.aliases),
     }
