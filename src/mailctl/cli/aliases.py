@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from mailctl.cli.common import actor, console, context, reports_errors
+from mailctl.cli.common import actor, console, context, domain_id_of, reports_errors
 from mailctl.domain.names import parse_alias_source
 from mailctl.services import aliases, domains
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Manage aliases (forwarding addresses).", no_args_is_help
 def list_aliases(domain: str) -> None:
     """List the aliases of a domain (by name or id)."""
     with context() as ctx:
-        domain_id = domain if domain.isdigit() else str(domains.get_domain(ctx, domain).id)
+        domain_id = domain_id_of(ctx, domain)
         views = aliases.list_aliases(ctx, domain_id)
     if not views:
         console.print("The domain has no aliases.")

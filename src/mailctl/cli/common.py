@@ -16,6 +16,7 @@ from rich.console import Console
 from mailctl.cli import remote
 from mailctl.config import load_settings
 from mailctl.errors import MailctlError
+from mailctl.services import domains
 from mailctl.services.context import Actor, Context
 
 console = Console()
@@ -72,6 +73,13 @@ def read_password(given: str | None, from_stdin: bool, confirm: bool = True) -> 
         return sys.stdin.readline().rstrip("\n")
     value: str = typer.prompt("Password", hide_input=True, confirmation_prompt=confirm)
     return value
+
+
+def domain_id_of(ctx: Context, domain: str) -> str:
+    """The id of a domain given by name or by id, as the list commands take it."""
+    if domain.isdigit():
+        return domain
+    return str(domains.get_domain(ctx, domain).id)
 
 
 @contextmanager

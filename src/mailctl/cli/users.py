@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from mailctl.cli.common import actor, console, context, read_password, reports_errors
+from mailctl.cli.common import actor, console, context, domain_id_of, read_password, reports_errors
 from mailctl.domain.names import parse_address
 from mailctl.services import domains, mailboxes
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Manage mailboxes.", no_args_is_help=True)
 def list_users(domain: str) -> None:
     """List the mailboxes of a domain (by name or id)."""
     with context() as ctx:
-        domain_id = domain if domain.isdigit() else str(domains.get_domain(ctx, domain).id)
+        domain_id = domain_id_of(ctx, domain)
         views = mailboxes.list_users(ctx, domain_id)
     table = Table("id", "domain_id", "email")
     for view in views:

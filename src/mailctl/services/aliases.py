@@ -52,16 +52,12 @@ def add_alias(
         domain = uow.domains.get(ident)
         if domain is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
-        domain_name = domain.name
-    if isinstance(source, str) and "@" not in source:
-        source = f"{source.strip()}@{domain_name}"
-    wanted_source = parse_alias_source(source, domain_name)
-    wanted_destination = parse_alias_destination(destination)
-    if wanted_source in wanted_destination.split(","):
-        raise InvalidInputError(f"The alias {wanted_source} cannot point to itself.")
-    with ctx.uow() as uow:
-        if uow.domains.get(ident) is None:
-            raise NotFoundError(f"There is no domain with id {ident}.")
+        if isinstance(source, str) and "@" not in source:
+            source = f"{source.strip()}@{domain.name}"
+        wanted_source = parse_alias_source(source, domain.name)
+        wanted_destination = parse_alias_destination(destination)
+        if wanted_source in wanted_destination.split(","):
+            raise InvalidInputError(f"The alias {wanted_source} cannot point to itself.")
         for existing in uow.aliases.by_source(wanted_source):
             if existing.destination == wanted_destination:
                 raise ConflictError(
