@@ -1,15 +1,27 @@
-"""Reading mail back over IMAP from a running test stack."""
+"""Mail for a running test stack: messages to send, and reading them back over IMAP."""
 
 from __future__ import annotations
 
 import imaplib
 import ssl
 import time
+from email.message import EmailMessage
 
 import pytest
 from tests.mailstack.stack import MailStack
 
 DELIVERY_TIMEOUT = 30.0
+
+
+def message(sender: str, recipient: str, subject: str) -> EmailMessage:
+    """A small text message with a unique Message-ID; its body is ``Body of <subject>.``."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject.replace(' ', '.')}.{time.time_ns()}@mailstack.test>"
+    msg.set_content(f"Body of {subject}.\n")
+    return msg
 
 
 def fetch(

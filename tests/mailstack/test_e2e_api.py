@@ -13,11 +13,9 @@ import smtplib
 import ssl
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 
 import dkim
@@ -27,6 +25,7 @@ from sqlalchemy import create_engine
 from tests.backends import selected_backends
 from tests.liveserver import live_api
 from tests.mailstack import mailclient
+from tests.mailstack.mailclient import message
 from tests.mailstack.stack import (
     BINARIES,
     HOSTNAME,
@@ -228,17 +227,6 @@ def new_mailbox(api: httpx.Client) -> Mailbox:
     assert response.status_code == 200, response.text
     body = response.json()
     return Mailbox(domain, address, body["domain"]["id"], body["user"]["id"], password)
-
-
-def message(sender: str, recipient: str, subject: str) -> EmailMessage:
-    """A small text message with a unique Message-ID."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = recipient
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{subject.replace(' ', '.')}.{time.time_ns()}@e2e.test>"
-    msg.set_content(f"Body of {subject}.\n")
-    return msg
 
 
 def deliver(stack: MailStack, recipient: str, subject: str) -> None:

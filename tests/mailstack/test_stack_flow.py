@@ -11,9 +11,7 @@ import os
 import pwd
 import smtplib
 import ssl
-import time
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 import dkim
@@ -21,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tests.mailstack import mailclient
+from tests.mailstack.mailclient import message
 
 if TYPE_CHECKING:
     from tests.mailstack.stack import MailStack
@@ -54,17 +53,6 @@ def alice(mailstack: MailStack) -> Account:
 def tls_context(stack: MailStack) -> ssl.SSLContext:
     """A client context that trusts only the stack's own certificate, hostname checked."""
     return ssl.create_default_context(cafile=str(stack.cert_path))
-
-
-def message(sender: str, recipient: str, subject: str) -> EmailMessage:
-    """A small text message with a unique Message-ID."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = recipient
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{subject.replace(' ', '.')}.{time.time_ns()}@mailstack.test>"
-    msg.set_content(f"Body of {subject}.\n")
-    return msg
 
 
 def fetch(account: Account, subject: str) -> bytes:
