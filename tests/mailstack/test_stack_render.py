@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
+import string
 import subprocess
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from mailctl.errors import InvalidInputError
 from mailctl.host.stack import (
@@ -126,21 +130,85 @@ def test_server_backends_carry_host_port_user_and_database() -> None:
     """PostgreSQL and MariaDB maps and Dovecot's connect string name the server and database."""
     pg = by_name(render_stack(config(BACKENDS["postgresql"])))
     pg_map = settings(pg["sql-virtual-mailboxes.cf"].content)
-    assert pg_map["hosts"] == "inet:127.0.0.1:5432"
-    assert (pg_map["user"], pg_map["password"], pg_map["dbname"]) == (
-        "mailctl",
-        "s3cret pass",
-        "mailctl",
-    )
+    assert pg_map["hosts"] == "postgresql://mailctl:s3cret%20pass@127.0.0.1:5432/mailctl"
+    assert pg_map["dbname"] == "mailctl"
+    assert "password" not in pg_map
     assert (
-        'connect = host=127.0.0.1 port=5432 dbname=mailctl user=mailctl password="s3cret pass"'
-        in pg["dovecot-sql.conf.ext"].content
+        "connect = \"host=127.0.0.1 port=5432 dbname='mailctl' user='mailctl'"
+        " password='s3cret pass'\"\n" in pg["dovecot-sql.conf.ext"].content
     )
     maria = by_name(render_stack(config(BACKENDS["mariadb"])))
     maria_map = settings(maria["sql-virtual-aliases.cf"].content)
     assert maria_map["hosts"] == "inet:db.internal:3307"
+    assert maria_map["user"] == "mail"
     assert "password" not in maria_map
-    assert "driver = mysql" in maria["dovecot-sql.conf.ext"].content
+    sql = maria["dovecot-sql.conf.ext"].content
+    assert "driver = mysql" in sql
+    assert (
+        f"connect = host=db.internal port=3307 dbname=mailctl"
+        f" option_file={ROOT}/dovecot/etc/dovecot-sql.my.cnf option_group=client\n" in sql
+    )
+    option_file = maria["dovecot-sql.my.cnf"]
+    assert (option_file.mode, option_file.group, option_file.daemon) == (0o640, "dovecot", DOVECOT)
+    assert option_file.content.splitlines()[1:] == ["[client]", 'user = "mail"']
+
+
+# Every character a password may trip over: quotes, spaces at both ends, backslashes, a
+# comment sign, Postfix's and Dovecot's expansion signs, URL and conninfo separators.
+HOSTILE = ' it\'s "a" pass\\word #1 $x ${y} %u;=@:/,?&{} \\'
+
+
+def test_postgresql_password_is_percent_encoded_for_postfix() -> None:
+    """Postfix's pgsql maps carry the password in a URI, every special byte encoded, so
+    neither Postfix's list parsing nor its trimming can change it; libpq decodes it back.
+    """
+    backend = dataclasses.replace(BACKENDS["postgresql"], password=HOSTILE)
+    files = by_name(render_stack(config(backend)))
+    hosts = settings(files["sql-virtual-domains.cf"].content)["hosts"]
+    encoded = hosts.removeprefix("postgresql://mailctl:").removesuffix("@127.0.0.1:5432/mailctl")
+    assert set(encoded) <= set(string.ascii_letters + string.digits + "%-._~")
+    assert unquote(encoded) == HOSTILE
+    assert HOSTILE not in files["sql-virtual-domains.cf"].content
+
+
+def test_postgresql_password_is_quoted_twice_for_dovecot() -> None:
+    """Dovecot gets the whole connect string in double quotes (its parser undoes the
+    escapes), and libpq gets the password in single quotes with \\ and \\' escaped.
+    """
+    backend = dataclasses.replace(BACKENDS["postgresql"], password=HOSTILE)
+    sql = by_name(render_stack(config(backend)))["dovecot-sql.conf.ext"].content
+    line = next(line for line in sql.splitlines() if line.startswith("connect = "))
+    quoted = line.removeprefix("connect = ")
+    assert quoted.startswith('"') and quoted.endswith('"')
+    # What Dovecot hands to libpq: its own escapes undone.
+    conninfo = re.sub(r"\\(.)", r"\1", quoted[1:-1])
+    password = conninfo.split(" password=", 1)[1]
+    assert password.startswith("'") and password.endswith("'")
+    assert re.sub(r"\\(.)", r"\1", password[1:-1]) == HOSTILE
+
+
+def test_mariadb_password_goes_into_option_file_and_map_files() -> None:
+    """Dovecot's mysql driver reads the login from an option file (quoted, escaped);
+    Postfix's maps take the rest of the line literally.
+    """
+    hostile = HOSTILE.strip()
+    backend = dataclasses.replace(BACKENDS["mariadb"], password=hostile)
+    files = by_name(render_stack(config(backend)))
+    option_file = files["dovecot-sql.my.cnf"].content
+    value = option_file.splitlines()[-1].removeprefix("password = ")
+    assert value.startswith('"') and value.endswith('"')
+    assert re.sub(r"\\(.)", r"\1", value[1:-1]) == hostile
+    assert hostile not in files["dovecot-sql.conf.ext"].content
+    for name in ("domains", "mailboxes", "aliases"):
+        assert f"\npassword = {hostile}\n" in files[f"sql-virtual-{name}.cf"].content
+
+
+@pytest.mark.parametrize("password", [" leading", "trailing ", "\tboth\t"])
+def test_mariadb_password_with_outer_spaces_is_refused(password: str) -> None:
+    """Postfix trims the value of `password =`; such a MariaDB password is refused, clearly."""
+    backend = dataclasses.replace(BACKENDS["mariadb"], password=password)
+    with pytest.raises(InvalidInputError, match="cannot begin or end with a space"):
+        render_stack(config(backend))
 
 
 def test_dovecot_lets_each_row_name_its_scheme() -> None:
@@ -191,6 +259,8 @@ def test_opendkim_listens_on_localhost_with_the_configured_tables() -> None:
         {"hostname": "mail.example.org\nmydestination = evil"},
         {"backend": SqlBackend("postgresql", "mail\nctl")},
         {"backend": SqlBackend("postgresql", "mailctl", password="a\nb")},
+        {"backend": SqlBackend("mariadb", "mailctl", password="a\rb")},
+        {"backend": SqlBackend("postgresql", "mailctl", password="a\0b")},
         {"backend": SqlBackend("sqlite", "relative/mailctl.db")},
         {"mail_root": Path("relative/mail")},
         {"tls_cert": Path("/srv/with space/cert.pem")},
@@ -223,6 +293,22 @@ def test_unsafe_or_inconsistent_config_is_refused(changes: dict[str, object]) ->
 def test_backend_from_a_database_url(url: str, expected: SqlBackend) -> None:
     """The database URL mailctl itself uses tells the daemons where the tables are."""
     assert SqlBackend.from_url(url) == expected
+
+
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "mysql+pymysql"])
+def test_percent_encoded_password_reads_back_whole(scheme: str) -> None:
+    """A URL with every special character percent-encoded gives the daemons, and SQLAlchemy
+    (mailctl's own connection), the very same password.
+    """
+    url = f"{scheme}://mail:{quote(HOSTILE, safe='')}@db.internal:4000/mailctl"
+    backend = SqlBackend.from_url(url)
+    assert (backend.user, backend.password, backend.host, backend.port) == (
+        "mail",
+        HOSTILE,
+        "db.internal",
+        4000,
+    )
+    assert make_url(url).password == HOSTILE
 
 
 @pytest.mark.parametrize("url", ["sqlite:///relative.db", "oracle://x@y/z", "sqlite://"])

@@ -191,6 +191,11 @@ class StackConfig:
         return self.dovecot_config_dir / "dovecot-sql.conf.ext"
 
     @property
+    def dovecot_mysql_option_file(self) -> Path:
+        """The MySQL option file holding the login of Dovecot's mysql driver."""
+        return self.dovecot_config_dir / "dovecot-sql.my.cnf"
+
+    @property
     def opendkim_conf(self) -> Path:
         """OpenDKIM's configuration file."""
         return self.opendkim_config_dir / "opendkim.conf"
@@ -333,8 +338,13 @@ def _check_backend(backend: SqlBackend) -> None:
             raise InvalidInputError(f"The {label} name {value!r} is not a plain name.")
     if backend.user and not _PLAIN_WORD.fullmatch(backend.user):
         raise InvalidInputError(f"The database user {backend.user!r} is not a plain name.")
-    # Postfix reads a value to the end of the line; Dovecot needs quotes around spaces.
-    if any(ch in backend.password for ch in '\r\n"\\'):
+    # Every renderer quotes or encodes the password in its daemon's own syntax; only a
+    # line break (or NUL) cannot be written into a line-oriented file at all.
+    if any(ch in backend.password for ch in "\r\n\0"):
+        raise InvalidInputError("The database password cannot hold a line break or NUL.")
+    if backend.kind == "mariadb" and backend.password != backend.password.strip():
+        # Postfix's mysql maps trim the value of `password =` and offer no quoting.
         raise InvalidInputError(
-            "The database password cannot hold quotes, backslashes or newlines."
+            "A MariaDB password for the mail daemons cannot begin or end with a space: "
+            "Postfix's mysql maps trim it. Choose another password."
         )

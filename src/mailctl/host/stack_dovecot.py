@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailctl.host.stack_config import DOVECOT, RenderedFile, StackConfig
+from mailctl.host.stack_config import DOVECOT, RenderedFile, SqlBackend, StackConfig
 
 # What Dovecot asks: the stored string keeps its "{SCHEME}" prefix, so each row decides
 # how it is verified, and old schemes keep working next to new ones.
@@ -11,12 +11,53 @@ PASSDB_QUERY = "SELECT email AS user, password FROM virtual_users WHERE email = 
 
 def dovecot_files(cfg: StackConfig) -> list[RenderedFile]:
     """Render dovecot.conf and its passdb SQL file for ``cfg``."""
-    # The SQL file may hold the database password; Dovecot reads it after dropping
-    # privileges, so it belongs to its group, not to others.
-    return [
+    # The SQL file (and MariaDB's option file) hold the database password; Dovecot reads
+    # them after dropping privileges, so they belong to its group, not to others.
+    files = [
         RenderedFile(cfg.dovecot_conf, _dovecot_conf(cfg), 0o644, DOVECOT),
         RenderedFile(cfg.dovecot_sql_conf, _dovecot_sql_conf(cfg), 0o640, DOVECOT, "dovecot"),
     ]
+    if cfg.backend.kind == "mariadb":
+        files.append(
+            RenderedFile(
+                cfg.dovecot_mysql_option_file,
+                mysql_option_file(cfg.backend),
+                0o640,
+                DOVECOT,
+                "dovecot",
+            )
+        )
+    return files
+
+
+def mysql_option_file(backend: SqlBackend) -> str:
+    """A MySQL option file with the login of ``backend`` in its [client] group.
+
+    Dovecot's mysql driver splits its connect string at spaces and knows no quoting, so
+    the login goes here instead: the client library reads a double-quoted value with
+    backslash escapes, so any character but a line break survives.
+    """
+    lines = ["# Rendered by mailctl: the login Dovecot's mysql driver reads.", "[client]"]
+    if backend.user:
+        lines.append(f"user = {_option_value(backend.user)}")
+    if backend.password:
+        lines.append(f"password = {_option_value(backend.password)}")
+    return "\n".join(lines) + "\n"
+
+
+def _option_value(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _libpq_value(value: str) -> str:
+    # libpq's keyword=value syntax: single quotes, with backslash escaping ' and \.
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _dovecot_quoted(value: str) -> str:
+    # Dovecot's settings parser takes a double-quoted value whole (a '#' inside is not a
+    # comment, spaces at either end stay) and undoes backslash escapes.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _dovecot_conf(cfg: StackConfig) -> str:
@@ -108,14 +149,22 @@ def _dovecot_sql_conf(cfg: StackConfig) -> str:
     backend = cfg.backend
     if backend.kind == "sqlite":
         driver, connect = "sqlite", backend.database
+    elif backend.kind == "postgresql":
+        # The whole string goes to libpq as it stands once Dovecot has unquoted it.
+        driver = "pgsql"
+        words = [f"host={backend.host}", f"port={backend.effective_port}"]
+        words.append(f"dbname={_libpq_value(backend.database)}")
+        if backend.user:
+            words.append(f"user={_libpq_value(backend.user)}")
+        if backend.password:
+            words.append(f"password={_libpq_value(backend.password)}")
+        connect = _dovecot_quoted(" ".join(words))
     else:
-        driver = "pgsql" if backend.kind == "postgresql" else "mysql"
+        driver = "mysql"
         words = [f"host={backend.host}", f"port={backend.effective_port}"]
         words.append(f"dbname={backend.database}")
-        if backend.user:
-            words.append(f"user={backend.user}")
-        if backend.password:
-            words.append(f'password="{backend.password}"')
+        words.append(f"option_file={cfg.dovecot_mysql_option_file}")
+        words.append("option_group=client")
         connect = " ".join(words)
     return (
         "# Rendered by mailctl: how Dovecot checks mailbox passwords.\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from mailctl.host.stack_config import POSTFIX, RenderedFile, SqlBackend, StackConfig
 
 # What Postfix asks the tables. Postfix folds the key to lower case before it substitutes
@@ -150,15 +152,32 @@ def _postfix_map(cfg: StackConfig, query: str) -> str:
     lines = ["# Rendered by mailctl: a Postfix lookup table over mailctl's database."]
     if backend.kind == "sqlite":
         lines.append(f"dbpath = {backend.database}")
+    elif backend.kind == "postgresql":
+        # libpq reads a connection URI and decodes it; encoded, no password character can
+        # be taken for the space or comma that separate Postfix's hosts, nor trimmed.
+        lines.append(f"hosts = {postgresql_uri(backend)}")
+        lines.append(f"dbname = {backend.database}")
     else:
         lines.append(f"hosts = inet:{backend.host}:{backend.effective_port}")
         if backend.user:
             lines.append(f"user = {backend.user}")
+        # Postfix takes the rest of the line as it stands, trimmed; it passes the value to
+        # the client library even when empty, so a password in an option_file would be
+        # ignored. stack_config refuses a MariaDB password that starts or ends with a space.
         if backend.password:
             lines.append(f"password = {backend.password}")
         lines.append(f"dbname = {backend.database}")
     lines.append(f"query = {query}")
     return "\n".join(lines) + "\n"
+
+
+def postgresql_uri(backend: SqlBackend) -> str:
+    """The libpq connection URI of ``backend``, every user and password byte percent-encoded."""
+    user = quote(backend.user, safe="")
+    password = f":{quote(backend.password, safe='')}" if backend.password else ""
+    login = f"{user}{password}@" if user or password else ""
+    database = quote(backend.database, safe="")
+    return f"postgresql://{login}{backend.host}:{backend.effective_port}/{database}"
 
 
 def _map_type(backend: SqlBackend) -> str:

@@ -39,6 +39,7 @@ from mailctl.services.reconcile import reconcile
 DAEMONS = (POSTFIX, DOVECOT, OPENDKIM)
 VMAIL_USER = "vmail"
 MASK = "********"
+_STAND_IN = "MailctlMaskedPassword0"
 CHECK_TIMEOUT = 60.0
 
 # Where Debian's packages keep each daemon's files; the daemons' own unit files expect them.
@@ -260,13 +261,21 @@ def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
 
 
 def shown_files(setup: SetupPlan) -> list[RenderedFile]:
-    """The plan's files for display: the database password replaced by asterisks."""
+    """The plan's files for display: the database password replaced by asterisks.
+
+    The files are rendered again with a plain stand-in password, which every daemon's
+    syntax writes as it is (no quoting, no encoding), and the stand-in is then shown as
+    asterisks, whatever file and syntax holds the password.
+    """
     if not setup.cfg.backend.password:
         return list(setup.files)
     masked = dataclasses.replace(
-        setup.cfg, backend=dataclasses.replace(setup.cfg.backend, password=MASK)
+        setup.cfg, backend=dataclasses.replace(setup.cfg.backend, password=_STAND_IN)
     )
-    by_path = {file.path: file for file in render_stack(masked)}
+    by_path = {
+        file.path: dataclasses.replace(file, content=file.content.replace(_STAND_IN, MASK))
+        for file in render_stack(masked)
+    }
     return [by_path.get(file.path, file) for file in setup.files]
 
 
