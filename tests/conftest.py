@@ -12,6 +12,7 @@ import pytest
 
 from tests.backends import drop_pg_template, fresh_database, selected_backends
 from tests.liveserver import live_api
+from tests.pgcluster import start_cluster
 
 if TYPE_CHECKING:
     from mailctl.config import Settings
@@ -50,6 +51,19 @@ def _no_reload_of_this_machines_daemons() -> Iterator[None]:
 def _drop_templates() -> Iterator[None]:
     yield
     drop_pg_template()
+
+
+@pytest.fixture(scope="session")
+def scram_postgres() -> Iterator[str]:
+    """The superuser URL of a PostgreSQL cluster that checks passwords (scram-sha-256).
+
+    Started on first use, for the whole session; stopped and removed at its end.
+    """
+    cluster = start_cluster()
+    try:
+        yield cluster.superuser_url
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

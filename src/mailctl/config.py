@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------
     data_dir: Path = Path("data")
     database_url: str = ""  # empty: sqlite file under data_dir
+    # The mail daemons' own read-only role on the same PostgreSQL/MariaDB database (it may
+    # SELECT only the columns they query); `mailctl setup` renders their files with it.
+    daemon_database_url: str = ""
     mail_root: Path | None = None  # default: {data_dir}/mail
     trash_dir: Path | None = None  # default: {data_dir}/trash
     trash_retention_days: int = Field(default=30, ge=0)

@@ -58,16 +58,19 @@ def test_dry_run_prints_every_file_with_the_password_masked(run, tmp_path: Path)
     """The default dry run shows each file under its path, hides the database password,
     and writes nothing.
     """
-    url = "postgresql+psycopg://mailctl:pw-never-shown@db.internal/mailctl"
-    shown = run("setup", "--root", str(tmp_path / "stack"), extra={"MAILCTL_DATABASE_URL": url})
+    url = "postgresql+psycopg://mailctl:own-pw@db.internal/mailctl"
+    daemons = "postgresql+psycopg://daemons:pw-never-shown@db.internal/mailctl"
+    extra = {"MAILCTL_DATABASE_URL": url, "MAILCTL_DAEMON_DATABASE_URL": daemons}
+    shown = run("setup", "--root", str(tmp_path / "stack"), extra=extra)
     assert shown.exit_code == 0, shown.output
     for name in ("postfix/etc/main.cf", "postfix/etc/sql-virtual-mailboxes.cf"):
         assert str(tmp_path / "stack" / name) in shown.output
     assert "dovecot-sql.conf.ext" in shown.output
     assert "opendkim.conf" in shown.output
-    assert "hosts = inet:db.internal:5432" in shown.output
-    assert "password = ********" in shown.output
+    assert "hosts = postgresql://daemons:********@db.internal:5432/mailctl" in shown.output
+    assert "password='********'" in shown.output
     assert "pw-never-shown" not in shown.output
+    assert "own-pw" not in shown.output
     assert "Dry run: nothing was written." in shown.output
     assert not (tmp_path / "stack").exists()
 

@@ -17,7 +17,10 @@ def mailstack(request: pytest.FixtureRequest) -> Iterator[MailStack]:
     Starting and stopping the three daemons takes seconds, so tests share a stack and
     keep out of each other's way with a domain of their own (``MailStack.new_domain``).
     """
-    with running_stack(str(request.param)) as stack:
+    backend = str(request.param)
+    # The daemons log in with passwords: on PostgreSQL, to a cluster that checks them.
+    pg_server = request.getfixturevalue("scram_postgres") if backend == "postgresql" else None
+    with running_stack(backend, pg_server=pg_server) as stack:
         yield stack
 
 

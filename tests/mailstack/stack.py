@@ -35,10 +35,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, create_engine, text
-from tests.backends import MARIADB_SERVER, PG_SERVER
+from sqlalchemy.engine import make_url
+from tests.backends import MARIADB_SERVER
+from tests.pgcluster import url_password
 from tests.pki import self_signed
 
 from mailctl.host.stack import (
+    DAEMON_COLUMNS,
     DOVECOT,
     OPENDKIM,
     POSTFIX,
@@ -48,6 +51,7 @@ from mailctl.host.stack import (
     stack_commands,
     stack_directories,
 )
+from mailctl.storage import daemon_role
 
 HOSTNAME = "mail.example.test"
 VMAIL = "vmail"
@@ -179,12 +183,63 @@ def self_signed_pair(hostname: str) -> tuple[bytes, bytes]:
 # --- databases ----------------------------------------------------------------------------
 
 
+def hostile_password(tag: str, *, outer_spaces: bool = True) -> str:
+    """A password holding every character a daemon's config syntax could trip over.
+
+    Quotes of both kinds, backslashes, a comment sign, Postfix's and Dovecot's expansion
+    signs, URL and connect-string separators, and (unless ``outer_spaces`` is off, as a
+    MariaDB password for Postfix must be) spaces at both ends.
+    """
+    core = f'{tag}\'s "pass" \\ #1 $x ${{HOME}} %u;=@:/,?&{{}}`\\'
+    return f" {core} " if outer_spaces else core
+
+
+@dataclass(frozen=True)
+class MailDatabase:
+    """A database of the tests' own and the two logins that read it."""
+
+    url: str  # mailctl's own login, owner of the tables
+    daemon_url: str  # the daemons' role: SELECT on the columns they query, nothing else
+
+
+def _admin(url: str) -> Engine:
+    # Statements with literal passwords: no driver parameters, so '%' stays a percent sign.
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    return engine.execution_options(no_parameters=True)  # type: ignore[return-value]
+
+
+def _grant_daemons(backend: str, admin_url: str, name: str, role: str, password: str) -> None:
+    """Create the daemons' role and grant it their columns, as `mailctl setup --grants` does."""
+    statements = daemon_role.grant_statements(
+        backend,
+        role=role,
+        password=password,
+        database=name,
+        columns=DAEMON_COLUMNS,
+        manage_role=True,
+    )
+    daemon_role.run_statements(admin_url, statements, name)
+
+
 @contextmanager
 def mail_database(
-    backend: str, root: Path, create_schema: Callable[[str, str], None]
-) -> Iterator[str]:
-    """Yield the SQLAlchemy URL of a new database with a schema in it; drop it after."""
-    name = f"mailctl_stack_{os.getpid()}_{next(_counter)}"
+    backend: str,
+    root: Path,
+    create_schema: Callable[[str, str], None],
+    pg_server: str | None = None,
+    *,
+    grant_daemons: bool = True,
+) -> Iterator[MailDatabase]:
+    """Make a database with a schema, an owner and a daemons' role, both with passwords
+    that only get in when each daemon passes them on intact; drop all three after.
+    Without ``grant_daemons`` the daemons' role is not made (its URL is still given).
+
+    ``pg_server`` is the superuser URL of a PostgreSQL that checks passwords (tests.pgcluster);
+    MariaDB's users, on the shared server, check theirs anyway.
+    """
+    number = next(_counter)
+    name = f"mailctl_stack_{os.getpid()}_{number}"
+    owner, daemons = f"mc_owner_{os.getpid()}_{number}", f"mc_daemons_{os.getpid()}_{number}"
     if backend == "sqlite":
         db_dir = root / "db"
         db_dir.mkdir(mode=0o755)
@@ -192,28 +247,57 @@ def mail_database(
         create_schema(url, backend)
         # Dovecot's auth process reads it as the dovecot user.
         (db_dir / "mailctl.db").chmod(0o644)
-        yield url
+        yield MailDatabase(url, url)
         return
     if backend == "postgresql":
-        server_url, quoted, charset = f"{PG_SERVER}/postgres", f'"{name}"', ""
-        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        url = f"{PG_SERVER}/{name}"
+        if pg_server is None:
+            pytest.fail("a PostgreSQL mail database needs the password-checking test cluster")
+        owner_password, daemon_password = hostile_password("owner"), hostile_password("daemon")
+        server_url, host = f"{pg_server}/postgres", make_url(pg_server)
+        setup_sql = [
+            f"CREATE ROLE {owner} LOGIN PASSWORD '{owner_password.replace(chr(39), chr(39) * 2)}'",
+            f'CREATE DATABASE "{name}" OWNER {owner}',
+        ]
+        drop_sql = [
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f"DROP ROLE IF EXISTS {daemons}",
+            f"DROP ROLE IF EXISTS {owner}",
+        ]
+        scheme, address = "postgresql+psycopg", f"{host.host}:{host.port}"
     elif backend == "mariadb":
-        server_url, quoted = f"{MARIADB_SERVER}/", f"`{name}`"
-        charset = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-        drop = f"DROP DATABASE IF EXISTS `{name}`"
-        url = f"{MARIADB_SERVER}/{name}"
+        # Postfix's mysql maps trim the password: no spaces at its ends (refused by setup).
+        owner_password = hostile_password("owner")
+        daemon_password = hostile_password("daemon", outer_spaces=False)
+        server_url, host = f"{MARIADB_SERVER}/", make_url(MARIADB_SERVER)
+        literal = owner_password.replace("\\", "\\\\").replace("'", "\\'")
+        setup_sql = [
+            f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            f"CREATE USER '{owner}'@'%' IDENTIFIED BY '{literal}'",
+            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{owner}'@'%'",
+        ]
+        drop_sql = [
+            f"DROP DATABASE IF EXISTS `{name}`",
+            f"DROP USER IF EXISTS '{daemons}'@'%'",
+            f"DROP USER IF EXISTS '{owner}'@'%'",
+        ]
+        scheme, address = "mysql+pymysql", f"{host.host}:{host.port or 3306}"
     else:
         raise ValueError(f"unknown backend {backend}")
-    server = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    url = f"{scheme}://{owner}:{url_password(owner_password)}@{address}/{name}"
+    daemon_url = f"{scheme}://{daemons}:{url_password(daemon_password)}@{address}/{name}"
+    server = _admin(server_url)
     try:
         with server.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {quoted}{charset}"))
+            for statement in setup_sql:
+                conn.exec_driver_sql(statement)
         create_schema(url, backend)
-        yield url
+        if grant_daemons:
+            _grant_daemons(backend, server_url, name, daemons, daemon_password)
+        yield MailDatabase(url, daemon_url)
     finally:
         with server.connect() as conn:
-            conn.execute(text(drop))
+            for statement in drop_sql:
+                conn.exec_driver_sql(statement)
         server.dispose()
 
 
@@ -483,12 +567,15 @@ def stop_stack(stack: MailStack) -> list[str]:
 
 @contextmanager
 def running_stack(
-    backend: str, create_schema: Callable[[str, str], None] = create_mail_tables
+    backend: str,
+    create_schema: Callable[[str, str], None] = create_mail_tables,
+    pg_server: str | None = None,
 ) -> Iterator[MailStack]:
     """Make a database, render the stack with free ports, start it, and stop it after.
 
     ``create_schema(url, backend)`` fills the new database; by default with the three
     mail tables, but a caller can run the real migrations instead (end-to-end tests).
+    The daemons log in with their own role and its password (see ``mail_database``).
     """
     missing = [binary for binary in BINARIES if shutil.which(binary) is None]
     if missing:
@@ -501,11 +588,12 @@ def running_stack(
     root = Path(tempfile.mkdtemp(prefix="mailctl-stack-"))
     root.chmod(0o711)
     try:
-        with mail_database(backend, root, create_schema) as url:
+        with mail_database(backend, root, create_schema, pg_server) as database:
+            url = database.url
             cfg = StackConfig.under_root(
                 root,
                 hostname=HOSTNAME,
-                backend=SqlBackend.from_url(url),
+                backend=SqlBackend.from_url(database.daemon_url),
                 vmail_uid=uid,
                 vmail_gid=gid,
                 smtp_port=free_port(),

@@ -108,9 +108,11 @@ def setup_options(root: Path) -> setup.SetupOptions:
 
 
 @contextmanager
-def deployed(backend: str) -> Iterator[Deployment]:
+def deployed(backend: str, pg_server: str | None = None) -> Iterator[Deployment]:
     """Run `mailctl init`, a certificate upload and `mailctl setup --apply` in a temporary
     root, start the three daemons from what setup wrote, and serve the API beside them.
+
+    mailctl and the daemons each log in with their own role and password.
     """
     require_tools()
     uid, gid = vmail_ids()
@@ -118,10 +120,12 @@ def deployed(backend: str) -> Iterator[Deployment]:
     root = Path(tempfile.mkdtemp(prefix="mailctl-e2e-"))
     root.chmod(0o711)
     try:
-        with mail_database(backend, root, migrate) as url:
+        with mail_database(backend, root, migrate, pg_server) as database:
+            url = database.url
             settings = Settings(
                 data_dir=root / "data",
                 database_url=url,
+                daemon_database_url="" if backend == "sqlite" else database.daemon_url,
                 mail_root=root / "mail",
                 opendkim_dir=root / "opendkim",
                 tls_dir=root / "tls",
@@ -180,7 +184,9 @@ def _serve(stack: MailStack, settings: Settings, result: setup.SetupResult) -> I
 @pytest.fixture(scope="module", params=selected_backends())
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """One deployed mail host per database backend, shared by this module's tests."""
-    with deployed(str(request.param)) as found:
+    backend = str(request.param)
+    pg_server = request.getfixturevalue("scram_postgres") if backend == "postgresql" else None
+    with deployed(backend, pg_server) as found:
         yield found
 
 

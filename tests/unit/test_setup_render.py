@@ -13,7 +13,7 @@ import pytest
 from mailctl.config import Settings
 from mailctl.errors import HostStateError, InvalidInputError
 from mailctl.host.stack import RenderedFile
-from mailctl.services import setup
+from mailctl.services import daemon_role, setup
 from mailctl.services.setup import SetupOptions, SetupPlan
 
 HOST = "mail.example.org"
@@ -121,9 +121,14 @@ def test_hostname_option_wins_and_a_missing_one_is_refused(tmp_path: Path) -> No
 def test_backend_option_must_match_the_url(tmp_path: Path) -> None:
     """--backend names the URL's kind or is refused; a matching one is accepted."""
     url = "mysql+pymysql://mail:pw@db.internal:3307/mailctl"
-    settings = settings_in(tmp_path, database_url=url)
+    daemons = "mysql+pymysql://daemons:pw2@db.internal:3307/mailctl"
+    settings = settings_in(tmp_path, database_url=url, daemon_database_url=daemons)
     cfg = setup.stack_config(settings, SetupOptions(backend="mariadb"))
-    assert (cfg.backend.host, cfg.backend.port, cfg.backend.user) == ("db.internal", 3307, "mail")
+    assert (cfg.backend.host, cfg.backend.port, cfg.backend.user) == (
+        "db.internal",
+        3307,
+        "daemons",
+    )
     with pytest.raises(InvalidInputError, match="--backend postgresql does not match"):
         setup.stack_config(settings, SetupOptions(backend="postgresql"))
 
@@ -134,8 +139,10 @@ def test_shown_files_mask_the_database_password(tmp_path: Path, scheme: str) -> 
     (encoded in a URI, quoted twice, in an option file); the files to write keep it.
     """
     password = 'Secret 9\'s \\ "x" #$%@:/'
-    url = f"{scheme}://mailctl:{quote(password, safe='')}@db.internal/mailctl"
-    plan = setup.plan_setup(settings_in(tmp_path, database_url=url), SetupOptions())
+    url = f"{scheme}://mailctl:other@db.internal/mailctl"
+    daemons = f"{scheme}://daemons:{quote(password, safe='')}@db.internal/mailctl"
+    settings = settings_in(tmp_path, database_url=url, daemon_database_url=daemons)
+    plan = setup.plan_setup(settings, SetupOptions())
     shown = setup.shown_files(plan)
     assert [file.path for file in shown] == [file.path for file in plan.files]
     assert not any("Secret" in file.content for file in shown)
@@ -143,6 +150,62 @@ def test_shown_files_mask_the_database_password(tmp_path: Path, scheme: str) -> 
     assert len(holding) >= 4
     by_path = {file.path: file for file in shown}
     assert all(setup.MASK in by_path[file.path].content for file in holding)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://mailctl:Own-Secret@db.internal/mailctl",
+        "mysql+pymysql://mailctl:Own-Secret@db.internal/mailctl",
+    ],
+)
+def test_without_a_daemon_role_the_files_never_carry_mailctls_login(
+    tmp_path: Path, url: str
+) -> None:
+    """With no MAILCTL_DAEMON_DATABASE_URL the plan names the daemons' role without a
+    password, says what to do, and apply refuses before writing anything.
+    """
+    plan = setup.plan_setup(settings_in(tmp_path, database_url=url), SetupOptions(root=tmp_path))
+    assert not any("Own-Secret" in file.content for file in plan.files)
+    assert any("mailctl_daemons" in file.content for file in plan.files)
+    assert plan.refusal is not None
+    assert "MAILCTL_DAEMON_DATABASE_URL is not set" in plan.refusal
+    assert "mailctl setup --grants" in plan.refusal
+    assert "mailctl_daemons:PASSWORD@db.internal/mailctl" in plan.refusal
+    with pytest.raises(InvalidInputError, match="MAILCTL_DAEMON_DATABASE_URL is not set"):
+        setup.apply_setup(plan, runner=FakeRunner())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("daemons", "message"),
+    [
+        ("postgresql+psycopg://mailctl:x@db.internal/mailctl", "not mailctl's user"),
+        ("postgresql+psycopg://daemons:x@db.internal/other", "names the database 'other'"),
+        ("mysql+pymysql://daemons:x@db.internal/mailctl", "is a mariadb database"),
+    ],
+)
+def test_a_daemon_url_that_is_not_their_own_role_is_refused(
+    tmp_path: Path, daemons: str, message: str
+) -> None:
+    """The daemons' URL must name another user of the same database and kind."""
+    url = "postgresql+psycopg://mailctl:own@db.internal/mailctl"
+    settings = settings_in(tmp_path, database_url=url, daemon_database_url=daemons)
+    with pytest.raises(InvalidInputError, match=message):
+        setup.plan_setup(settings, SetupOptions())
+
+
+def test_sqlite_says_the_daemons_read_the_secrets_too(tmp_path: Path) -> None:
+    """On SQLite the note says plainly the daemons can read every secret; a daemons' URL
+    is refused, as are grants.
+    """
+    notes = setup.plan_setup(settings_in(tmp_path), SetupOptions()).warnings
+    assert any("token signing secret and every DKIM and TLS private key" in n for n in notes)
+    other = settings_in(tmp_path, daemon_database_url="postgresql+psycopg://d:x@h/db")
+    with pytest.raises(InvalidInputError, match="on SQLite the daemons read"):
+        setup.plan_setup(other, SetupOptions())
+    with pytest.raises(InvalidInputError, match="SQLite has no roles"):
+        daemon_role.grant_sql(settings_in(tmp_path))
 
 
 def test_systemd_units_run_serve_and_agent_with_the_env_file(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.domain import dnsrecords
 from mailctl.errors import HostStateError, InvalidInputError
-from mailctl.services import setup
+from mailctl.host.stack import DAEMON_COLUMNS
+from mailctl.services import daemon_role, setup
 from mailctl.services.setup import SetupOptions, SetupPlan, SetupResult
 
 _BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -46,6 +47,30 @@ def _show(plan: SetupPlan) -> None:
 def _warn(plan: SetupPlan) -> None:
     for warning in plan.warnings:
         err_console.print(f"[bold yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
+    if plan.refusal is not None:
+        err_console.print(
+            f"[bold red]WARNING: --apply will refuse.[/] {plan.refusal}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _grants(apply: bool, admin_url: str | None) -> None:
+    settings = load_settings()
+    if not apply:
+        # Plain output, so it can be piped into psql or mariadb as it stands.
+        for statement in daemon_role.grant_sql(settings):
+            typer.echo(f"{statement};")
+        return
+    ran = daemon_role.apply_grants(settings, admin_url)
+    who = "the admin URL" if admin_url else "mailctl's own login"
+    console.print(
+        f"Ran {len(ran)} statements through {who}: the daemons' role may read "
+        + ", ".join(f"{table}({', '.join(columns)})" for table, columns in DAEMON_COLUMNS.items())
+        + ".",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _report(result: SetupResult) -> None:
@@ -103,8 +128,24 @@ def setup_command(
     env_file: Path = typer.Option(
         Path("/etc/mailctl/env"), help="The units' environment file (MAILCTL_* settings)."
     ),
+    grants: bool = typer.Option(
+        False,
+        "--grants",
+        help="Print the SQL that creates the daemons' role of MAILCTL_DAEMON_DATABASE_URL "
+        "(password included) and lets it read only their columns; with --apply, run it.",
+    ),
+    admin_url: str | None = typer.Option(
+        None,
+        help="With --grants --apply: a superuser's database URL, to create the role too "
+        "(default: only grant, as mailctl's own login).",
+    ),
 ) -> None:
     """Render Postfix, Dovecot and OpenDKIM for mailctl's database; print, or apply them."""
+    if admin_url is not None and not (grants and apply):
+        raise InvalidInputError("--admin-url is for --grants --apply.")
+    if grants:
+        _grants(apply, admin_url)
+        return
     if backend is not None and backend not in _BACKENDS:
         raise InvalidInputError(f"--backend must be one of {', '.join(_BACKENDS)}.")
     if systemd and not apply:

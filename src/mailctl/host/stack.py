@@ -20,6 +20,7 @@ from mailctl.host.stack_opendkim import opendkim_files
 from mailctl.host.stack_postfix import postfix_files
 
 __all__ = [
+    "DAEMON_COLUMNS",
     "DOVECOT",
     "OPENDKIM",
     "POSTFIX",
@@ -32,6 +33,14 @@ __all__ = [
     "stack_commands",
     "stack_directories",
 ]
+
+# Every column the queries of Postfix's maps and Dovecot's passdb read (stack_postfix,
+# stack_dovecot), by table: all that the daemons' database role may SELECT.
+DAEMON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "virtual_domains": ("name",),
+    "virtual_users": ("email", "password"),
+    "virtual_aliases": ("source", "destination"),
+}
 
 
 def render_stack(cfg: StackConfig) -> list[RenderedFile]:

@@ -32,7 +32,7 @@ from mailctl.host.stack import (
     stack_commands,
     stack_directories,
 )
-from mailctl.services import dkim, domains
+from mailctl.services import daemon_role, dkim, domains
 from mailctl.services.context import Context
 from mailctl.services.reconcile import reconcile
 
@@ -89,6 +89,7 @@ class SetupPlan:
     files: tuple[RenderedFile, ...]
     directories: tuple[RequiredDir, ...]
     warnings: tuple[str, ...] = ()
+    refusal: str | None = None  # why apply must not write these files
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ def _vmail_ids(settings: Settings) -> tuple[int, int]:
 
 
 def _backend(settings: Settings, wanted: str | None) -> SqlBackend:
-    backend = SqlBackend.from_url(settings.database_url)
+    # The daemons' own role, never mailctl's login (see daemon_role).
+    backend = daemon_role.daemon_access(settings).backend
     if wanted is not None and wanted != backend.kind:
         raise InvalidInputError(
             f"--backend {wanted} does not match the database URL, which is {backend.kind}; "
@@ -255,9 +257,12 @@ def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
     if cfg.backend.kind == "sqlite":
         warnings.append(
             "Postfix and Dovecot read the SQLite file as their own users: its folder and "
-            "file must be readable by them. PostgreSQL or MariaDB suit a mail host better."
+            "file must be readable by them, and they can then read all of it, the token "
+            "signing secret and every DKIM and TLS private key included. PostgreSQL or "
+            "MariaDB, with a role for the daemons, keep those from them."
         )
-    return SetupPlan(cfg, tuple(files), tuple(stack_directories(cfg)), tuple(warnings))
+    refusal = daemon_role.daemon_access(settings).missing
+    return SetupPlan(cfg, tuple(files), tuple(stack_directories(cfg)), tuple(warnings), refusal)
 
 
 def shown_files(setup: SetupPlan) -> list[RenderedFile]:
@@ -351,8 +356,11 @@ def apply_setup(
     With ``ctx``, the OpenDKIM tables and the certificates are first rendered from the
     database (reconcile, without reloads), so every file the new configuration names
     exists. A daemon that is not installed is not checked; one that is not running is not
-    reloaded. A refused check raises HostStateError after restoring the previous files.
+    reloaded. A refused check raises HostStateError after restoring the previous files;
+    a plan with a refusal (no role of the daemons' own) raises InvalidInputError at once.
     """
+    if setup.refusal is not None:
+        raise InvalidInputError(f"{setup.refusal} Nothing was configured.")
     runner = runner or install.SystemRunner()
     for file in setup.files:
         install.lookup_id(file.group, "group")
