@@ -13,7 +13,13 @@ from click.testing import Result
 from sqlalchemy import create_engine, exc
 from sqlalchemy.engine import make_url
 from tests.backends import MARIADB_SERVER, selected_backends
-from tests.mailstack.stack import BINARIES, MailDatabase, mail_database, self_signed_pair
+from tests.mailstack.stack import (
+    BINARIES,
+    MailDatabase,
+    mail_database,
+    pg_server_for,
+    self_signed_pair,
+)
 from typer.testing import CliRunner
 
 from mailctl.cli.main import app
@@ -42,7 +48,7 @@ def migrate(url: str, _backend: str) -> None:
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MailDatabase]:
     """A migrated database owned by a role with a password; the daemons' role not made yet."""
     backend = str(request.param)
-    pg_server = request.getfixturevalue("scram_postgres") if backend == "postgresql" else None
+    pg_server = pg_server_for(request, backend)
     with mail_database(backend, tmp_path, migrate, pg_server, grant_daemons=False) as found:
         yield found
 

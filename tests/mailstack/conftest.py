@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from tests.backends import selected_backends
-from tests.mailstack.stack import MailStack, running_stack
+from tests.mailstack.stack import MailStack, pg_server_for, running_stack
 
 
 @pytest.fixture(scope="module", params=selected_backends())
@@ -19,8 +19,7 @@ def mailstack(request: pytest.FixtureRequest) -> Iterator[MailStack]:
     """
     backend = str(request.param)
     # The daemons log in with passwords: on PostgreSQL, to a cluster that checks them.
-    pg_server = request.getfixturevalue("scram_postgres") if backend == "postgresql" else None
-    with running_stack(backend, pg_server=pg_server) as stack:
+    with running_stack(backend, pg_server=pg_server_for(request, backend)) as stack:
         yield stack
 
 

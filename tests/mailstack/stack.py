@@ -194,6 +194,13 @@ def hostile_password(tag: str, *, outer_spaces: bool = True) -> str:
     return f" {core} " if outer_spaces else core
 
 
+def pg_server_for(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """The password-checking PostgreSQL cluster's superuser URL when ``backend`` needs it."""
+    if backend != "postgresql":
+        return None
+    return str(request.getfixturevalue("scram_postgres"))
+
+
 @dataclass(frozen=True)
 class MailDatabase:
     """A database of the tests' own and the two logins that read it."""
@@ -205,7 +212,7 @@ class MailDatabase:
 def _admin(url: str) -> Engine:
     # Statements with literal passwords: no driver parameters, so '%' stays a percent sign.
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    return engine.execution_options(no_parameters=True)  # type: ignore[return-value]
+    return engine.execution_options(no_parameters=True)
 
 
 def _grant_daemons(backend: str, admin_url: str, name: str, role: str, password: str) -> None:

@@ -32,6 +32,7 @@ from tests.mailstack.stack import (
     MailStack,
     free_port,
     mail_database,
+    pg_server_for,
     self_signed_pair,
     start_stack,
     stop_stack,
@@ -185,8 +186,7 @@ def _serve(stack: MailStack, settings: Settings, result: setup.SetupResult) -> I
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """One deployed mail host per database backend, shared by this module's tests."""
     backend = str(request.param)
-    pg_server = request.getfixturevalue("scram_postgres") if backend == "postgresql" else None
-    with deployed(backend, pg_server) as found:
+    with deployed(backend, pg_server_for(request, backend)) as found:
         yield found
 
 

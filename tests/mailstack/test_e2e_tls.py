@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tests.backends import selected_backends
-from tests.mailstack.stack import HOSTNAME, MailStack, self_signed_pair
+from tests.mailstack.stack import HOSTNAME, MailStack, pg_server_for, self_signed_pair
 from tests.mailstack.test_e2e_api import Deployment, deployed
 
 pytestmark = [pytest.mark.mailstack, pytest.mark.slow]
@@ -25,7 +25,8 @@ SWITCH_TIMEOUT = 30.0
 @pytest.fixture(scope="module", params=selected_backends())
 def deployment(request: pytest.FixtureRequest) -> Iterator[Deployment]:
     """One deployed mail host per database backend, as `mailctl setup` configures it."""
-    with deployed(str(request.param)) as found:
+    backend = str(request.param)
+    with deployed(backend, pg_server_for(request, backend)) as found:
         yield found
 
 

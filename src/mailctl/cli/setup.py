@@ -47,6 +47,9 @@ def _show(plan: SetupPlan) -> None:
 def _warn(plan: SetupPlan) -> None:
     for warning in plan.warnings:
         err_console.print(f"[bold yellow]note:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+def _warn_of_refusal(plan: SetupPlan) -> None:
     if plan.refusal is not None:
         err_console.print(
             f"[bold red]WARNING: --apply will refuse.[/] {plan.refusal}",
@@ -171,6 +174,7 @@ def setup_command(
     if not apply:
         _show(plan)
         _warn(plan)
+        _warn_of_refusal(plan)
         console.print("Dry run: nothing was written. Run again with --apply.", highlight=False)
         return
     _warn(plan)
