@@ -89,7 +89,13 @@ class ScramCluster:
         """initdb with scram-sha-256 for every TCP client of 127.0.0.1, then start it."""
         pwfile = self.folder / "superuser-password"
         pwfile.write_text(SUPERUSER_PASSWORD + "\n")
-        account = pwd.getpwnam(OS_USER)
+        try:
+            account = pwd.getpwnam(OS_USER)
+        except KeyError:
+            pytest.fail(
+                f"there is no {OS_USER} account to run initdb as (Debian package postgresql); "
+                "scripts/install-test-packages installs it"
+            )
         for path in (self.folder, pwfile):
             os.chown(path, account.pw_uid, account.pw_gid)
         pwfile.chmod(0o600)
@@ -130,6 +136,8 @@ class ScramCluster:
 
 def start_cluster() -> ScramCluster:
     """Make and start a new cluster in a folder of its own; the caller stops it."""
+    if os.geteuid() != 0:
+        pytest.fail(f"the password-checking PostgreSQL runs as {OS_USER}: run the tests as root")
     BASE_DIR.mkdir(exist_ok=True)
     BASE_DIR.chmod(0o755)
     folder = Path(tempfile.mkdtemp(prefix=f"pg-{os.getpid()}-", dir=BASE_DIR))
