@@ -245,3 +245,17 @@ def test_apply_writes_files_postfix_reads_with_the_daemons_password(
     if map_type == "mysql":
         option_file = stack / "dovecot" / "etc" / "dovecot-sql.my.cnf"
         assert option_file.stat().st_mode & 0o777 == 0o640
+
+
+def test_an_admin_url_that_cannot_log_in_is_reported(run: Invoke, admin_url: str) -> None:
+    """A wrong admin password exits 7 naming the login and the server's reason, without the
+    password; --admin-url without --grants --apply is refused.
+    """
+    wrong = make_url(admin_url).set(password="wrong-admin-pw").render_as_string(False)
+    failed = run("setup", "--grants", "--apply", "--admin-url", wrong)
+    assert failed.exit_code == 7, failed.output
+    assert f"Cannot run the grants as {make_url(admin_url).username}" in failed.output
+    assert "wrong-admin-pw" not in failed.output
+    misplaced = run("setup", "--admin-url", admin_url)
+    assert misplaced.exit_code == 2
+    assert "--admin-url is for --grants --apply." in misplaced.output
