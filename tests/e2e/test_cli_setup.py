@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -278,3 +279,40 @@ def test_dry_run_warns_when_a_reload_command_points_elsewhere(run, tmp_path: Pat
         " ".join(shown.output.split())
     )
     assert "MAILCTL_RELOAD_DOVECOT" not in shown.output
+
+
+def test_check_of_a_layout_with_nothing_in_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`check --root` on an empty folder exits 8 with a fix per failed line; --json too."""
+    empty = tmp_path / "nothing"
+    done = run("check", "--root", str(empty), *ports()[:2])
+    assert done.exit_code == 8, done.output
+    assert "fail postfix.running: postfix is not running" in done.output
+    assert f"fix: Start it: `postfix -c {empty}/postfix/etc start`." in done.output
+    assert "fail postfix.map.domains: Postfix in" in done.output
+    assert "skip dovecot.passdb: Dovecot is not running" in done.output
+    assert "fail tls.certificate: mailctl holds no certificate for mail.example.com." in done.output
+    assert "checks failed." in done.output
+
+    shown = run("check", "--json", "--root", str(empty))
+    assert shown.exit_code == 8
+    body = json.loads(shown.stdout)
+    assert body["ok"] is False
+    statuses = {check["name"]: check["status"] for check in body["checks"]}
+    assert statuses["database"] == "ok"
+    assert statuses["opendkim.running"] == "fail"
+    assert statuses["tls.imaps"] == "skip"
+
+
+def test_check_refuses_bad_options_and_a_damaged_record(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A bad listen address exits 2; a damaged stack.json exits 8 saying how to rewrite it."""
+    bad = run("check", "--listen", "somewhere")
+    assert bad.exit_code == 2
+    assert "The listen address 'somewhere' must be an IPv4 address" in bad.output
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "stack.json").write_text("not json")
+    damaged = run("check")
+    assert damaged.exit_code == 8
+    said = " ".join(damaged.output.split())
+    assert "stack.json is damaged: run `mailctl setup --apply` again" in said
+    assert "Traceback" not in damaged.output

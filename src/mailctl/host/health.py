@@ -100,7 +100,8 @@ def _group_has_others(gid: int, me: pwd.struct_passwd) -> str | None:
     return None
 
 
-def _folder_problem(path: Path, info: os.stat_result, me: pwd.struct_passwd) -> str | None:
+def folder_problem(path: Path, info: os.stat_result, me: pwd.struct_passwd) -> str | None:
+    """Why OpenDKIM, running as ``me``, distrusts a folder above a key, or None."""
     mode = info.st_mode
     if mode & stat.S_IWOTH:
         return f"{path} can be written by any user"
@@ -113,7 +114,8 @@ def _folder_problem(path: Path, info: os.stat_result, me: pwd.struct_passwd) -> 
     return None
 
 
-def _file_problem(path: Path, info: os.stat_result, me: pwd.struct_passwd) -> str | None:
+def file_problem(path: Path, info: os.stat_result, me: pwd.struct_passwd) -> str | None:
+    """Why OpenDKIM, running as ``me``, distrusts a key file, or None."""
     mode = info.st_mode
     if info.st_uid not in (0, me.pw_uid):
         return f"{path} belongs to uid {info.st_uid}, neither root nor {me.pw_name}"
@@ -137,13 +139,13 @@ def unsafe_key_reason(path: Path, user: str) -> str | None:
         except OSError as exc:
             return f"{node}: {exc.strerror}"
         if stat.S_ISDIR(info.st_mode):
-            problem = _folder_problem(node, info, me)
+            problem = folder_problem(node, info, me)
             if problem is not None:
                 return problem
             if not info.st_mode & (stat.S_IXGRP | stat.S_IXOTH):
                 return None
         elif stat.S_ISREG(info.st_mode):
-            return _file_problem(node, info, me)
+            return file_problem(node, info, me)
         else:
             return f"{node} is not a regular file"
     return None

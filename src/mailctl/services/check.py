@@ -83,6 +83,7 @@ class Samples:
     mailbox: str | None = None
     alias: str | None = None
     certificate_pem: str | None = None
+    database_ok: bool = True
 
 
 def _samples(ctx: Context, hostname: str) -> Samples:
@@ -143,11 +144,11 @@ class _Checker:
                     "mailctl's database is not initialised or not up to date.",
                     "Run `mailctl init`.",
                 )
-                return Samples()
+                return Samples(database_ok=False)
             samples = _samples(self.ctx, self.cfg.hostname)
         except MailctlError as exc:
             self.add("database", FAIL, exc.message, "Check MAILCTL_DATABASE_URL.")
-            return Samples()
+            return Samples(database_ok=False)
         self.add("database", OK, "mailctl's database answers and its schema is current.")
         return samples
 
@@ -346,6 +347,11 @@ class _Checker:
 
     def certificates(self, samples: Samples) -> None:
         host = self.cfg.hostname
+        listeners = (
+            ("tls.smtp", POSTFIX, self.cfg.smtp_port, "smtp"),
+            ("tls.submission", POSTFIX, self.cfg.submission_port, "smtp"),
+            ("tls.imaps", DOVECOT, self.cfg.imaps_port, None),
+        )
         if samples.certificate_pem is None:
             self.add(
                 "tls.certificate",
@@ -353,6 +359,8 @@ class _Checker:
                 f"mailctl holds no certificate for {host}.",
                 f"`mailctl cert upload FULLCHAIN KEY` or `mailctl cert issue {host}`.",
             )
+            for name, *_ in listeners:
+                self.add(name, SKIP, "There is no stored certificate to compare with.")
             return
         stored = tls.read_chain(samples.certificate_pem.encode("ascii"))
         left = tls.days_left(stored.not_after)
@@ -366,11 +374,6 @@ class _Checker:
         else:
             self.add("tls.certificate", OK, f"The certificate for {host} has {left} days left.")
         address = "127.0.0.1" if self.cfg.listens_everywhere else self.cfg.listen_address
-        listeners = (
-            ("tls.smtp", POSTFIX, self.cfg.smtp_port, "smtp"),
-            ("tls.submission", POSTFIX, self.cfg.submission_port, "smtp"),
-            ("tls.imaps", DOVECOT, self.cfg.imaps_port, None),
-        )
         for name, daemon, port, starttls in listeners:
             if not self.running.get(daemon):
                 self.add(name, SKIP, f"{daemon} is not running: nothing serves port {port}.")
@@ -420,6 +423,10 @@ def run_checks(ctx: Context, cfg: StackConfig, *, strict: bool = True) -> CheckR
     checker.daemons()
     checker.postfix_maps(samples)
     checker.dovecot(samples)
+    if not samples.database_ok:
+        for name in ("opendkim.files", "tls.files", "tls.certificate"):
+            checker.add(name, SKIP, "mailctl's database does not answer: nothing to compare.")
+        return CheckReport(tuple(checker.results))
     desired = _desired(ctx, checker.add)
     opendkim_dir = ctx.settings.opendkim_path
     dkim_files = [file for file in desired if file.path.is_relative_to(opendkim_dir)]

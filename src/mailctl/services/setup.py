@@ -34,6 +34,7 @@ from mailctl.host.stack import (
     stack_commands,
     stack_directories,
 )
+from mailctl.host.stack_config import check_stack_config
 from mailctl.services import check, dkim, domains, stack_record
 from mailctl.services.context import Context
 from mailctl.services.reconcile import reconcile
@@ -517,7 +518,9 @@ def check_host(ctx: Context, overrides: dict[str, Any] | None = None) -> check.C
         chosen = dataclasses.replace(recorded, **(overrides or {}))
     except TypeError as exc:
         raise InvalidInputError(f"Unknown layout option: {exc}") from exc
-    return check.run_checks(ctx, stack_config(ctx.settings, chosen))
+    cfg = stack_config(ctx.settings, chosen)
+    check_stack_config(cfg)
+    return check.run_checks(ctx, cfg)
 
 
 # --- DNS ----------------------------------------------------------------------------------
