@@ -289,6 +289,8 @@ def test_check_of_a_layout_with_nothing_in_it(run, tmp_path: Path) -> None:  # t
     assert "fail postfix.running: postfix is not running" in done.output
     assert f"fix: Start it: `postfix -c {empty}/postfix/etc start`." in done.output
     assert "fail postfix.map.domains: Postfix in" in done.output
+    assert f"fail config.files: {empty}/postfix/etc/main.cf is missing" in done.output
+    assert "fix: Run `mailctl setup --apply` with the options of this host" in done.output
     assert "skip dovecot.passdb: Dovecot is not running" in done.output
     assert "fail tls.certificate: mailctl holds no certificate for mail.example.com." in done.output
     assert "checks failed." in done.output

@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.mailstack, pytest.mark.slow]
 
 CHECK_NAMES = {
     "database",
+    "config.files",
     "postfix.running",
     "dovecot.running",
     "opendkim.running",
@@ -193,6 +194,7 @@ def test_unreadable_map_file(host: Host) -> None:
         assert "fail postfix.map.aliases: " in done.output
         assert "Permission denied" in done.output
         assert "ok   postfix.map.domains" in done.output
+        assert f"fail config.files: {path} has mode 0600, not 0640." in done.output
     finally:
         path.chmod(0o640)
     assert host.check().exit_code == 0

@@ -59,6 +59,26 @@ def run_as(argv: Sequence[str], user: str | None, timeout: float) -> Ran:
     )
 
 
+def drift(
+    path: Path, content: bytes, mode: int, uid: int | None = None, gid: int | None = None
+) -> str | None:
+    """How ``path`` differs from what it should be (content, mode, owner), or None."""
+    try:
+        info = path.stat()
+        found = path.read_bytes()
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if found != content:
+        return f"{path} differs"
+    if info.st_mode & 0o7777 != mode:
+        return f"{path} has mode {info.st_mode & 0o7777:04o}, not {mode:04o}"
+    if (uid is not None and info.st_uid != uid) or (gid is not None and info.st_gid != gid):
+        return f"{path} belongs to {info.st_uid}:{info.st_gid}"
+    return None
+
+
 def describe(argv: Sequence[str]) -> str:
     """A command as a shell would show it, for a message to copy."""
     return shlex.join(argv)

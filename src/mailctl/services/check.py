@@ -8,8 +8,9 @@ OpenDKIM's key files by OpenDKIM's own safety rules), and every failure names it
 
 from __future__ import annotations
 
+import grp
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from mailctl.domain import tls
 from mailctl.errors import MailctlError
 from mailctl.host import health, install
 from mailctl.host.render import DesiredFile
-from mailctl.host.stack import DOVECOT, OPENDKIM, POSTFIX, StackConfig, stack_commands
+from mailctl.host.stack import (
+    DOVECOT,
+    OPENDKIM,
+    POSTFIX,
+    RenderedFile,
+    StackConfig,
+    stack_commands,
+)
 from mailctl.services.context import Context
 from mailctl.services.reconcile import desired_files
 
@@ -275,29 +283,30 @@ class _Checker:
     # --- OpenDKIM ---------------------------------------------------------------------
 
     def rendered_files(self, desired: list[DesiredFile], name: str, what: str) -> None:
-        stale: list[str] = []
-        for file in desired:
-            try:
-                info = file.path.stat()
-                content = file.path.read_bytes()
-            except FileNotFoundError:
-                stale.append(f"{file.path} is missing")
-                continue
-            except OSError as exc:
-                stale.append(f"{file.path}: {exc.strerror}")
-                continue
-            if content != file.content:
-                stale.append(f"{file.path} differs from the database")
-            elif info.st_mode & 0o7777 != file.mode:
-                stale.append(f"{file.path} has mode {info.st_mode & 0o7777:04o}")
-            elif (file.uid is not None and info.st_uid != file.uid) or (
-                file.gid is not None and info.st_gid != file.gid
-            ):
-                stale.append(f"{file.path} belongs to {info.st_uid}:{info.st_gid}")
+        found = (health.drift(f.path, f.content, f.mode, f.uid, f.gid) for f in desired)
+        stale = [problem for problem in found if problem is not None]
         if stale:
-            self.add(name, FAIL, "; ".join(stale[:5]), RECONCILE_FIX)
+            self.add(name, FAIL, "; ".join(stale[:5]) + ".", RECONCILE_FIX)
         else:
             self.add(name, OK, f"{len(desired)} {what} files match the database.")
+
+    def config_files(self, files: Sequence[RenderedFile]) -> None:
+        stale = []
+        for file in files:
+            gid = _gid(file.group)
+            problem = health.drift(file.path, file.content.encode(), file.mode, None, gid)
+            if problem is not None:
+                stale.append(problem)
+        if stale:
+            self.add(
+                "config.files",
+                FAIL,
+                "; ".join(stale[:5]) + ".",
+                "Run `mailctl setup --apply` with the options of this host (they differ "
+                "from what it would write now).",
+            )
+        else:
+            self.add("config.files", OK, f"{len(files)} daemon configuration files are current.")
 
     def dkim_keys(self, desired: list[DesiredFile]) -> None:
         keys = [file for file in desired if file.path.suffix == ".private"]
@@ -412,14 +421,33 @@ class _Checker:
         return self.cfg.postfix_log if daemon == POSTFIX else self.cfg.dovecot_log
 
 
-def run_checks(ctx: Context, cfg: StackConfig, *, strict: bool = True) -> CheckReport:
+def _gid(group: str | None) -> int | None:
+    # A group the host lacks is the daemons' check to report; the content still counts.
+    if group is None:
+        return None
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def run_checks(
+    ctx: Context,
+    cfg: StackConfig,
+    *,
+    strict: bool = True,
+    config_files: Sequence[RenderedFile] = (),
+) -> CheckReport:
     """Check the stack ``cfg`` describes against mailctl's database; never raises for a fault.
 
     ``strict`` (the default, `mailctl check`) counts a stopped or missing daemon as a
     failure; setup passes False, as it runs before the daemons are restarted.
+    ``config_files`` are the daemons' configuration as setup would write it now.
     """
     checker = _Checker(ctx, cfg, strict)
     samples = checker.database()
+    if config_files:
+        checker.config_files(config_files)
     checker.daemons()
     checker.postfix_maps(samples)
     checker.dovecot(samples)

@@ -34,7 +34,6 @@ from mailctl.host.stack import (
     stack_commands,
     stack_directories,
 )
-from mailctl.host.stack_config import check_stack_config
 from mailctl.services import check, dkim, domains, stack_record
 from mailctl.services.context import Context
 from mailctl.services.reconcile import reconcile
@@ -519,8 +518,7 @@ def check_host(ctx: Context, overrides: dict[str, Any] | None = None) -> check.C
     except TypeError as exc:
         raise InvalidInputError(f"Unknown layout option: {exc}") from exc
     cfg = stack_config(ctx.settings, chosen)
-    check_stack_config(cfg)
-    return check.run_checks(ctx, cfg)
+    return check.run_checks(ctx, cfg, config_files=render_stack(cfg))
 
 
 # --- DNS ----------------------------------------------------------------------------------
