@@ -37,6 +37,7 @@ TIMEOUT = 30.0
 PROBE_DOMAIN = "mailctl-check.invalid"
 PROBE_ADDRESS = f"nobody@{PROBE_DOMAIN}"
 POSTFIX_USER = "postfix"
+SAMPLE_DOMAINS = 20
 # postconf parameter → the name of the map in the check's name and in mailctl's files.
 POSTFIX_MAPS = {
     "virtual_mailbox_domains": "domains",
@@ -99,7 +100,8 @@ def _samples(ctx: Context, hostname: str) -> Samples:
         domains = uow.domains.list_with_counts()
         domain = domains[0][0].name if domains else None
         mailbox = alias = None
-        for row, count in domains:
+        # A few domains are enough to find a mailbox and an alias; never one query each.
+        for row, count in domains[:SAMPLE_DOMAINS]:
             if mailbox is None and count:
                 users = uow.users.list_for_domain(row.id)
                 mailbox = users[0].email if users else None
