@@ -8,10 +8,9 @@ OpenDKIM's key files by OpenDKIM's own safety rules), and every failure names it
 
 from __future__ import annotations
 
-import grp
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.certs.probe import probe_certificate
@@ -27,12 +26,13 @@ from mailctl.host.stack import (
     StackConfig,
     stack_commands,
 )
+from mailctl.services import check_files
+from mailctl.services.check_report import FAIL, OK, SKIP, CheckReport, CheckResult, Verdicts
 from mailctl.services.context import Context
 from mailctl.services.reconcile import desired_files
 
-OK = "ok"
-FAIL = "fail"
-SKIP = "skip"
+__all__ = ["FAIL", "OK", "SKIP", "CheckReport", "CheckResult", "run_checks"]
+
 TIMEOUT = 30.0
 PROBE_DOMAIN = "mailctl-check.invalid"
 PROBE_ADDRESS = f"nobody@{PROBE_DOMAIN}"
@@ -46,42 +46,6 @@ POSTFIX_MAPS = {
 }
 # doveadm's exit status for a user the databases do not know (sysexits EX_NOUSER).
 DOVEADM_NO_USER = 67
-RECONCILE_FIX = "Run `mailctl reconcile` to render the files from the database."
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One verdict: a stable name, ok/fail/skip, what was seen, and what to do about it."""
-
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def as_json(self) -> dict[str, str]:
-        """The documented JSON shape of one check."""
-        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """Every check run on this host, in order."""
-
-    checks: tuple[CheckResult, ...] = field(default_factory=tuple)
-
-    @property
-    def ok(self) -> bool:
-        """True when no check failed (skipped ones do not count)."""
-        return all(check.status != FAIL for check in self.checks)
-
-    @property
-    def failures(self) -> tuple[CheckResult, ...]:
-        """The checks that failed."""
-        return tuple(check for check in self.checks if check.status == FAIL)
-
-    def as_json(self) -> dict[str, object]:
-        """``{"ok": bool, "checks": [{"name", "status", "detail", "fix"}, ...]}``."""
-        return {"ok": self.ok, "checks": [check.as_json() for check in self.checks]}
 
 
 @dataclass(frozen=True)
@@ -123,24 +87,15 @@ def _pid_files(cfg: StackConfig) -> dict[str, Path]:
     }
 
 
-class _Checker:
-    """Runs the checks of one host and collects their verdicts."""
+class _Checker(Verdicts):
+    """Runs the checks of one host that ask its daemons, and collects their verdicts."""
 
     def __init__(self, ctx: Context, cfg: StackConfig, strict: bool) -> None:
+        super().__init__(strict)
         self.ctx = ctx
         self.cfg = cfg
-        # Strict: a stopped or missing daemon is a failure (`mailctl check`). Not strict:
-        # only what a daemon would read is judged (setup, before the daemons restart).
-        self.strict = strict
         self.commands = stack_commands(cfg)
-        self.results: list[CheckResult] = []
         self.running: dict[str, bool] = {}
-
-    def add(self, name: str, status: str, detail: str, fix: str = "") -> None:
-        self.results.append(CheckResult(name, status, detail, fix))
-
-    def missing(self, name: str, what: str, fix: str) -> None:
-        self.add(name, FAIL if self.strict else SKIP, what, fix if self.strict else "")
 
     # --- database and daemons ---------------------------------------------------------
 
@@ -282,78 +237,6 @@ class _Checker:
                     f"then `{reload}`; see {self.cfg.dovecot_log}.",
                 )
 
-    # --- OpenDKIM ---------------------------------------------------------------------
-
-    def rendered_files(self, desired: list[DesiredFile], name: str, what: str) -> None:
-        found = (health.drift(f.path, f.content, f.mode, f.uid, f.gid) for f in desired)
-        stale = [problem for problem in found if problem is not None]
-        if stale:
-            self.add(name, FAIL, "; ".join(stale[:5]) + ".", RECONCILE_FIX)
-        else:
-            self.add(name, OK, f"{len(desired)} {what} files match the database.")
-
-    def config_files(self, files: Sequence[RenderedFile]) -> None:
-        stale = []
-        for file in files:
-            gid = _gid(file.group)
-            problem = health.drift(file.path, file.content.encode(), file.mode, None, gid)
-            if problem is not None:
-                stale.append(problem)
-        if stale:
-            self.add(
-                "config.files",
-                FAIL,
-                "; ".join(stale[:5]) + ".",
-                "Run `mailctl setup --apply` with the options of this host (they differ "
-                "from what it would write now).",
-            )
-        else:
-            self.add("config.files", OK, f"{len(files)} daemon configuration files are current.")
-
-    def dkim_keys(self, desired: list[DesiredFile]) -> None:
-        keys = [file for file in desired if file.path.suffix == ".private"]
-        user = self.cfg.opendkim_user
-        if not keys:
-            self.add("opendkim.keys", OK, "There is no DKIM key to sign with yet.")
-            return
-        if not health.user_exists(user):
-            self.missing("opendkim.keys", f"There is no {user} user.", "apt-get install opendkim")
-            return
-        for file in keys:
-            domain = file.path.parent.name
-            name = f"opendkim.key.{domain}"
-            if not file.path.is_file():
-                continue  # the rendered-files check names it already
-            if not health.readable_by(file.path, user):
-                self.add(
-                    name,
-                    FAIL,
-                    f"OpenDKIM, running as {user}, cannot read {file.path}.",
-                    f"Set MAILCTL_FILE_UID and MAILCTL_FILE_GID to the ids of {user} "
-                    "(`id opendkim`), then run `mailctl reconcile`.",
-                )
-                continue
-            reason = health.unsafe_key_reason(file.path, user)
-            if reason is None:
-                self.add(name, OK, f"{file.path} is readable by {user} only, and safe.")
-            elif self.cfg.opendkim_require_safe_keys:
-                self.add(
-                    name,
-                    FAIL,
-                    f"OpenDKIM refuses {file.path} (RequireSafeKeys): {reason}. It answers "
-                    f"every message from {domain} with a temporary failure (451).",
-                    "Keep the keys below folders only root or opendkim may write to: set "
-                    "MAILCTL_OPENDKIM_DIR to such a folder (e.g. /etc/opendkim), run "
-                    "`mailctl setup --apply`, or fix the mode of the folder named.",
-                )
-            else:
-                self.add(
-                    name,
-                    OK,
-                    f"{file.path} is readable by {user}; RequireSafeKeys is off, "
-                    f"which would otherwise refuse it: {reason}.",
-                )
-
     # --- TLS --------------------------------------------------------------------------
 
     def certificates(self, samples: Samples) -> None:
@@ -423,16 +306,6 @@ class _Checker:
         return self.cfg.postfix_log if daemon == POSTFIX else self.cfg.dovecot_log
 
 
-def _gid(group: str | None) -> int | None:
-    # A group the host lacks is the daemons' check to report; the content still counts.
-    if group is None:
-        return None
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        return None
-
-
 def run_checks(
     ctx: Context,
     cfg: StackConfig,
@@ -449,23 +322,23 @@ def run_checks(
     checker = _Checker(ctx, cfg, strict)
     samples = checker.database()
     if config_files:
-        checker.config_files(config_files)
+        check_files.config_files(checker, config_files)
     checker.daemons()
     checker.postfix_maps(samples)
     checker.dovecot(samples)
     if not samples.database_ok:
         for name in ("opendkim.files", "tls.files", "tls.certificate"):
             checker.add(name, SKIP, "mailctl's database does not answer: nothing to compare.")
-        return CheckReport(tuple(checker.results))
+        return checker.report()
     desired = _desired(ctx, checker.add)
     opendkim_dir = ctx.settings.opendkim_path
     dkim_files = [file for file in desired if file.path.is_relative_to(opendkim_dir)]
-    checker.rendered_files(dkim_files, "opendkim.files", "OpenDKIM")
-    checker.dkim_keys(dkim_files)
+    check_files.rendered_files(checker, dkim_files, "opendkim.files", "OpenDKIM")
+    check_files.dkim_keys(checker, cfg, dkim_files)
     tls_files = [file for file in desired if file.path.is_relative_to(ctx.settings.tls_path)]
-    checker.rendered_files(tls_files, "tls.files", "TLS")
+    check_files.rendered_files(checker, tls_files, "tls.files", "TLS")
     checker.certificates(samples)
-    return CheckReport(tuple(checker.results))
+    return checker.report()
 
 
 def _desired(ctx: Context, add: Callable[[str, str, str, str], None]) -> list[DesiredFile]:
