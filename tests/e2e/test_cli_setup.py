@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,11 +42,47 @@ def run(env: dict[str, str]):  # type: ignore[no-untyped-def]
     """Invoke mailctl with the test's settings (plus ``extra``) after `mailctl init`."""
     runner = CliRunner()
 
-    def invoke(*args: str, extra: dict[str, str] | None = None) -> Result:
+    def invoke(*args: str, extra: dict[str, str | None] | None = None) -> Result:
         return runner.invoke(app, list(args), env={**env, **(extra or {})}, catch_exceptions=False)
 
     assert invoke("init").exit_code == 0
     return invoke
+
+
+# Reload commands unset, so setup and reconcile choose those of the layout they render.
+LAYOUT_RELOADS: dict[str, str | None] = {
+    f"MAILCTL_RELOAD_{daemon}": None for daemon in ("POSTFIX", "DOVECOT", "OPENDKIM")
+}
+
+
+@pytest.fixture
+def host_root() -> Iterator[Path]:
+    """A folder the daemons' users may pass through (0711), unlike pytest's private one."""
+    root = Path(tempfile.mkdtemp(prefix="mailctl-setup-"))
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def mail_host_env(root: Path) -> dict[str, str | None]:
+    """A SQLite database and data folder below ``root`` that Postfix and Dovecot can read."""
+    (root / "db").mkdir(mode=0o755)
+    return {
+        "MAILCTL_DATA_DIR": str(root / "data"),
+        "MAILCTL_DATABASE_URL": f"sqlite:///{root / 'db' / 'mailctl.db'}",
+        **LAYOUT_RELOADS,
+    }
+
+
+def upload_certificate(run, folder: Path, extra: dict[str, str | None]) -> None:  # type: ignore[no-untyped-def]
+    """Store a self-signed certificate for the mail host name."""
+    cert, key = self_signed_pair(HOST)
+    (folder / "cert.pem").write_bytes(cert)
+    (folder / "key.pem").write_bytes(key)
+    uploaded = run("cert", "upload", str(folder / "cert.pem"), str(folder / "key.pem"), extra=extra)
+    assert uploaded.exit_code == 0, uploaded.output
 
 
 def ports() -> list[str]:
@@ -111,45 +150,54 @@ def test_apply_without_a_certificate_writes_nothing(run, tmp_path: Path) -> None
     assert not (tmp_path / "stack" / "postfix" / "etc" / "main.cf").exists()
 
 
-def test_apply_writes_checks_and_reports_daemons_not_running(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_apply_writes_checks_and_reports_daemons_not_running(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, host_root: Path
+) -> None:
     """--apply writes the files with their modes and groups, each daemon's own check passes,
-    the daemons that do not run are named, and the systemd units read the env file.
+    Postfix's maps answer as the postfix user, the daemons that do not run are named, the
+    layout's reload commands are shown, and the systemd units read the env file.
     """
     missing = [binary for binary in BINARIES if shutil.which(binary) is None]
     assert not missing, f"not installed: {missing}; scripts/install-test-packages installs them"
     assert os.geteuid() == 0, "setup --apply hands folders to the daemons' users: run as root"
-    cert, key = self_signed_pair(HOST)
-    (tmp_path / "cert.pem").write_bytes(cert)
-    (tmp_path / "key.pem").write_bytes(key)
-    uploaded = run("cert", "upload", str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
-    assert uploaded.exit_code == 0, uploaded.output
-    stack, units = tmp_path / "stack", tmp_path / "units"
+    extra = mail_host_env(host_root)
+    assert run("init", extra=extra).exit_code == 0
+    upload_certificate(run, tmp_path, extra)
+    stack, units = host_root / "stack", tmp_path / "units"
     args = ["setup", "--apply", "--root", str(stack), "--listen", "127.0.0.1", *ports()]
 
-    applied = run(*args, "--systemd", "--systemd-dir", str(units))
+    applied = run(*args, "--systemd", "--systemd-dir", str(units), extra=extra)
     assert applied.exit_code == 0, applied.output
     for daemon in ("postfix", "dovecot", "opendkim"):
         assert f"check   {daemon}: passed" in applied.output
         assert f"reload  {daemon}: not running" in applied.output
+        assert f"skip {daemon}.running: {daemon} is not running" in applied.output
+    for name in ("domains", "mailboxes", "aliases"):
+        assert f"ok   postfix.map.{name}: sqlite:{stack}/postfix/etc/" in applied.output
+    assert f"reload with postfix: postfix -c {stack}/postfix/etc reload" in applied.output
+    assert f"--pidfile {stack}/opendkim/run/opendkim.pid" in applied.output
+    assert "which may reload another" not in applied.output
+    assert f"recorded {host_root}/data/stack.json" in applied.output
+    assert (host_root / "data" / "stack.json").stat().st_mode & 0o777 == 0o600
     assert "systemctl enable --now mailctl mailctl-agent" in applied.output
     main_cf = stack / "postfix" / "etc" / "main.cf"
     assert f"wrote   {main_cf}" in applied.output
     assert f"myhostname = {HOST}" in main_cf.read_text()
-    tls = tmp_path / "data" / "tls" / HOST
+    tls = host_root / "data" / "tls" / HOST
     assert f"smtpd_tls_chain_files = {tls}/privkey.pem {tls}/fullchain.pem" in main_cf.read_text()
     mailboxes = stack / "postfix" / "etc" / "sql-virtual-mailboxes.cf"
     assert mailboxes.stat().st_mode & 0o777 == 0o640
     assert grp.getgrgid(mailboxes.stat().st_gid).gr_name == "postfix"
     data_dir = stack / "postfix" / "lib"
     assert pwd.getpwuid(data_dir.stat().st_uid).pw_name == "postfix"
-    assert (tmp_path / "data" / "opendkim" / "KeyTable").is_file()
+    assert (host_root / "data" / "opendkim" / "KeyTable").is_file()
     service = (units / "mailctl.service").read_text()
     assert "EnvironmentFile=/etc/mailctl/env" in service
     assert service.splitlines()[-1] == "WantedBy=multi-user.target"
     assert " serve\n" in service
     assert " agent\n" in (units / "mailctl-agent.service").read_text()
 
-    again = run(*args)
+    again = run(*args, extra=extra)
     assert again.exit_code == 0, again.output
     assert "wrote" not in again.output
     assert "files were up to date." in again.output
@@ -200,3 +248,76 @@ def test_dns_of_an_unknown_domain_is_not_found(run) -> None:  # type: ignore[no-
     missing = run("dns", "nowhere.example")
     assert missing.exit_code == 4
     assert "The domain nowhere.example does not exist." in missing.output
+
+
+def test_apply_fails_when_postfix_cannot_read_the_database(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """With the database where the postfix user cannot read it (a root-only folder), apply
+    still writes the files, but exits 8 and prints the failed map lookups with their fix.
+    """
+    assert os.geteuid() == 0, "setup --apply hands folders to the daemons' users: run as root"
+    upload_certificate(run, tmp_path, {})
+    stack = tmp_path / "stack"
+    applied = run("setup", "--apply", "--root", str(stack), "--listen", "127.0.0.1", *ports())
+    assert applied.exit_code == 8, applied.output
+    assert "fail postfix.map.domains: The lookup of mailctl-check.invalid" in applied.output
+    assert "Permission denied" in applied.output
+    assert "fix: Postfix reads" in applied.output
+    assert "the files are in place, but the checks above failed." in applied.output
+    assert (stack / "postfix" / "etc" / "main.cf").is_file()
+
+
+def test_dry_run_warns_when_a_reload_command_points_elsewhere(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A MAILCTL_RELOAD_OPENDKIM set by the admin wins, and setup says it is not the
+    layout's own command; the others follow the layout below --root.
+    """
+    stack = tmp_path / "stack"
+    extra = {**LAYOUT_RELOADS, "MAILCTL_RELOAD_OPENDKIM": "service opendkim restart"}
+    shown = run("setup", "--root", str(stack), *ports(), extra=extra)
+    assert shown.exit_code == 0, shown.output
+    assert "reload with opendkim: service opendkim restart" in shown.output
+    assert f"reload with dovecot: dovecot -c {stack}/dovecot/etc/dovecot.conf reload" in (
+        shown.output
+    )
+    assert "MAILCTL_RELOAD_OPENDKIM is `service opendkim restart`, which may reload another" in (
+        " ".join(shown.output.split())
+    )
+    assert "MAILCTL_RELOAD_DOVECOT" not in shown.output
+
+
+def test_check_of_a_layout_with_nothing_in_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`check --root` on an empty folder exits 8 with a fix per failed line; --json too."""
+    empty = tmp_path / "nothing"
+    done = run("check", "--root", str(empty), *ports()[:2])
+    assert done.exit_code == 8, done.output
+    assert "fail postfix.running: postfix is not running" in done.output
+    assert f"fix: Start it: `postfix -c {empty}/postfix/etc start`." in done.output
+    assert "fail postfix.map.domains: Postfix in" in done.output
+    assert f"fail config.files: {empty}/postfix/etc/main.cf is missing" in done.output
+    assert "fix: Run `mailctl setup --apply` with the options of this host" in done.output
+    assert "skip dovecot.passdb: Dovecot is not running" in done.output
+    assert "fail tls.certificate: mailctl holds no certificate for mail.example.com." in done.output
+    assert "checks failed." in done.output
+
+    shown = run("check", "--json", "--root", str(empty))
+    assert shown.exit_code == 8
+    body = json.loads(shown.stdout)
+    assert body["ok"] is False
+    statuses = {check["name"]: check["status"] for check in body["checks"]}
+    assert statuses["database"] == "ok"
+    assert statuses["opendkim.running"] == "fail"
+    assert statuses["tls.imaps"] == "skip"
+
+
+def test_check_refuses_bad_options_and_a_damaged_record(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A bad listen address exits 2; a damaged stack.json exits 8 saying how to rewrite it."""
+    bad = run("check", "--listen", "somewhere")
+    assert bad.exit_code == 2
+    assert "The listen address 'somewhere' must be an IPv4 address" in bad.output
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "stack.json").write_text("not json")
+    damaged = run("check")
+    assert damaged.exit_code == 8
+    said = " ".join(damaged.output.split())
+    assert "stack.json is damaged: run `mailctl setup --apply` again" in said
+    assert "Traceback" not in damaged.output

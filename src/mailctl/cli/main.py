@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from mailctl.cli import aliases, archives, certs, dkim, domains, hostcmds, setup, trash, users
+from mailctl.cli import (
+    aliases,
+    archives,
+    certs,
+    check,
+    dkim,
+    domains,
+    hostcmds,
+    setup,
+    trash,
+    users,
+)
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.services import auth
@@ -28,6 +39,7 @@ app.command("reconcile")(hostcmds.reconcile_command)
 app.command("agent")(hostcmds.agent_command)
 app.command("setup")(setup.setup_command)
 app.command("dns")(setup.dns_command)
+app.command("check")(check.check_command)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from mailctl.cli.check import print_checks
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.domain import dnsrecords
@@ -42,6 +44,12 @@ def _show(plan: SetupPlan) -> None:
     for folder in plan.directories:
         owner = f" owner {folder.owner}" if folder.owner is not None else ""
         console.print(f"{folder.path} (mode {folder.mode:04o}{owner})", highlight=False)
+
+
+def _show_reloads(plan: SetupPlan) -> None:
+    # Reconcile and the agent reload with these after a DKIM or certificate change.
+    for daemon, argv in plan.reload_commands:
+        console.print(f"reload with {daemon}: {shlex.join(argv)}", highlight=False, soft_wrap=True)
 
 
 def _warn(plan: SetupPlan) -> None:
@@ -92,6 +100,9 @@ def _report(result: SetupResult) -> None:
             err_console.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)
         else:
             console.print(line, highlight=False, soft_wrap=True)
+    if result.record is not None:
+        console.print(f"recorded {result.record}", highlight=False, soft_wrap=True)
+    print_checks(result.health)
     if any(path.suffix == ".service" for path in result.written):
         console.print(
             "Units written: run `systemctl daemon-reload` and "
@@ -173,14 +184,22 @@ def setup_command(
     plan = setup.plan_setup(load_settings(), options)
     if not apply:
         _show(plan)
+        _show_reloads(plan)
         _warn(plan)
         _warn_of_refusal(plan)
         console.print("Dry run: nothing was written. Run again with --apply.", highlight=False)
         return
+    _show_reloads(plan)
     _warn(plan)
     with context() as ctx:
         result = setup.apply_setup(plan, ctx)
     _report(result)
+    if not result.health.ok:
+        err_console.print(
+            "[bold red]error:[/] the files are in place, but the checks above failed.",
+            highlight=False,
+        )
+        raise typer.Exit(HostStateError.exit_code)
     if not result.ok:
         err_console.print(
             "[bold red]error:[/] the files are in place, but a running daemon refused to reload.",

@@ -22,6 +22,7 @@ from mailctl.host.render import (
     render_tls,
 )
 from mailctl.services.context import Context
+from mailctl.services.stack_record import reload_commands
 
 log = logging.getLogger("mailctl.reconcile")
 
@@ -89,7 +90,7 @@ def reconcile(ctx: Context) -> ReconcileReport:
         decided = plan(desired, actual, managed)
         if decided.empty:
             return ReconcileReport()
-        commands = settings.reload_commands()
+        commands = reload_commands(settings)
         result = host_daemons.apply(decided, actual, commands, settings.reload_timeout_seconds)
     report = ReconcileReport(
         written=[str(p) for p in result.written],

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import pwd
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailctl.config import Settings
 from mailctl.domain import dnsrecords
@@ -32,7 +34,7 @@ from mailctl.host.stack import (
     stack_commands,
     stack_directories,
 )
-from mailctl.services import daemon_role, dkim, domains
+from mailctl.services import check, daemon_role, dkim, domains, stack_record
 from mailctl.services.context import Context
 from mailctl.services.reconcile import reconcile
 
@@ -90,6 +92,9 @@ class SetupPlan:
     directories: tuple[RequiredDir, ...]
     warnings: tuple[str, ...] = ()
     refusal: str | None = None  # why apply must not write these files
+    options: SetupOptions | None = None
+    # The argv each daemon will be reloaded with after a change (reconcile, the agent).
+    reload_commands: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,11 +126,15 @@ class SetupResult:
     reconciled: tuple[str, ...] = ()  # daemons whose DKIM or TLS files were rendered anew
     checks: tuple[CheckOutcome, ...] = ()
     reloads: tuple[ReloadOutcome, ...] = field(default_factory=tuple)
+    # `mailctl check` run on the new configuration (daemons that do not run are skipped).
+    health: check.CheckReport = field(default_factory=check.CheckReport)
+    record: Path | None = None  # where the layout was recorded for check and reloads
 
     @property
     def ok(self) -> bool:
-        """True when every daemon that runs took its new files."""
-        return all(reload.status != "failed" for reload in self.reloads)
+        """True when every daemon that runs took its new files and no check failed."""
+        reloaded = all(reload.status != "failed" for reload in self.reloads)
+        return reloaded and self.health.ok
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -261,8 +270,47 @@ def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
             "signing secret and every DKIM and TLS private key included. PostgreSQL or "
             "MariaDB, with a role for the daemons, keep those from them."
         )
-    refusal = daemon_role.daemon_access(settings).missing
-    return SetupPlan(cfg, tuple(files), tuple(stack_directories(cfg)), tuple(warnings), refusal)
+    reloads = reload_plan(settings, cfg)
+    warnings.extend(_reload_warnings(settings, cfg, reloads))
+    return SetupPlan(
+        cfg,
+        tuple(files),
+        tuple(stack_directories(cfg)),
+        tuple(warnings),
+        refusal=daemon_role.daemon_access(settings).missing,
+        options=options,
+        reload_commands=tuple((daemon, tuple(argv)) for daemon, argv in reloads.items()),
+    )
+
+
+def reload_plan(settings: Settings, cfg: StackConfig) -> dict[str, list[str]]:
+    """The reload argv of each daemon once this layout is applied and recorded.
+
+    The layout's own commands, unless the admin set MAILCTL_RELOAD_* (that wins).
+    """
+    layout = stack_commands(cfg)
+    configured = settings.model_copy(update={"reload_enabled": True}).reload_commands()
+    return {
+        daemon: configured[daemon]
+        if f"reload_{daemon}" in settings.model_fields_set
+        else layout[daemon]["reload"]
+        for daemon in DAEMONS
+    }
+
+
+def _reload_warnings(
+    settings: Settings, cfg: StackConfig, reloads: dict[str, list[str]]
+) -> list[str]:
+    layout = stack_commands(cfg)
+    warnings = []
+    for daemon in DAEMONS:
+        if reloads[daemon] != layout[daemon]["reload"]:
+            warnings.append(
+                f"MAILCTL_RELOAD_{daemon.upper()} is `{shlex.join(reloads[daemon])}`, which "
+                f"may reload another {daemon} than the one configured here; unset it to use "
+                f"`{shlex.join(layout[daemon]['reload'])}`."
+            )
+    return warnings
 
 
 def shown_files(setup: SetupPlan) -> list[RenderedFile]:
@@ -408,14 +456,86 @@ def apply_setup(
         raise HostStateError(
             f"The new configuration was refused ({details}). The previous files are back."
         )
+    reloads = _reload(setup.cfg, changed, runner)
+    record = None
+    health = check.CheckReport()
+    if ctx is not None:
+        if setup.options is not None:
+            record = _record(ctx.settings, setup)
+        health = check.run_checks(ctx, setup.cfg, strict=False)
     return SetupResult(
         written=tuple(written),
         unchanged=tuple(unchanged),
         created_dirs=tuple(created),
         reconciled=tuple(reconciled),
         checks=tuple(checks),
-        reloads=tuple(_reload(setup.cfg, changed, runner)),
+        reloads=tuple(reloads),
+        health=health,
+        record=record,
     )
+
+
+# --- the record of what was applied, and checking it ------------------------------------
+
+# The options that shape the stack; the systemd ones do not.
+_RECORDED_PATHS = ("root", "postfix_dir", "dovecot_dir", "opendkim_dir")
+_RECORDED_VALUES = (
+    "backend",
+    "listen_address",
+    "smtp_port",
+    "submission_port",
+    "imap_port",
+    "imaps_port",
+    "milter_port",
+    "opendkim_require_safe_keys",
+)
+
+
+def _record(settings: Settings, setup: SetupPlan) -> Path:
+    assert setup.options is not None
+    options: dict[str, object] = {"hostname": setup.cfg.hostname}
+    for name in _RECORDED_PATHS:
+        value = getattr(setup.options, name)
+        options[name] = None if value is None else str(value.absolute())
+    for name in _RECORDED_VALUES:
+        options[name] = getattr(setup.options, name)
+    layout = stack_commands(setup.cfg)
+    reloads = {daemon: layout[daemon]["reload"] for daemon in DAEMONS}
+    return stack_record.write_record(settings, stack_record.StackRecord(options, reloads))
+
+
+def recorded_options(settings: Settings) -> SetupOptions | None:
+    """The layout options `setup --apply` recorded on this host, or None."""
+    record = stack_record.read_record(settings)
+    if record is None:
+        return None
+    values = record.options
+    try:
+        fields: dict[str, Any] = {
+            name: Path(values[name]) if values.get(name) is not None else None
+            for name in _RECORDED_PATHS
+        }
+        fields.update({name: values[name] for name in _RECORDED_VALUES if name in values})
+        return dataclasses.replace(SetupOptions(), hostname=values.get("hostname"), **fields)
+    except (TypeError, ValueError) as exc:
+        raise HostStateError(
+            f"{stack_record.record_path(settings)} is damaged ({exc}): run "
+            "`mailctl setup --apply` again."
+        ) from exc
+
+
+def check_host(ctx: Context, overrides: dict[str, Any] | None = None) -> check.CheckReport:
+    """`mailctl check`: the layout setup recorded (Debian's if none), with ``overrides``.
+
+    ``overrides`` are SetupOptions fields given on the command line.
+    """
+    recorded = recorded_options(ctx.settings) or SetupOptions()
+    try:
+        chosen = dataclasses.replace(recorded, **(overrides or {}))
+    except TypeError as exc:
+        raise InvalidInputError(f"Unknown layout option: {exc}") from exc
+    cfg = stack_config(ctx.settings, chosen)
+    return check.run_checks(ctx, cfg, config_files=render_stack(cfg))
 
 
 # --- DNS ----------------------------------------------------------------------------------
