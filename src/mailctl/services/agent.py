@@ -62,15 +62,19 @@ def reconcile_safely(ctx: Context) -> ReconcileOutcome:
 
 
 class ReconcileOnChange:
-    """A change listener that reconciles after committed changes that affect rendered files."""
+    """A change listener that reconciles after committed changes that affect rendered files.
+
+    ``last`` keeps the outcome of its latest run, so a caller can report a failure.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.last: ReconcileOutcome | None = None
 
     def __call__(self, what: str) -> None:
         if what in NO_FILES_CHANGE:
             return
-        reconcile_safely(self.ctx)
+        self.last = reconcile_safely(self.ctx)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ReconcileOnChange) and other.ctx is self.ctx
@@ -79,11 +83,19 @@ class ReconcileOnChange:
         return id(self.ctx)
 
 
-def reconcile_on_change(ctx: Context) -> None:
-    """Make every committed change on ``ctx`` reconcile this host; registering twice is a no-op."""
+def reconcile_on_change(ctx: Context) -> ReconcileOnChange:
+    """Make every committed change on ``ctx`` reconcile this host; registering twice is a no-op.
+
+    The API and every CLI command call this on their context: one path from a change to
+    the files, whoever made the change. Returns the listener registered on ``ctx``.
+    """
     listener = ReconcileOnChange(ctx)
-    if listener not in ctx.change_listeners:
-        ctx.change_listeners.append(listener)
+    for registered in ctx.change_listeners:
+        if registered == listener:
+            assert isinstance(registered, ReconcileOnChange)
+            return registered
+    ctx.change_listeners.append(listener)
+    return listener
 
 
 def find_renewer() -> Renewer | None:

@@ -1,0 +1,89 @@
+"""The README's mail-server path through the CLI: what a user sees at each step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import LiveServer
+from typer.testing import CliRunner, Result
+
+from mailctl.cli.main import app
+from mailctl.services.context import Context
+
+
+class Cli:
+    """Runs ``mailctl`` in-process against one data directory and database."""
+
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.runner = CliRunner()
+        self.data_dir = data_dir
+        self.env = {
+            "MAILCTL_DATA_DIR": str(data_dir),
+            "MAILCTL_DATABASE_URL": database_url,
+            "MAILCTL_ADMIN_PASSWORD": "admin-password-1",
+        }
+
+    def __call__(self, *args: str, **env: str) -> Result:
+        return self.runner.invoke(app, list(args), env={**self.env, **env}, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Cli:
+    return Cli(database_url, tmp_path / "data")
+
+
+def _opendkim_files(data_dir: Path) -> dict[str, bytes]:
+    root = data_dir / "opendkim"
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def _ok(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_cli_and_api_domain_rm_render_the_same_files(
+    cli: Cli, server: LiveServer, api: httpx.Client
+) -> None:
+    """A domain with a DKIM key removed by `mailctl domain rm` leaves the files the API leaves."""
+    for name in ("keep.example", "gone.example"):
+        _ok(cli("domain", "add", name))
+        _ok(cli("dkim", "add", name, "--key-type", "ed25519"))
+    before = _opendkim_files(cli.data_dir)
+    assert b"gone.example" in before["KeyTable"] and b"gone.example" in before["SigningTable"]
+
+    _ok(cli("domain", "rm", "gone.example", "--yes"))
+    after_cli = _opendkim_files(cli.data_dir)
+    assert b"gone.example" not in after_cli["KeyTable"]
+    assert b"gone.example" not in after_cli["SigningTable"]
+    assert not any(name.startswith("keys/gone.example") for name in after_cli)
+    assert "up to date" in _ok(cli("reconcile")).output
+
+    _ok(cli("domain", "add", "gone.example"))
+    _ok(cli("dkim", "add", "gone.example", "--key-type", "ed25519"))
+    response = api.request("DELETE", "/domain", data={"domain": "gone.example"})
+    assert response.status_code == 200, response.text
+    assert _opendkim_files(cli.data_dir) == after_cli
+    assert "up to date" in _ok(cli("reconcile")).output
+
+
+def test_cli_change_reports_files_it_could_not_update(cli: Cli, ctx: Context) -> None:
+    """A CLI change whose reload fails stands, and the command says the files lag behind."""
+    _ok(cli("domain", "add", "example.com"))
+    _ok(cli("dkim", "add", "example.com", "--key-type", "ed25519"))
+    failing = {"MAILCTL_RELOAD_ENABLED": "true", "MAILCTL_RELOAD_OPENDKIM": "false"}
+    removed = cli("domain", "rm", "example.com", "--yes", **failing)
+    assert removed.exit_code == 0, removed.output
+    assert "Deleted example.com" in removed.output
+    assert "this host's files were not updated" in removed.output
+    assert "reload of opendkim failed" in removed.output
+    assert "mailctl reconcile" in removed.output
+    assert b"example.com" in _opendkim_files(cli.data_dir)["KeyTable"]
+    assert "wrote" in _ok(cli("reconcile")).output
+    assert b"example.com" not in _opendkim_files(cli.data_dir)["KeyTable"]
