@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.conftest import LiveServer
+from tests.pki import self_signed
 from typer.testing import CliRunner, Result
 
 from mailctl.cli.main import app
@@ -87,3 +90,32 @@ def test_cli_change_reports_files_it_could_not_update(cli: Cli, ctx: Context) ->
     assert b"example.com" in _opendkim_files(cli.data_dir)["KeyTable"]
     assert "wrote" in _ok(cli("reconcile")).output
     assert b"example.com" not in _opendkim_files(cli.data_dir)["KeyTable"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_agent_once_fails_when_a_due_renewal_fails(cli: Cli, ctx: Context) -> None:
+    """agent --once names a certificate it could not renew and exits 9, not "up to date"."""
+    now = datetime.now(UTC)
+    chain, key = self_signed(
+        "mail.example.com", not_before=now - timedelta(days=80), not_after=now + timedelta(days=3)
+    )
+    with ctx.uow() as uow:
+        uow.certificates.put(
+            "mail.example.com", chain.decode(), key.decode(), now + timedelta(days=3), "acme"
+        )
+        uow.commit()
+    _ok(cli("reconcile"))
+    unreachable = {
+        "MAILCTL_ACME_DIRECTORY_URL": f"https://127.0.0.1:{_closed_port()}/dir",
+        "MAILCTL_ACME_TIMEOUT_SECONDS": "5",
+    }
+    run = cli("agent", "--once", **unreachable)
+    assert run.exit_code == 9, run.output
+    assert "renewal failed" in run.output
+    assert "mail.example.com" in run.output
+    assert "up to date" not in run.output

@@ -19,7 +19,16 @@ log = logging.getLogger("mailctl.agent")
 # depends on them, so they need no reconcile. Any other kind of change is reconciled.
 NO_FILES_CHANGE = frozenset({"users", "aliases", "admins"})
 
-Renewer = Callable[[Context], list[str]]
+
+@dataclass(frozen=True)
+class Renewals:
+    """One renewal pass: the certificates renewed, and why each failed one failed."""
+
+    renewed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+Renewer = Callable[[Context], Renewals]
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ def run_once(ctx: Context, renew: Renewer | None = None) -> AgentRun:
     renew_error = None
     if renewer is not None:
         try:
-            renewed = list(renewer(ctx))
+            renewals = renewer(ctx)
         except MailctlError as exc:
             renew_error = exc.message
             log.error("certificate renewal failed: %s", exc.message)
@@ -143,6 +152,12 @@ def run_once(ctx: Context, renew: Renewer | None = None) -> AgentRun:
             # A renewal bug must not keep this host from converging: reconcile still runs.
             renew_error = f"unexpected error: {exc}"
             log.exception("certificate renewal failed")
+        else:
+            renewed = list(renewals.renewed)
+            if renewals.failed:
+                renew_error = "; ".join(
+                    f"{name}: {message}" for name, message in renewals.failed.items()
+                )
         if renewed:
             log.info("renewed certificates: %s", ", ".join(renewed))
     return AgentRun(renewed, renew_error, reconcile_safely(ctx))
