@@ -119,3 +119,34 @@ def test_agent_once_fails_when_a_due_renewal_fails(cli: Cli, ctx: Context) -> No
     assert "renewal failed" in run.output
     assert "mail.example.com" in run.output
     assert "up to date" not in run.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named", "wrong"),
+    [
+        (["serve", "--port", "99999"], {}, "port", "less than or equal to 65535"),
+        (["domain", "list"], {"MAILCTL_PORT": "abc"}, "MAILCTL_PORT", "valid integer"),
+        (
+            ["serve"],
+            {"MAILCTL_TOKEN_TTL_MINUTES": "-1"},
+            "MAILCTL_TOKEN_TTL_MINUTES",
+            "greater than or equal to 1",
+        ),
+        (["init"], {"MAILCTL_PASSWORD_SCHEME": "MD5"}, "MAILCTL_PASSWORD_SCHEME", "'ARGON2ID'"),
+        (["domain", "list"], {"MAILCTL_DATABASE_URL": "db.example"}, "MAILCTL_DATABASE_URL", "URL"),
+        (["domain", "list"], {"MAILCTL_CONFIG": "missing.toml"}, "MAILCTL_CONFIG", "no file"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(
+    args: list[str], env: dict[str, str], named: str, wrong: str, tmp_path: Path
+) -> None:
+    """A wrong option or MAILCTL_* value prints one line naming it, exits 2, creates nothing."""
+    data = tmp_path / "data"
+    result = CliRunner().invoke(
+        app, args, env={"MAILCTL_DATA_DIR": str(data), **env}, catch_exceptions=False
+    )
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: {named}:") or line.startswith(f"error: {named} "), line
+    assert wrong in line
+    assert not data.exists()

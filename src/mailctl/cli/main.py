@@ -74,7 +74,8 @@ def serve(
 
     from mailctl.api.app import create_app
 
-    settings = load_settings()
+    given = {"host": host, "port": port}
+    settings = load_settings(**{name: value for name, value in given.items() if value is not None})
     app_ = create_app(settings)
     current, head = app_.state.ctx.database.schema_state()
     if current != head:
@@ -86,8 +87,8 @@ def serve(
         raise typer.Exit(2)
     uvicorn.run(
         app_,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level="info",
         proxy_headers=settings.trust_forwarded_for,
     )

@@ -23,6 +23,7 @@ from mailctl.errors import (
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 
 def backend_of(url: str) -> str:
@@ -86,8 +87,17 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.backend = backend_of(url)
-        self.engine = make_engine(url)
+        try:
+            self.backend = backend_of(url)
+            if self.backend not in BACKENDS:
+                raise exc.ArgumentError(f"unsupported backend {self.backend}")
+            self.engine = make_engine(url)
+        except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
+            # Never echo the URL: it may hold the database password.
+            raise InvalidInputError(
+                "MAILCTL_DATABASE_URL is not a database URL mailctl can use (sqlite:///FILE, "
+                "postgresql+psycopg://USER@HOST/DB or mysql+pymysql://USER@HOST/DB)."
+            ) from error
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
