@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from tests.backends import fresh_database
 from tests.conftest import LiveServer
 from tests.pki import self_signed
 from typer.testing import CliRunner, Result
@@ -150,3 +153,59 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     assert line.startswith(f"error: {named}:") or line.startswith(f"error: {named} "), line
     assert wrong in line
     assert not data.exists()
+
+
+@pytest.fixture
+def uninitialised_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database `mailctl init` never set up: no SQLite file, or no tables."""
+    with fresh_database(backend, tmp_path, migrated=False) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    "args", [["domain", "list"], ["domain", "add", "example.com"], ["agent", "--once"]]
+)
+def test_a_database_never_initialised_says_run_init(
+    args: list[str], uninitialised_url: str, tmp_path: Path
+) -> None:
+    """Before `mailctl init`, a command says to run it, exits 7 and creates nothing."""
+    data = tmp_path / "data"
+    env = {"MAILCTL_DATA_DIR": str(data), "MAILCTL_DATABASE_URL": uninitialised_url}
+    result = CliRunner().invoke(app, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 7, result.output
+    assert "run `mailctl init`" in result.output
+    assert "try again shortly" not in result.output
+    assert not data.exists()
+    assert not (tmp_path / "mailctl-test.db").exists()
+    if not uninitialised_url.startswith("sqlite"):
+        engine = sa.create_engine(uninitialised_url)
+        try:
+            assert sa.inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
+
+
+def test_serve_on_a_database_never_initialised_says_run_init(
+    uninitialised_url: str, tmp_path: Path
+) -> None:
+    """`mailctl serve` before `mailctl init` stops at once with that advice, not 503s forever."""
+    env = {"MAILCTL_DATA_DIR": str(tmp_path / "data"), "MAILCTL_DATABASE_URL": uninitialised_url}
+    result = CliRunner().invoke(app, ["serve", "--port", "1"], env=env, catch_exceptions=False)
+    assert result.exit_code == 7, result.output
+    assert "run `mailctl init`" in result.output
+    assert not (tmp_path / "mailctl-test.db").exists()
+
+
+def test_api_on_tables_gone_says_run_init(api: httpx.Client, ctx: Context) -> None:
+    """A request that finds mailctl's tables missing answers 503 naming `mailctl init`."""
+    created = api.post("/domains", data={"domain": "example.com"})
+    assert created.status_code == 200, created.text
+    with ctx.database.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE virtual_aliases"))
+    response = api.get(f"/aliases/{created.json()['domain']['id']}")
+    assert response.status_code == 503
+    assert response.json() == {
+        "result": False,
+        "msg": "The database has no mailctl tables yet: run `mailctl init` first.",
+    }
+

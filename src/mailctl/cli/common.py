@@ -36,8 +36,11 @@ R = TypeVar("R")
 
 
 @contextmanager
-def context() -> Iterator[Context]:
+def context(initialised: bool = True) -> Iterator[Context]:
     """The context of one command; a committed change re-renders this host's files.
+
+    Unless ``initialised`` is False (`mailctl init` itself), a database `mailctl init`
+    has not set up is refused at once, with that advice, and nothing is created.
 
     The same listener as the API's (``reconcile_on_change``): a change made here renders
     exactly the files the same change made through the API would. The change stands if
@@ -46,6 +49,8 @@ def context() -> Iterator[Context]:
     ctx = Context.from_settings(load_settings())
     listener = reconcile_on_change(ctx)
     try:
+        if initialised:
+            ctx.database.require_schema()
         yield ctx
     finally:
         ctx.close()
