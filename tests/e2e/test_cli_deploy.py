@@ -209,3 +209,54 @@ def test_api_on_tables_gone_says_run_init(api: httpx.Client, ctx: Context) -> No
         "msg": "The database has no mailctl tables yet: run `mailctl init` first.",
     }
 
+
+def _not_started_daemons(root: Path) -> dict[str, str]:
+    """Reloads on, with the real reload commands of daemons installed but not running.
+
+    Postfix as Debian leaves it with "No configuration" (no main.cf yet); Dovecot with its
+    package's configuration (here only its runtime folder) and no master running; OpenDKIM
+    signalled through a pid file no process wrote.
+    """
+    (root / "dovecot").mkdir(parents=True)
+    (root / "dovecot/dovecot.conf").write_text(f"base_dir = {root / 'dovecot/run'}\n")
+    opendkim = ["start-stop-daemon", "--stop", "--quiet", "--pidfile"]
+    opendkim += [str(root / "opendkim.pid"), "--name", "opendkim", "--signal", "USR1"]
+    return {
+        "MAILCTL_RELOAD_ENABLED": "true",
+        "MAILCTL_RELOAD_POSTFIX": f"postfix -c {root / 'postfix'} reload",
+        "MAILCTL_RELOAD_DOVECOT": f"doveadm -c {root / 'dovecot/dovecot.conf'} reload",
+        "MAILCTL_RELOAD_OPENDKIM": " ".join(opendkim),
+    }
+
+
+def test_cert_upload_before_setup_installs_and_says_nothing_runs(
+    cli: Cli, ctx: Context, tmp_path: Path
+) -> None:
+    """`cert upload` where the README puts it stores and writes the pair and exits 0."""
+    stopped = _not_started_daemons(tmp_path / "host")
+    chain, key = self_signed("mail.example.com", days=60)
+    (tmp_path / "fullchain.pem").write_bytes(chain)
+    (tmp_path / "privkey.pem").write_bytes(key)
+    uploaded = cli(
+        "cert", "upload", str(tmp_path / "fullchain.pem"), str(tmp_path / "privkey.pem"), **stopped
+    )
+    assert uploaded.exit_code == 0, uploaded.output
+    assert "Installed the certificate mail.example.com" in uploaded.output
+    assert "Postfix is not running, so nothing was reloaded" in uploaded.output
+    assert "Dovecot is not running, so nothing was reloaded" in uploaded.output
+    served = cli.data_dir / "tls/mail.example.com/fullchain.pem"
+    assert served.read_bytes() == chain
+    assert "mail.example.com" in _ok(cli("cert", "status")).output
+
+
+def test_dkim_add_with_opendkim_not_running_keeps_the_key(
+    cli: Cli, ctx: Context, tmp_path: Path
+) -> None:
+    """`dkim add` while OpenDKIM does not run writes the key and tables, says so, exits 0."""
+    stopped = _not_started_daemons(tmp_path / "host")
+    _ok(cli("domain", "add", "example.com"))
+    added = cli("dkim", "add", "example.com", "--key-type", "ed25519", **stopped)
+    assert added.exit_code == 0, added.output
+    assert "opendkim is not running, so it was not reloaded" in added.output
+    assert (cli.data_dir / "opendkim/keys/example.com/mail.private").is_file()
+    assert b"example.com" in _opendkim_files(cli.data_dir)["KeyTable"]

@@ -31,6 +31,13 @@ def print_outcome(outcome: ReconcileOutcome) -> None:
         console.print(f"deleted {path}", highlight=False, soft_wrap=True)
     for daemon in report.reloaded:
         console.print(f"reloaded {daemon}", highlight=False)
+    for daemon in report.not_running:
+        console.print(
+            f"{daemon} is not running, so it was not reloaded; it reads the new files when "
+            "it starts.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for problem in report.failures:
         err_console.print(
             f"[bold red]reload of {problem.daemon} failed[/] ({problem.status}): "
