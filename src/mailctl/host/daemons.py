@@ -119,8 +119,10 @@ def _master_runs(program: str, argv: Sequence[str], timeout: float) -> bool:
         query, setting, pid_name = "postconf", "queue_directory", "pid/master.pid"
     else:
         query, setting, pid_name = "doveconf", "base_dir", "master.pid"
-    folder = Path(argv[0]).parent
-    binary = str(folder / query) if "/" in argv[0] else query
+    # Beside the reload's binary when it is named by path (postfix and postconf share
+    # /usr/sbin); else, as for Dovecot's doveconf in /usr/bin, found on PATH.
+    sibling = Path(argv[0]).parent / query
+    binary = str(sibling) if "/" in argv[0] and sibling.is_file() else query
     try:
         found = _run([binary, *options, "-h", setting], timeout)
     except (subprocess.TimeoutExpired, OSError):
