@@ -65,17 +65,23 @@ def drop_pg_template() -> None:
 
 
 @contextmanager
-def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """Yield the URL of a new, migrated database; drop it afterwards."""
+def fresh_database(backend: str, tmp_path: Path, migrated: bool = True) -> Iterator[str]:
+    """Yield the URL of a new database, migrated unless told not to; drop it afterwards.
+
+    Not migrated is what a user has before `mailctl init`: for SQLite, no file at all.
+    """
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'mailctl-test.db'}"
+        if not migrated:
+            yield url
+            return
         database = Database(url)
         database.upgrade()
         database.dispose()
         yield url
         return
     if backend == "postgresql":
-        template = _pg_template_db()
+        template = _pg_template_db() if migrated else "template0"
         name = _name("t")
         server = _server(f"{PG_SERVER}/postgres")
         try:
@@ -96,9 +102,10 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
                     text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
                 )
             url = f"{MARIADB_SERVER}/{name}"
-            database = Database(url)
-            database.upgrade()
-            database.dispose()
+            if migrated:
+                database = Database(url)
+                database.upgrade()
+                database.dispose()
             yield url
         finally:
             with server.connect() as conn:

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,7 +15,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mailctl.errors import InvalidInputError
+
 CONFIG_FILE_ENV = "MAILCTL_CONFIG"
+ENV_PREFIX = "MAILCTL_"
 
 
 class Settings(BaseSettings):
@@ -25,7 +28,7 @@ class Settings(BaseSettings):
     ``./data`` under the current folder, and needs no mail daemons.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MAILCTL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     # --- storage -------------------------------------------------------------------
     data_dir: Path = Path("data")
@@ -167,5 +170,37 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings now (never at import time); keyword arguments win over all."""
-    return Settings(**overrides)
+    """Read the settings now (never at import time); keyword arguments win over all.
+
+    A value that is wrong (``MAILCTL_PORT=abc``), or a config file that cannot be read,
+    raises InvalidInputError naming the setting and what is wrong with it.
+    """
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise InvalidInputError(f"{CONFIG_FILE_ENV}: there is no file {config_file}.")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise InvalidInputError(_first_problem(exc, set(overrides))) from exc
+    except ValueError as exc:  # a config file that is not valid TOML
+        raise InvalidInputError(
+            f"{CONFIG_FILE_ENV}: {config_file} is not valid TOML: {exc}."
+        ) from exc
+
+
+# Never echoed in an error message: a wrong value may still be a real secret.
+_SECRET_FIELDS = frozenset({"jwt_secret", "admin_password", "database_url"})
+
+
+def _first_problem(error: ValidationError, overridden: set[str]) -> str:
+    problem = error.errors()[0]
+    field = str(problem["loc"][0]) if problem["loc"] else ""
+    name = field if field in overridden else f"{ENV_PREFIX}{field.upper()}"
+    message = f"{name}: {problem['msg']}"
+    if (
+        field not in _SECRET_FIELDS
+        and problem.get("input") is not None
+        and problem["type"] != "missing"
+    ):
+        message += f" (got {problem['input']!r})"
+    return message + "."

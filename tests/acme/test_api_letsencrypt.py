@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from mailctl.cli.main import app as cli_app
 from mailctl.services import certificates, jobs
+from mailctl.services.agent import Renewals
 from mailctl.services.context import Context
 from mailctl.storage.tables import AcmeAccount, AcmeChallenge, Job
 
@@ -169,11 +170,11 @@ def test_renew_due_renews_expiring_acme_certificates(acme_api: AcmeApi) -> None:
     with ctx.uow() as uow:
         uow.certificates.put(HOSTNAME, chain, key, not_after, "acme")
         uow.commit()
-    assert certificates.renew_due(ctx) == [HOSTNAME]
+    assert certificates.renew_due(ctx).renewed == [HOSTNAME]
     [view] = certificates.list_certificates(ctx)
     assert view.days_left > 30
     assert view.source == "acme"
-    assert certificates.renew_due(ctx) == []  # nothing is due any more
+    assert certificates.renew_due(ctx) == Renewals()  # nothing is due any more
 
 
 def test_cli_issue_runs_the_order_in_the_foreground(

@@ -336,7 +336,9 @@ def test_renew_due_logs_failures_and_skips_uploads(
         )
         uow.commit()
     with caplog.at_level(logging.ERROR, logger="mailctl.certificates"):
-        assert certificates.renew_due(ctx) == []
+        renewals = certificates.renew_due(ctx)
+    assert renewals.renewed == []
+    assert list(renewals.failed) == ["acme.example.com"]
     assert "renewal of acme.example.com failed" in caplog.text
     with ctx.uow() as uow:
         rows = uow.session.query(Job).all()

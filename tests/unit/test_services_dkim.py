@@ -171,9 +171,9 @@ def test_run_once_renews_then_reconciles(ctx: Context) -> None:
     """A pass calls the renewer with the context and then renders the files."""
     seen: list[Context] = []
 
-    def renew(context: Context) -> list[str]:
+    def renew(context: Context) -> agent.Renewals:
         seen.append(context)
-        return ["mx.example.com"]
+        return agent.Renewals(renewed=["mx.example.com"])
 
     run = agent.run_once(ctx, renew=renew)
     assert seen == [ctx]
@@ -191,14 +191,14 @@ def test_run_once_reconciles_even_when_renewal_fails(ctx: Context) -> None:
         uow.dkim_keys.add(row.id, "mail", "ed25519", dkim.dkim.generate_key("ed25519"))
         uow.commit()
 
-    def renew(_context: Context) -> list[str]:
+    def renew(_context: Context) -> agent.Renewals:
         raise UpstreamError("The ACME server refused the order.")
 
     run = agent.run_once(ctx, renew=renew)
     assert not run.ok
     assert run.renew_error == "The ACME server refused the order."
     assert (ctx.settings.opendkim_path / "keys/example.com/mail.private").exists()
-    assert not agent.run_once(ctx, renew=lambda _c: []).reconcile.report.changed
+    assert not agent.run_once(ctx, renew=lambda _c: agent.Renewals()).reconcile.report.changed
 
 
 def test_run_forever_stops_when_told(ctx: Context) -> None:
@@ -211,7 +211,7 @@ def test_run_forever_stops_when_told(ctx: Context) -> None:
         if len(runs) == 3:
             stop.set()
 
-    passes = agent.run_forever(ctx, 0.01, stop, on_run=on_run, renew=lambda _c: [])
+    passes = agent.run_forever(ctx, 0.01, stop, on_run=on_run, renew=lambda _c: agent.Renewals())
     assert passes == 3
     assert runs[0].reconcile.report.changed
     assert not runs[1].reconcile.report.changed

@@ -15,6 +15,7 @@ def reload_json(outcome: ReconcileOutcome) -> dict[str, Any]:
         "written": report.written,
         "deleted": report.deleted,
         "reloaded": report.reloaded,
+        "not_running": report.not_running,
         "failures": [
             {"daemon": f.daemon, "status": f.status, "detail": f.detail} for f in report.failures
         ],

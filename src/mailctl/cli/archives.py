@@ -27,13 +27,11 @@ from mailctl.cli.common import (
     actor,
     console,
     context,
-    err_console,
     remote_client,
     reports_errors,
 )
 from mailctl.errors import InvalidInputError
 from mailctl.services import archives
-from mailctl.services.agent import reconcile_safely
 
 
 @contextmanager
@@ -131,14 +129,9 @@ def import_command(
             highlight=False,
         )
         return
-    with context() as ctx:
-        with _progress() as progress, archive.open("rb") as handle:
-            task = progress.add_task(f"Importing {archive.name}", total=total, files="")
-            result = archives.import_domain(
-                ctx, actor(), _Counting(handle, progress, task), replace
-            )
-        # This process has no change listener: render the restored DKIM keys now.
-        outcome = reconcile_safely(ctx)
+    with context() as ctx, _progress() as progress, archive.open("rb") as handle:
+        task = progress.add_task(f"Importing {archive.name}", total=total, files="")
+        result = archives.import_domain(ctx, actor(), _Counting(handle, progress, task), replace)
     console.print(
         f"Imported {result.domain}: {result.mailboxes} mailboxes, {result.aliases} aliases, "
         f"{result.dkim_keys} DKIM keys, {result.files} files.",
@@ -146,9 +139,3 @@ def import_command(
     )
     if result.replaced:
         console.print("The domain it replaced is in the trash (mailctl trash list).")
-    if not outcome.ok:
-        err_console.print(
-            f"[yellow]warning:[/] the host files were not updated: {outcome.error or 'reload'}; "
-            "run `mailctl reconcile`.",
-            highlight=False,
-        )

@@ -56,6 +56,13 @@ def upload(
         soft_wrap=True,
     )
     console.print(f"  {view.certificate_path}\n  {view.key_path}", highlight=False, soft_wrap=True)
+    for daemon in result.reload.report.not_running:
+        console.print(
+            f"{daemon.capitalize()} is not running, so nothing was reloaded; it serves this "
+            "certificate when it starts.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not result.reload.ok:
         err_console.print(
             "[yellow]warning:[/] stored, but not yet on this host's disk: "

@@ -17,6 +17,7 @@ from mailctl.cli import remote
 from mailctl.config import load_settings
 from mailctl.errors import MailctlError
 from mailctl.services import domains
+from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Actor, Context
 
 console = Console()
@@ -35,12 +36,36 @@ R = TypeVar("R")
 
 
 @contextmanager
-def context() -> Iterator[Context]:
+def context(initialised: bool = True) -> Iterator[Context]:
+    """The context of one command; a committed change re-renders this host's files.
+
+    Unless ``initialised`` is False (`mailctl init` itself), a database `mailctl init`
+    has not set up is refused at once, with that advice, and nothing is created.
+
+    The same listener as the API's (``reconcile_on_change``): a change made here renders
+    exactly the files the same change made through the API would. The change stands if
+    that fails; the command says so and `mailctl reconcile` (or the agent) tries again.
+    """
     ctx = Context.from_settings(load_settings())
+    listener = reconcile_on_change(ctx)
     try:
+        if initialised:
+            ctx.database.require_schema()
         yield ctx
     finally:
         ctx.close()
+    if listener.last is not None and not listener.last.ok:
+        outcome = listener.last
+        reason = outcome.error or "; ".join(
+            f"reload of {problem.daemon} failed ({problem.status}): {problem.detail.strip()}"
+            for problem in outcome.report.failures
+        )
+        err_console.print(
+            f"[yellow]warning:[/] the change is saved, but this host's files were not updated: "
+            f"{reason}. Run `mailctl reconcile` once that is fixed.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def actor() -> Actor:
@@ -59,7 +84,7 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except MailctlError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from exc
 
     return wrapper

@@ -12,7 +12,7 @@ from types import FrameType
 import typer
 
 from mailctl.cli.common import console, context, err_console, reports_errors
-from mailctl.errors import HostStateError
+from mailctl.errors import HostStateError, UpstreamError
 from mailctl.services import agent
 from mailctl.services.agent import AgentRun, ReconcileOutcome
 
@@ -31,6 +31,13 @@ def print_outcome(outcome: ReconcileOutcome) -> None:
         console.print(f"deleted {path}", highlight=False, soft_wrap=True)
     for daemon in report.reloaded:
         console.print(f"reloaded {daemon}", highlight=False)
+    for daemon in report.not_running:
+        console.print(
+            f"{daemon} is not running, so it was not reloaded; it reads the new files when "
+            "it starts.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for problem in report.failures:
         err_console.print(
             f"[bold red]reload of {problem.daemon} failed[/] ({problem.status}): "
@@ -91,10 +98,12 @@ def agent_command(
         if once:
             run = agent.run_once(ctx)
             _print_run(run)
-            if not run.reconcile.report.changed and run.reconcile.ok:
-                console.print("This host's files are up to date.", highlight=False)
-            if not run.ok:
+            if not run.reconcile.ok:
                 raise typer.Exit(HostStateError.exit_code)
+            if run.renew_error is not None:
+                raise typer.Exit(UpstreamError.exit_code)
+            if not run.reconcile.report.changed:
+                console.print("This host's files are up to date.", highlight=False)
             return
         every = interval if interval is not None else ctx.settings.agent_interval_seconds
         stop = threading.Event()

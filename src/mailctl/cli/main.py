@@ -16,8 +16,9 @@ from mailctl.cli import (
     trash,
     users,
 )
-from mailctl.cli.common import console, context, err_console, reports_errors
+from mailctl.cli.common import console, context, reports_errors
 from mailctl.config import load_settings
+from mailctl.errors import MailctlError
 from mailctl.services import auth
 
 app = typer.Typer(
@@ -54,7 +55,7 @@ def init(
     import sys
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    with context() as ctx:
+    with context(initialised=False) as ctx:
         result = auth.initialize(ctx, username, password)
         url = ctx.database.url
     console.print(f"Database ready: {_redacted(url)}", highlight=False)
@@ -86,20 +87,19 @@ def serve(
 
     from mailctl.api.app import create_app
 
-    settings = load_settings()
+    given = {"host": host, "port": port}
+    settings = load_settings(**{name: value for name, value in given.items() if value is not None})
     app_ = create_app(settings)
-    current, head = app_.state.ctx.database.schema_state()
-    if current != head:
-        err_console.print(
-            "[bold red]error:[/] the database is not initialised or not up to date: "
-            "run `mailctl init` first.",
-            highlight=False,
-        )
-        raise typer.Exit(2)
+    try:
+        # Say it now rather than answer every request with 503.
+        app_.state.ctx.database.require_schema()
+    except MailctlError:
+        app_.state.ctx.close()
+        raise
     uvicorn.run(
         app_,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level="info",
         proxy_headers=settings.trust_forwarded_for,
     )

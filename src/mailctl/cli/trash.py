@@ -16,13 +16,11 @@ from mailctl.cli.common import (
     actor,
     console,
     context,
-    err_console,
     remote_client,
     reports_errors,
 )
 from mailctl.errors import UpstreamError
 from mailctl.services import trash
-from mailctl.services.agent import reconcile_safely
 
 app = typer.Typer(help="Deleted mailboxes and domains: list, restore, purge.", no_args_is_help=True)
 
@@ -103,15 +101,7 @@ def restore(
         return
     with context() as ctx:
         restored = trash.restore(ctx, actor(), trash_id)
-        # This process has no change listener: render the restored DKIM keys now.
-        outcome = reconcile_safely(ctx) if restored.kind == "domain" else None
     _restored(restored.kind, restored.target, restored.mailboxes)
-    if outcome is not None and not outcome.ok:
-        err_console.print(
-            f"[yellow]warning:[/] the host files were not updated: {outcome.error or 'reload'}; "
-            "run `mailctl reconcile`.",
-            highlight=False,
-        )
 
 
 @app.command("purge")

@@ -11,11 +11,17 @@ from pathlib import Path
 
 from mailctl.errors import HostStateError
 from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.install import is_running
 from mailctl.host.plan import ActualFile, Plan
 
 STDERR_TAIL_CHARS = 500
 TIMEOUT = "timeout"
 NOT_RUNNABLE = "not runnable"
+NOT_RUNNING = "not running"
+# What a reload command prints when its daemon is not running: init scripts ("opendkim
+# is not running"), `systemctl reload` of a stopped unit ("... is not active, cannot
+# reload").
+_NOT_RUNNING_SAYINGS = ("is not running", "is not active")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class ApplyResult:
     reloaded: tuple[str, ...] = ()
     failures: tuple[ReloadFailure, ...] = ()
     restored: tuple[Path, ...] = ()
+    # Daemons not reloaded because they do not run: they read the new files when started.
+    not_running: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -47,26 +55,82 @@ def _tail(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
 
 
+def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run_reload(daemon: str, argv: Sequence[str], timeout: float) -> ReloadFailure | None:
-    """Run one reload command (no shell); return None on success, else what went wrong."""
+    """Run one reload command (no shell); return None on success, else what went wrong.
+
+    A reload that failed only because the daemon does not run comes back with the status
+    NOT_RUNNING: nothing refused the files, and the daemon reads them when it starts.
+    """
     if not argv:
         return None
     try:
-        done = subprocess.run(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = _run(argv, timeout)
     except subprocess.TimeoutExpired as exc:
         return ReloadFailure(daemon, TIMEOUT, _tail(exc.stderr or b""))
     except OSError as exc:
         # A missing or non-executable binary is a failed reload to report, not a crash.
         return ReloadFailure(daemon, NOT_RUNNABLE, str(exc))
-    if done.returncode != 0:
-        return ReloadFailure(daemon, done.returncode, _tail(done.stderr))
-    return None
+    if done.returncode == 0:
+        return None
+    output = _tail(done.stdout + done.stderr)
+    if _not_running(argv, done.returncode, output, timeout):
+        return ReloadFailure(daemon, NOT_RUNNING, output)
+    return ReloadFailure(daemon, done.returncode, _tail(done.stderr))
+
+
+def _not_running(argv: Sequence[str], returncode: int, output: str, timeout: float) -> bool:
+    """Whether a failed reload failed only because its daemon does not run.
+
+    Postfix and Dovecot: their master's pid file, found through the configuration the
+    reload command names (`postconf -h queue_directory`, `doveconf -h base_dir`), names no
+    live process; a configuration they cannot read at all (Debian's Postfix installed with
+    "No configuration" has no main.cf) runs no daemon either. `postfix reload` says why it
+    failed only to the mail log, so its output cannot tell. Other commands say it in
+    words (init scripts, systemctl), or, for `start-stop-daemon --stop` (OpenDKIM's init
+    script, or a signal to its pid file), exit 1, which means no such process runs.
+    """
+    program = Path(argv[0]).name
+    if program in ("postfix", "doveadm", "dovecot") and argv[-1] == "reload":
+        return not _master_runs(program, argv, timeout)
+    if any(saying in output.lower() for saying in _NOT_RUNNING_SAYINGS):
+        return True
+    if program == "start-stop-daemon":
+        return returncode == 1 and ("--stop" in argv or "-K" in argv)
+    return False
+
+
+def _master_runs(program: str, argv: Sequence[str], timeout: float) -> bool:
+    """Whether the Postfix or Dovecot master the reload command ``argv`` addresses runs."""
+    options: list[str] = []
+    if "-c" in argv[:-1]:
+        at = list(argv).index("-c")
+        options = list(argv[at : at + 2])
+    if program == "postfix":
+        query, setting, pid_name = "postconf", "queue_directory", "pid/master.pid"
+    else:
+        query, setting, pid_name = "doveconf", "base_dir", "master.pid"
+    # Beside the reload's binary when it is named by path (postfix and postconf share
+    # /usr/sbin); else, as for Dovecot's doveconf in /usr/bin, found on PATH.
+    sibling = Path(argv[0]).parent / query
+    binary = str(sibling) if "/" in argv[0] and sibling.is_file() else query
+    try:
+        found = _run([binary, *options, "-h", setting], timeout)
+    except (subprocess.TimeoutExpired, OSError):
+        return True  # cannot tell: treat the failure as a refusal, the safe side
+    if found.returncode != 0:
+        return False
+    where = found.stdout.decode("utf-8", errors="replace").strip()
+    return bool(where) and is_running(Path(where) / pid_name)
 
 
 def _put_back(path: Path, old: ActualFile | None) -> None:
@@ -124,10 +188,13 @@ def apply(
 
     failures: list[ReloadFailure] = []
     reloaded: list[str] = []
+    not_running: list[str] = []
     for daemon in sorted(plan.daemons_to_reload):
         failure = run_reload(daemon, reload_commands.get(daemon, ()), timeout)
         if failure is None:
             reloaded.append(daemon)
+        elif failure.status == NOT_RUNNING:
+            not_running.append(daemon)
         else:
             failures.append(failure)
 
@@ -146,7 +213,7 @@ def apply(
                 again |= daemons - failed
         for daemon in sorted(again):
             failure = run_reload(daemon, reload_commands.get(daemon, ()), timeout)
-            if failure is not None:
+            if failure is not None and failure.status != NOT_RUNNING:
                 failures.append(failure)
     return ApplyResult(
         written=tuple(written),
@@ -154,6 +221,7 @@ def apply(
         reloaded=tuple(reloaded),
         failures=tuple(failures),
         restored=tuple(restored),
+        not_running=tuple(not_running),
     )
 
 

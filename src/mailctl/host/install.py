@@ -8,6 +8,7 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,6 +118,19 @@ def put_back(path: Path, previous: PreviousFile | None) -> None:
             path.unlink()
         return
     write_atomic(path, previous.content, previous.mode, previous.uid, previous.gid)
+
+
+# Where syslog(3) sends messages: a daemon logging only through syslog (OpenDKIM) is
+# silent on a host without it, as in many containers.
+SYSLOG_SOCKET = Path("/dev/log")
+
+
+def has_syslog(socket_path: Path = SYSLOG_SOCKET) -> bool:
+    """Whether something listens where syslog(3) writes (a socket, or a link to one)."""
+    try:
+        return stat.S_ISSOCK(socket_path.stat().st_mode)
+    except OSError:
+        return False
 
 
 def is_running(pid_file: Path) -> bool:

@@ -13,7 +13,10 @@ def opendkim_files(cfg: StackConfig) -> list[RenderedFile]:
 def _opendkim_conf(cfg: StackConfig) -> str:
     return (
         "# Rendered by mailctl from its configuration; edits here are overwritten.\n"
+        # OpenDKIM has no log file of its own: syslog, facility mail (/var/log/mail.log
+        # with rsyslog, `journalctl -t opendkim` under systemd). Setup warns without one.
         "Syslog yes\n"
+        "SyslogFacility mail\n"
         "SyslogSuccess yes\n"
         "LogWhy yes\n"
         "Mode sv\n"

@@ -22,6 +22,7 @@ from mailctl.errors import (
 )
 from mailctl.host.fs import ensure_dir, write_atomic
 from mailctl.services import jobs
+from mailctl.services.agent import Renewals
 from mailctl.services.certificate_install import ACME, install_certificate
 from mailctl.services.context import Actor, Context
 
@@ -219,27 +220,29 @@ def _renewal_of(ctx: Context, name: str) -> jobs.Work:
     return work
 
 
-def renew_due(ctx: Context) -> list[str]:
+def renew_due(ctx: Context) -> Renewals:
     """Renew every ACME certificate with fewer than ``renew_before_days`` left.
 
-    Orders run one after the other in this thread, under the same lock as other orders
-    (a name whose order already runs is skipped). Returns the names renewed; failures are
-    logged, and the job rows keep their messages.
+    Orders run one after the other in this thread, under the same lock as other orders.
+    Returns the names renewed and, for each failed one (a name whose order already runs
+    elsewhere included), why; failures are logged too, and the job rows keep their messages.
     """
     moment = datetime.now(UTC) + timedelta(days=ctx.settings.renew_before_days)
     with ctx.uow() as uow:
         due = [row.name for row in uow.certificates.expiring_before(moment) if row.source == ACME]
-    renewed: list[str] = []
+    result = Renewals()
     for name in due:
         try:
             job_id = jobs.claim(ctx, JOB_KIND, name, _lock_key(name), _stale_after(ctx))
             jobs.execute(ctx, job_id, _renewal_of(ctx, name))
         except MailctlError as exc:
             log.error("renewal of %s failed: %s", name, exc.message)
+            result.failed[name] = exc.message
             continue
-        except Exception:
+        except Exception as exc:
             # One broken order must not keep the other names from renewing.
             log.exception("renewal of %s failed", name)
+            result.failed[name] = f"unexpected error: {exc.__class__.__name__}"
             continue
-        renewed.append(name)
-    return renewed
+        result.renewed.append(name)
+    return result

@@ -19,7 +19,16 @@ log = logging.getLogger("mailctl.agent")
 # depends on them, so they need no reconcile. Any other kind of change is reconciled.
 NO_FILES_CHANGE = frozenset({"users", "aliases", "admins"})
 
-Renewer = Callable[[Context], list[str]]
+
+@dataclass(frozen=True)
+class Renewals:
+    """One renewal pass: the certificates renewed, and why each failed one failed."""
+
+    renewed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+Renewer = Callable[[Context], Renewals]
 
 
 @dataclass(frozen=True)
@@ -62,15 +71,19 @@ def reconcile_safely(ctx: Context) -> ReconcileOutcome:
 
 
 class ReconcileOnChange:
-    """A change listener that reconciles after committed changes that affect rendered files."""
+    """A change listener that reconciles after committed changes that affect rendered files.
+
+    ``last`` keeps the outcome of its latest run, so a caller can report a failure.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.last: ReconcileOutcome | None = None
 
     def __call__(self, what: str) -> None:
         if what in NO_FILES_CHANGE:
             return
-        reconcile_safely(self.ctx)
+        self.last = reconcile_safely(self.ctx)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ReconcileOnChange) and other.ctx is self.ctx
@@ -79,11 +92,19 @@ class ReconcileOnChange:
         return id(self.ctx)
 
 
-def reconcile_on_change(ctx: Context) -> None:
-    """Make every committed change on ``ctx`` reconcile this host; registering twice is a no-op."""
+def reconcile_on_change(ctx: Context) -> ReconcileOnChange:
+    """Make every committed change on ``ctx`` reconcile this host; registering twice is a no-op.
+
+    The API and every CLI command call this on their context: one path from a change to
+    the files, whoever made the change. Returns the listener registered on ``ctx``.
+    """
     listener = ReconcileOnChange(ctx)
-    if listener not in ctx.change_listeners:
-        ctx.change_listeners.append(listener)
+    for registered in ctx.change_listeners:
+        if registered == listener:
+            assert isinstance(registered, ReconcileOnChange)
+            return registered
+    ctx.change_listeners.append(listener)
+    return listener
 
 
 def find_renewer() -> Renewer | None:
@@ -123,7 +144,7 @@ def run_once(ctx: Context, renew: Renewer | None = None) -> AgentRun:
     renew_error = None
     if renewer is not None:
         try:
-            renewed = list(renewer(ctx))
+            renewals = renewer(ctx)
         except MailctlError as exc:
             renew_error = exc.message
             log.error("certificate renewal failed: %s", exc.message)
@@ -131,6 +152,12 @@ def run_once(ctx: Context, renew: Renewer | None = None) -> AgentRun:
             # A renewal bug must not keep this host from converging: reconcile still runs.
             renew_error = f"unexpected error: {exc}"
             log.exception("certificate renewal failed")
+        else:
+            renewed = list(renewals.renewed)
+            if renewals.failed:
+                renew_error = "; ".join(
+                    f"{name}: {message}" for name, message in renewals.failed.items()
+                )
         if renewed:
             log.info("renewed certificates: %s", ", ".join(renewed))
     return AgentRun(renewed, renew_error, reconcile_safely(ctx))

@@ -46,6 +46,8 @@ class ReconcileReport:
     deleted: list[str] = field(default_factory=list)
     reloaded: list[str] = field(default_factory=list)
     failures: list[ReloadProblem] = field(default_factory=list)
+    # Daemons with changed files that were not reloaded because they do not run.
+    not_running: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -98,7 +100,10 @@ def reconcile(ctx: Context) -> ReconcileReport:
         # A daemon without a reload command (the embedded default) was not reloaded at all.
         reloaded=[daemon for daemon in result.reloaded if commands.get(daemon)],
         failures=[ReloadProblem(f.daemon, str(f.status), f.stderr_tail) for f in result.failures],
+        not_running=list(result.not_running),
     )
+    for daemon in report.not_running:
+        log.warning("%s is not running: its new files are in place for when it starts", daemon)
     for problem in report.failures:
         log.error(
             "reload of %s failed (%s): %s; its previous files were kept",

@@ -263,6 +263,13 @@ def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
             "MAILCTL_RELOAD_ENABLED is off: after a change, mailctl will write the DKIM and "
             "TLS files but not reload OpenDKIM, Postfix and Dovecot."
         )
+    if not install.has_syslog():
+        warnings.append(
+            f"OpenDKIM logs only through syslog, and this host has no {install.SYSLOG_SOCKET}: "
+            "what it says (a key it cannot read, a table it refuses) goes nowhere. Install a "
+            "syslog daemon (rsyslog writes it to /var/log/mail.log) or run under systemd "
+            "(journalctl -t opendkim)."
+        )
     if cfg.backend.kind == "sqlite":
         warnings.append(
             "Postfix and Dovecot read the SQLite file as their own users: its folder and "

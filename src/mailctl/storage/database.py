@@ -23,6 +23,7 @@ from mailctl.errors import (
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+BACKENDS = ("sqlite", "postgresql", "mariadb")
 
 
 def backend_of(url: str) -> str:
@@ -39,8 +40,6 @@ def make_engine(url: str) -> Engine:
     backend = backend_of(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     elif backend == "mariadb":
         if "charset" not in parsed.query:
@@ -68,8 +67,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+NOT_SET_UP = "The database has no mailctl tables yet: run `mailctl init` first."
+NOT_UP_TO_DATE = "The database's mailctl tables are not up to date: run `mailctl init`."
+
+
+def _missing_table(error: exc.SQLAlchemyError) -> bool:
+    """True when the driver says a table does not exist: `mailctl init` never ran here."""
+    orig = getattr(error, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) == "42P01":  # PostgreSQL: undefined_table
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1146:  # MariaDB/MySQL: ER_NO_SUCH_TABLE
+        return True
+    return str(orig).startswith("no such table")  # SQLite
+
+
 def translate(error: exc.SQLAlchemyError) -> MailctlError:
     """Map a SQLAlchemy/driver error to the mailctl error a caller should see."""
+    if _missing_table(error):
+        return UnavailableError(NOT_SET_UP)
     if isinstance(error, exc.IntegrityError):
         return ConflictError("That entry exists already or is still referenced.")
     if isinstance(error, exc.DataError):
@@ -86,8 +104,17 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.backend = backend_of(url)
-        self.engine = make_engine(url)
+        try:
+            self.backend = backend_of(url)
+            if self.backend not in BACKENDS:
+                raise exc.ArgumentError(f"unsupported backend {self.backend}")
+            self.engine = make_engine(url)
+        except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
+            # Never echo the URL: it may hold the database password.
+            raise InvalidInputError(
+                "MAILCTL_DATABASE_URL is not a database URL mailctl can use (sqlite:///FILE, "
+                "postgresql+psycopg://USER@HOST/DB or mysql+pymysql://USER@HOST/DB)."
+            ) from error
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -110,8 +137,33 @@ class Database:
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         return config
 
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The file of a SQLite database (None for another backend or an in-memory one)."""
+        if self.backend != "sqlite":
+            return None
+        name = make_url(self.url).database
+        return Path(name) if name and name != ":memory:" else None
+
+    def require_schema(self) -> None:
+        """Raise UnavailableError saying to run `mailctl init` unless the schema is current.
+
+        A SQLite file that does not exist is not created: only `mailctl init` makes one.
+        """
+        file = self.sqlite_file
+        if file is not None and not file.is_file():
+            raise UnavailableError(f"There is no database at {file}: run `mailctl init` first.")
+        current, head = self.schema_state()
+        if current is None:
+            raise UnavailableError(NOT_SET_UP)
+        if current != head:
+            raise UnavailableError(NOT_UP_TO_DATE)
+
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+        """Bring the schema to the newest migration (idempotent); creates a SQLite file."""
+        file = self.sqlite_file
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
         config = self._alembic_config()
         try:
             with self.engine.begin() as connection:
