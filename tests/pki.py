@@ -19,10 +19,12 @@ def self_signed(
     days: float = 90,
     ip: str | None = None,
     ca: bool = False,
+    san: bool = True,
 ) -> tuple[bytes, bytes]:
     """A certificate for ``name`` (CN and SAN, plus ``ip`` if given) and its key, both PEM.
 
     Valid from ``not_before`` (a day ago by default) to ``not_after`` (``days`` from now).
+    Without ``san`` the name is only the subject CN, as in many hand-made certificates.
     """
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -38,8 +40,9 @@ def self_signed(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before or now - timedelta(days=1))
         .not_valid_after(not_after or now + timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     if ca:
         builder = builder.add_extension(
             x509.BasicConstraints(ca=True, path_length=None), critical=True

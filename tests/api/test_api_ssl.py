@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from tests.pki import ca_signed
+from tests.pki import ca_signed, self_signed
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
@@ -74,6 +74,19 @@ def test_upload_as_text_fields_with_a_name(api: httpx.Client, server: LiveServer
     listing = api.get("/ssl/certificates").json()
     assert [c["name"] for c in listing["certificates"]] == ["a.b"]
     assert "PRIVATE KEY" not in str(listing)
+
+
+def test_documented_two_field_upload_of_a_cn_only_localhost_certificate(
+    api: httpx.Client, server: LiveServer
+) -> None:
+    """Only ssl_certificate and ssl_certificate_key, a CN-only certificate for localhost:
+    stored and served as localhost."""
+    chain, key = self_signed("localhost", san=False)
+    response = _upload(api, chain, key)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["result"], body["name"], body["names"]) == (True, "localhost", ["localhost"])
+    assert (server.ctx.settings.tls_path / "localhost" / "fullchain.pem").read_bytes() == chain
 
 
 def test_bad_uploads_are_refused_and_change_nothing(api: httpx.Client, server: LiveServer) -> None:

@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.pki import ca_signed
+from tests.pki import ca_signed, self_signed
 
 from mailctl.errors import InvalidInputError, NotFoundError, ThrottledError, UpstreamError
 from mailctl.services import certificates, jobs
@@ -99,6 +99,44 @@ def test_upload_not_covering_mail_hostname_is_refused(ctx: Context) -> None:
         certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
     named = certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key, name="web.example")
     assert named.certificate.name == "web.example"
+
+
+def test_cn_only_certificate_for_the_mail_hostname_is_stored_under_it(ctx: Context) -> None:
+    """A certificate naming the mail host only in its CN (no SAN) is accepted for it."""
+    ctx.settings.mail_hostname = "mx.example.com"
+    cert, key = self_signed("mx.example.com", san=False)
+    result = certificates.upload_certificate(ctx, ACTOR, cert, key)
+    assert result.certificate.name == "mx.example.com"
+    assert result.certificate.names == ("mx.example.com",)
+    assert _files(ctx, "mx.example.com")[0].read_bytes() == cert
+
+
+def test_cn_only_localhost_certificate_without_mail_hostname(ctx: Context) -> None:
+    """With no mail host name set, a CN-only certificate for localhost is stored as localhost."""
+    cert, key = self_signed("localhost", san=False)
+    result = certificates.upload_certificate(ctx, ACTOR, cert, key)
+    assert result.certificate.name == "localhost"
+    found = certificates.days_left(ctx, "localhost")
+    assert (found.source, found.name) == ("stored", "localhost")
+
+
+def test_mail_hostname_localhost_takes_a_localhost_certificate(ctx: Context) -> None:
+    """A single-label mail host name (localhost) is a valid name to store a certificate under."""
+    ctx.settings.mail_hostname = "localhost"
+    cert, key = self_signed("localhost", san=False)
+    assert certificates.upload_certificate(ctx, ACTOR, cert, key).certificate.name == "localhost"
+
+
+def test_refusal_for_the_mail_hostname_lists_the_certificates_names(ctx: Context) -> None:
+    """A certificate not for the mail host name is refused, with the names it is for."""
+    ctx.settings.mail_hostname = "mx.example.com"
+    pair = make_pair("www.example.com")
+    with pytest.raises(InvalidInputError) as refused:
+        certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
+    assert refused.value.message == (
+        "The certificate does not cover the mail host name mx.example.com (it is for "
+        "www.example.com); give 'name' to store it under another name."
+    )
 
 
 def test_upload_hostname_must_be_covered(ctx: Context) -> None:

@@ -230,9 +230,43 @@ def test_matches_hostname(leaf: Issued, inter: Issued, hostname: str, expected: 
     assert tls.matches_hostname(info, hostname) is expected
 
 
-def test_cn_alone_does_not_match(inter: Issued) -> None:
-    """A certificate without SANs matches no host name, as clients ignore the CN."""
+def test_cn_alone_matches_as_clients_check_it(inter: Issued) -> None:
+    """A certificate without SAN DNS names is valid for its CN, as OpenSSL's host check says."""
     bare = issue("mail.example.org", inter)
     info = tls.read_chain(bare.pem)
     assert info.san == ()
-    assert not tls.matches_hostname(info, "mail.example.org")
+    assert info.names == ("mail.example.org",)
+    assert tls.matches_hostname(info, "mail.example.org")
+    assert tls.matches_hostname(info, "MAIL.example.org.")
+    assert not tls.matches_hostname(info, "other.example.org")
+
+
+def test_single_label_cn_matches(inter: Issued) -> None:
+    """A CN-only certificate for localhost is valid for localhost."""
+    info = tls.read_chain(issue("localhost", inter).pem)
+    assert tls.matches_hostname(info, "localhost")
+
+
+def test_cn_is_ignored_when_san_names_exist(inter: Issued) -> None:
+    """With DNS names in the SAN, only they count: a CN outside them matches nothing."""
+    cert = issue("cn-only.example.org", inter, san=("mail.example.org",))
+    info = tls.read_chain(cert.pem)
+    assert info.names == ("mail.example.org",)
+    assert not tls.matches_hostname(info, "cn-only.example.org")
+    assert tls.matches_hostname(info, "mail.example.org")
+
+
+@pytest.mark.parametrize(
+    ("hostname", "expected"),
+    [("mail.example.org", True), ("example.org", False), ("a.mail.example.org", False)],
+)
+def test_wildcard_cn_covers_one_label(inter: Issued, hostname: str, expected: bool) -> None:
+    """A wildcard in a CN-only certificate stands for one whole label, as in a SAN."""
+    info = tls.read_chain(issue("*.example.org", inter).pem)
+    assert tls.matches_hostname(info, hostname) is expected
+
+
+def test_wildcard_of_a_top_level_domain_matches_nothing(inter: Issued) -> None:
+    """``*.org`` is no wildcard a client honours: it matches no host under org."""
+    info = tls.read_chain(issue("x", inter, san=("*.org",)).pem)
+    assert not tls.matches_hostname(info, "example.org")

@@ -39,6 +39,17 @@ class CertInfo:
     chain_pem: bytes
     key_pem: bytes | None = None
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The host names the certificate is for: its SAN DNS names, else its subject CN.
+
+        A TLS client checks the CN only when the certificate has no DNS name in its SAN
+        (RFC 6125 6.4.4, and what OpenSSL's host check does).
+        """
+        if self.san:
+            return self.san
+        return (self.subject_cn,) if self.subject_cn else ()
+
 
 def _check_size(data: bytes, what: str, max_bytes: int) -> None:
     if len(data) > max_bytes:
@@ -184,19 +195,20 @@ def days_left(not_after: datetime, now: datetime | None = None) -> int:
 
 
 def matches_hostname(info: CertInfo, hostname: str) -> bool:
-    """Return True if a DNS name in the certificate's SAN covers ``hostname``.
+    """Return True if the certificate is valid for ``hostname``, as a TLS client decides.
 
-    A wildcard stands for exactly one whole left-most label, as RFC 6125 allows; the
-    subject CN is ignored, as clients have ignored it since SANs became mandatory.
+    Only the SAN's DNS names count when there are any; a certificate without them is
+    matched on its subject CN, as OpenSSL's host check does. A wildcard stands for exactly
+    one whole left-most label (RFC 6125), never for a top-level domain's children.
     """
     host = hostname.strip().rstrip(".").lower()
     if not host:
         return False
-    for name in info.san:
+    for name in info.names:
         pattern = name.rstrip(".").lower()
         if pattern == host:
             return True
-        if pattern.startswith("*."):
+        if pattern.startswith("*.") and "." in pattern[2:]:
             first, _, rest = host.partition(".")
             if first and rest and rest == pattern[2:]:
                 return True
