@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -104,3 +108,26 @@ def ca_signed(
         serialization.NoEncryption(),
     )
     return chain, key_pem, not_after
+
+
+def openssl_signed(folder: Path, name: str, digest: str) -> tuple[bytes, bytes]:
+    """A chain (leaf for ``name``, then its CA) whose leaf is signed with ``digest``, and
+    the leaf's key, made by the ``openssl`` command: cryptography refuses to sign with
+    SHA-1, which is what this is for. Fails the test when openssl is missing.
+    """
+    binary = shutil.which("openssl")
+    if binary is None:
+        pytest.fail("openssl is not installed; it makes the weakly signed test certificates")
+    new_key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+
+    def openssl(command: str) -> None:
+        subprocess.run([binary, *command.split()], cwd=folder, check=True, capture_output=True)
+
+    openssl(f"req -x509 {new_key} -keyout ca.key -out ca.pem -subj /CN=Test-CA -days 30")
+    openssl(f"req {new_key} -keyout leaf.key -out leaf.csr -subj /CN={name}")
+    openssl(
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem "
+        f"-days 20 -{digest}"
+    )
+    chain = (folder / "leaf.pem").read_bytes() + (folder / "ca.pem").read_bytes()
+    return chain, (folder / "leaf.key").read_bytes()

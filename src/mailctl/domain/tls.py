@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from mailctl.errors import InvalidInputError, TooLargeError
 
@@ -93,6 +93,66 @@ def _spki(key: CertificatePublicKeyTypes) -> bytes:
     )
 
 
+# Digests whose collisions can be forged: OpenSSL refuses certificates signed with them at
+# its default security level, on the server's side when it loads one and on the client's.
+_WEAK_DIGESTS = {
+    "1.2.840.113549.1.1.2": "MD2",
+    "1.2.840.113549.1.1.3": "MD4",
+    SignatureAlgorithmOID.RSA_WITH_MD5.dotted_string: "MD5",
+    SignatureAlgorithmOID.RSA_WITH_SHA1.dotted_string: "SHA-1",
+    "1.3.14.3.2.29": "SHA-1",  # the old OIW name for sha1WithRSA
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1.dotted_string: "SHA-1",
+    SignatureAlgorithmOID.DSA_WITH_SHA1.dotted_string: "SHA-1",
+}
+# The smallest keys clients still accept: 112-bit security, as OpenSSL's default level 2.
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 256
+
+
+def _which(position: int, cert: x509.Certificate) -> str:
+    if position == 1:
+        return "The server certificate"
+    return f"Certificate {position} of the chain ({cert.subject.rfc4514_string()})"
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject
+
+
+def _check_strength(chain: list[x509.Certificate]) -> None:
+    """Refuse weak signatures and keys, each with its real reason.
+
+    A self-signed certificate's own signature is not checked by anyone who trusts it (it
+    is the trust anchor), so its digest does not matter; every key does.
+    """
+    for position, cert in enumerate(chain, start=1):
+        which = _which(position, cert)
+        weak = _WEAK_DIGESTS.get(cert.signature_algorithm_oid.dotted_string)
+        if weak is not None and not _self_signed(cert):
+            raise InvalidInputError(
+                f"{which} is signed with {weak}, which clients refuse; ask its issuer for "
+                "one signed with SHA-256."
+            )
+        try:
+            key = cert.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidInputError(
+                f"{which} has a public key of a kind mailctl cannot read."
+            ) from exc
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise InvalidInputError(
+                f"{which} has a {key.key_size}-bit RSA key; clients refuse RSA keys under "
+                f"{MIN_RSA_BITS} bits."
+            )
+        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MIN_EC_BITS:
+            raise InvalidInputError(
+                f"{which} has a {key.curve.key_size}-bit elliptic-curve key "
+                f"({key.curve.name}); clients refuse curves under {MIN_EC_BITS} bits."
+            )
+        if isinstance(key, dsa.DSAPublicKey):
+            raise InvalidInputError(f"{which} has a DSA key, which clients refuse.")
+
+
 def _check_order(chain: list[x509.Certificate]) -> None:
     for position, (cert, issuer) in enumerate(itertools.pairwise(chain), start=1):
         if cert.issuer != issuer.subject:
@@ -113,8 +173,10 @@ def _check_order(chain: list[x509.Certificate]) -> None:
             # to do.
             continue
         except ValueError as exc:
+            # The names matched, so this is a signature algorithm cryptography lacks.
             raise InvalidInputError(
-                f"Certificate {position} was not issued by certificate {position + 1}."
+                f"{_which(position, cert)} is signed with an algorithm mailctl cannot check "
+                f"({cert.signature_algorithm_oid.dotted_string})."
             ) from exc
 
 
@@ -156,14 +218,18 @@ def check_upload(
 
     Refuses (InvalidInputError, or TooLargeError for oversized input) anything a daemon
     would choke on or serve wrongly: no certificate, a bad or encrypted key, a key that is
-    not the leaf's, a leaf outside its validity period, a chain out of order. The returned
+    not the leaf's, a leaf outside its validity period, a chain out of order, a signature
+    with a broken digest (SHA-1, MD5) or a key too small for clients. The returned
     chain and key PEMs are re-serialised, so stray text around the PEM blocks is gone.
     """
     _check_size(cert_pem, "certificate", max_bytes)
     _check_size(key_pem, "private key", max_bytes)
     chain = _load_chain(cert_pem)
     key = _load_key(key_pem)
-    # Order first: a key that matches a later certificate means the leaf is not first.
+    # Strength first: a SHA-1 signature fails the order check's verification too, for a
+    # reason that is not the chain's order. Then order: a key that matches a later
+    # certificate means the leaf is not first.
+    _check_strength(chain)
     _check_order(chain)
     leaf = chain[0]
     if _spki(key.public_key()) != _spki(leaf.public_key()):

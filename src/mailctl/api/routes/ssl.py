@@ -58,7 +58,8 @@ async def upload_certificate(
     the SAN's DNS names, or the subject CN when there are none; a wildcard covers one label.
 
     Refused with 400 (413 when too large) before anything changes: bad PEM, a key that is
-    not the certificate's, an expired certificate, a chain out of order. When Postfix or
+    not the certificate's, an expired certificate, a chain out of order, a signature with
+    SHA-1 or MD5, an RSA key under 2048 bits or a curve under 256. When Postfix or
     Dovecot refuse the new pair, the previous pair is back on disk and in the database,
     and the answer is 503 with ``result: false`` and the ``reload`` details.
     """
