@@ -136,6 +136,20 @@ def test_configured_defaults_apply_to_new_keys(
     assert (result.key.selector, result.key.key_type) == ("k1", "ed25519")
 
 
+def test_new_key_after_removing_the_signing_one_keeps_the_retired_key(ctx: Context) -> None:
+    """With only a retired 'mail' key left, add picks a new selector instead of replacing it."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    first = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    rotated = dkim.rotate_key(ctx, ACTOR, "example.com")
+    dkim.remove_key(ctx, ACTOR, "example.com", rotated.key.selector)
+    again = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    assert again.action == dkim.CREATED
+    assert again.key.selector != "mail"
+    _, keys = dkim.list_keys(ctx, "example.com")
+    assert [(k.selector, k.active) for k in keys] == [(again.key.selector, True), ("mail", False)]
+    assert keys[1].dns == first.key.dns
+
+
 def test_rotate_of_a_domain_without_key_creates_one(ctx: Context) -> None:
     """rotate on a domain with no key simply creates its first key."""
     domains.create_domain(ctx, ACTOR, "example.com")

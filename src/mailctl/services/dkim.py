@@ -118,6 +118,8 @@ def add_key(
 
     Without ``rotate`` a domain that has an active key keeps it and gets it back unchanged
     (``selector`` and ``key_type`` only apply to a new key), so the call is safe to repeat.
+    A new key without ``selector`` takes the configured one, or a dated one (below) when
+    a retired key of the domain has it.
 
     With ``rotate`` a new key replaces the active one, under a new selector: ``selector``,
     or one derived from the date (``mail2026-11``, after the configured selector) that no
@@ -169,9 +171,12 @@ def add_key(
             action = EXISTING
         else:
             others = uow.dkim_keys.for_domain(row.id)
-            if new_selector is None:
+            taken = {k.selector for k in others}
+            # A selector nobody asked for never takes over a retired key's: its record may
+            # still be published for mail in transit.
+            if new_selector is None or (wanted_selector is None and new_selector in taken):
                 prefix = dkim.validate_selector(ctx.settings.dkim_selector)
-                new_selector = dated_selector(prefix, {k.selector for k in others})
+                new_selector = dated_selector(prefix, taken)
             for old in others:
                 if old.selector == new_selector:
                     uow.dkim_keys.delete(old)  # a selector names one key per domain
