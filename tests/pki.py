@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,10 +23,12 @@ def self_signed(
     days: float = 90,
     ip: str | None = None,
     ca: bool = False,
+    san: bool = True,
 ) -> tuple[bytes, bytes]:
     """A certificate for ``name`` (CN and SAN, plus ``ip`` if given) and its key, both PEM.
 
     Valid from ``not_before`` (a day ago by default) to ``not_after`` (``days`` from now).
+    Without ``san`` the name is only the subject CN, as in many hand-made certificates.
     """
     now = datetime.now(UTC)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -38,8 +44,9 @@ def self_signed(
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before or now - timedelta(days=1))
         .not_valid_after(not_after or now + timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     )
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     if ca:
         builder = builder.add_extension(
             x509.BasicConstraints(ca=True, path_length=None), critical=True
@@ -101,3 +108,26 @@ def ca_signed(
         serialization.NoEncryption(),
     )
     return chain, key_pem, not_after
+
+
+def openssl_signed(folder: Path, name: str, digest: str) -> tuple[bytes, bytes]:
+    """A chain (leaf for ``name``, then its CA) whose leaf is signed with ``digest``, and
+    the leaf's key, made by the ``openssl`` command: cryptography refuses to sign with
+    SHA-1, which is what this is for. Fails the test when openssl is missing.
+    """
+    binary = shutil.which("openssl")
+    if binary is None:
+        pytest.fail("openssl is not installed; it makes the weakly signed test certificates")
+    new_key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+
+    def openssl(command: str) -> None:
+        subprocess.run([binary, *command.split()], cwd=folder, check=True, capture_output=True)
+
+    openssl(f"req -x509 {new_key} -keyout ca.key -out ca.pem -subj /CN=Test-CA -days 30")
+    openssl(f"req {new_key} -keyout leaf.key -out leaf.csr -subj /CN={name}")
+    openssl(
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem "
+        f"-days 20 -{digest}"
+    )
+    chain = (folder / "leaf.pem").read_bytes() + (folder / "ca.pem").read_bytes()
+    return chain, (folder / "leaf.key").read_bytes()

@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import LiveServer
 
 from mailctl.domain import dkim
+from mailctl.services import dkim as service_dkim
 
 
 def add_domain(api: httpx.Client, name: str) -> None:
@@ -68,23 +69,55 @@ def test_second_call_returns_the_same_key_and_one_line(
     assert trusted == ["127.0.0.1", "::1", "localhost"]
 
 
-def test_rotate_makes_a_new_key(api: httpx.Client, server: LiveServer) -> None:
-    """rotate=true replaces the key under the same selector; the key file follows it."""
+def test_rotate_makes_a_new_key_under_a_new_selector(api: httpx.Client, server: LiveServer) -> None:
+    """rotate=true without selector signs with a new key under a dated selector; the old key
+    stays listed, retired, with its record unchanged."""
     add_domain(api, "example.com")
-    first = api.post("/dkim/add-new-domain", data={"domain": "example.com"}).json()
-    key_file = server.ctx.settings.opendkim_path / "keys/example.com/mail.private"
-    old_pem = key_file.read_text()
-    rotated = api.post(
-        "/dkim/add-new-domain", data={"domain": "example.com", "rotate": "true"}
+    first = api.post(
+        "/dkim/add-new-domain", data={"domain": "example.com", "key_type": "ed25519"}
     ).json()
-    assert rotated["result"] is True
-    assert rotated["selector"] == "mail"
+    before = service_dkim.dated_selector("mail", set())
+    response = api.post("/dkim/add-new-domain", data={"domain": "example.com", "rotate": "true"})
+    assert response.status_code == 200, response.text
+    rotated = response.json()
+    new = rotated["selector"]
+    assert new in {before, service_dkim.dated_selector("mail", set())}
+    assert (rotated["result"], rotated["retired_selector"]) == (True, "mail")
+    assert rotated["msg"] == (
+        f"The DKIM key of example.com was rotated to the new selector {new}; publish its DNS "
+        "record beside the one of the retired key mail, which stays until mail signed with "
+        "it has arrived."
+    )
+    assert rotated["dns"]["name"] == f"{new}._domainkey.example.com"
     assert rotated["dns"]["value"] != first["dns"]["value"]
-    assert key_file.read_text() != old_pem
+    key_file = server.ctx.settings.opendkim_path / f"keys/example.com/{new}.private"
     assert rotated["dns"]["value"] == dkim.public_record(key_file.read_text())
-    assert len(lines_for(server, "KeyTable", "example.com")) == 1
-    shown = api.get("/dkim/example.com").json()
-    assert shown["dns"] == rotated["dns"]
+    assert lines_for(server, "SigningTable", "example.com") == [
+        f"*@example.com {new}._domainkey.example.com"
+    ]
+    keys = api.get("/dkim/example.com/keys").json()["keys"]
+    assert [(k["selector"], k["active"], k["dns"]) for k in keys] == [
+        (new, True, rotated["dns"]),
+        ("mail", False, first["dns"]),
+    ]
+
+
+def test_rotate_to_the_current_selector_replaces_in_place(
+    api: httpx.Client, server: LiveServer
+) -> None:
+    """Naming the current selector replaces its key; the answer says to update DNS now."""
+    add_domain(api, "example.com")
+    first = api.post(
+        "/dkim/add-new-domain", data={"domain": "example.com", "key_type": "ed25519"}
+    ).json()
+    rotated = api.post(
+        "/dkim/add-new-domain", data={"domain": "example.com", "rotate": "true", "selector": "mail"}
+    ).json()
+    assert (rotated["selector"], rotated["result"]) == ("mail", True)
+    assert "retired_selector" not in rotated
+    assert rotated["dns"]["value"] != first["dns"]["value"]
+    assert "update its DNS record now" in rotated["msg"]
+    assert [k["selector"] for k in api.get("/dkim/example.com/keys").json()["keys"]] == ["mail"]
 
 
 def test_rotate_to_new_selector_drops_the_old_file(api: httpx.Client, server: LiveServer) -> None:

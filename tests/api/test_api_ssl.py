@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from tests.pki import ca_signed
+from tests.pki import ca_signed, openssl_signed, self_signed
 
 if TYPE_CHECKING:
     from tests.conftest import LiveServer
@@ -74,6 +75,33 @@ def test_upload_as_text_fields_with_a_name(api: httpx.Client, server: LiveServer
     listing = api.get("/ssl/certificates").json()
     assert [c["name"] for c in listing["certificates"]] == ["a.b"]
     assert "PRIVATE KEY" not in str(listing)
+
+
+def test_documented_two_field_upload_of_a_cn_only_localhost_certificate(
+    api: httpx.Client, server: LiveServer
+) -> None:
+    """Only ssl_certificate and ssl_certificate_key, a CN-only certificate for localhost:
+    stored and served as localhost."""
+    chain, key = self_signed("localhost", san=False)
+    response = _upload(api, chain, key)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["result"], body["name"], body["names"]) == (True, "localhost", ["localhost"])
+    assert (server.ctx.settings.tls_path / "localhost" / "fullchain.pem").read_bytes() == chain
+
+
+def test_sha1_signed_certificate_is_refused_for_that_reason(
+    api: httpx.Client, tmp_path: Path
+) -> None:
+    """A SHA-1-signed leaf: 400 saying so, not that its CA did not issue it."""
+    chain, key = openssl_signed(tmp_path, HOST, "sha1")
+    response = _upload(api, chain, key)
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "result": False,
+        "msg": "The server certificate is signed with SHA-1, which clients refuse; ask its "
+        "issuer for one signed with SHA-256.",
+    }
 
 
 def test_bad_uploads_are_refused_and_change_nothing(api: httpx.Client, server: LiveServer) -> None:

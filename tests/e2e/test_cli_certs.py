@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from tests.pki import self_signed
+from tests.pki import openssl_signed, self_signed
 from typer.testing import CliRunner
 
 from mailctl.cli.main import app
@@ -71,6 +71,25 @@ def test_upload_refusals_exit_with_input_error(run: Run, tmp_path: Path) -> None
     assert missing.exit_code == 2
     assert "Cannot read the certificate file" in missing.output
     assert "mail.example.com" not in run("cert", "status").output
+
+
+def test_cn_only_localhost_certificate_and_a_sha1_one(run: Run, tmp_path: Path) -> None:
+    """A CN-only localhost pair installs as localhost; a SHA-1-signed one exits 2 saying so."""
+    cert, key = self_signed("localhost", san=False)
+    (tmp_path / "cn.crt").write_bytes(cert)
+    (tmp_path / "cn.key").write_bytes(key)
+    uploaded = run("cert", "upload", str(tmp_path / "cn.crt"), str(tmp_path / "cn.key"))
+    assert uploaded.exit_code == 0, uploaded.output
+    assert "Installed the certificate localhost" in uploaded.output
+
+    folder = tmp_path / "sha1"
+    folder.mkdir()
+    chain, sha1_key = openssl_signed(folder, "localhost", "sha1")
+    (folder / "chain.pem").write_bytes(chain)
+    (folder / "key.pem").write_bytes(sha1_key)
+    refused = run("cert", "upload", str(folder / "chain.pem"), str(folder / "key.pem"))
+    assert refused.exit_code == 2
+    assert "signed with SHA-1, which clients refuse" in refused.output
 
 
 def test_status_of_an_unreachable_host_exits_upstream(run: Run) -> None:

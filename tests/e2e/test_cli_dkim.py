@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from mailctl.cli.main import app
 from mailctl.domain import dkim
+from mailctl.services.dkim import dated_selector
 
 # The commands are thin; one backend is enough to check their output and exit codes.
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -63,11 +64,24 @@ def test_add_show_rotate(run, tmp_path: Path) -> None:  # type: ignore[no-untype
     assert shown.exit_code == 0
     assert f"value: {record}" in shown.output
 
+    before = dated_selector("mail", set())
     rotated = run("dkim", "rotate", "example.com")
     assert rotated.exit_code == 0, rotated.output
-    assert "Replaced the DKIM key of example.com." in rotated.output
+    new = next(
+        s for s in (before, dated_selector("mail", set())) if f"selector {s}." in rotated.output
+    )
+    assert (
+        f"Rotated the DKIM key of example.com to the new selector {new}. The previous key (s1) "
+        "is retired"
+    ) in rotated.output
+    assert "mailctl dkim rm example.com s1" in rotated.output
     assert record not in rotated.output
-    assert f"value: {dkim.public_record(key_file.read_text())}" in rotated.output
+    new_file = tmp_path / f"data/opendkim/keys/example.com/{new}.private"
+    assert f"value: {dkim.public_record(new_file.read_text())}" in rotated.output
+    assert not key_file.exists()  # OpenDKIM signs with the new key only
+    listed = run("dkim", "list", "example.com")
+    assert listed.exit_code == 0, listed.output
+    assert "retired" in listed.output and "signing" in listed.output
 
 
 def test_errors_have_exit_codes(run) -> None:  # type: ignore[no-untyped-def]

@@ -233,6 +233,36 @@ def test_dns_prints_the_four_records(run) -> None:  # type: ignore[no-untyped-de
     ]
 
 
+def test_dns_keeps_a_rotated_out_key_published(run) -> None:  # type: ignore[no-untyped-def]
+    """After a rotation, `mailctl dns` lists the signing key and the retired one, marked."""
+    assert run("domain", "add", "example.org").exit_code == 0
+    assert run("dkim", "add", "example.org", "--key-type", "ed25519").exit_code == 0
+    old = run("dkim", "show", "example.org").output
+    old_value = next(line.split("value: ", 1)[1] for line in old.splitlines() if "value: " in line)
+    rotated = run("dkim", "rotate", "example.org")
+    assert rotated.exit_code == 0, rotated.output
+    new = run("dkim", "show", "example.org").output
+    new_value = next(line.split("value: ", 1)[1] for line in new.splitlines() if "value: " in line)
+    new_name = next(line.split("name:  ", 1)[1] for line in new.splitlines() if "name:  " in line)
+    assert new_name != "mail._domainkey.example.org"
+
+    zone = run("dns", "example.org", "--zone")
+    assert zone.exit_code == 0, zone.output
+    lines = zone.output.splitlines()
+    signing = lines.index(f'{new_name}.\t3600\tIN\tTXT\t"{new_value}"')
+    retired = lines.index(f'mail._domainkey.example.org.\t3600\tIN\tTXT\t"{old_value}"')
+    assert lines[signing - 1] == "; DKIM: the public half of the signing key"
+    assert lines[retired - 1].startswith("; DKIM: a retired key, no longer signing; keep it")
+    assert "no DKIM key signs" not in zone.output
+
+    table = run("dns", "example.org")
+    assert table.exit_code == 0, table.output
+    rows = table.output.splitlines()
+    assert any(new_name in row and "signing" in row for row in rows), table.output
+    assert any("mail._domainkey.example.org" in row and "retired" in row for row in rows)
+    assert "`mailctl dkim rm example.org mail`" in table.output
+
+
 def test_dns_without_a_dkim_key_says_how_to_make_one(run) -> None:  # type: ignore[no-untyped-def]
     """A domain with no key gets MX, SPF and DMARC, and a note naming `mailctl dkim add`."""
     assert run("domain", "add", "example.net").exit_code == 0

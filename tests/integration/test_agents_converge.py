@@ -113,7 +113,10 @@ def test_two_agents_converge(
         assert rendered == snapshot(node_b) == snapshot(server.ctx.settings)
         assert not any("a.example" in path for path in rendered)
         assert b"a.example" not in rendered["opendkim/KeyTable"][1]
-        new_key = rendered["opendkim/keys/b.example/mail.private"][1].decode()
+        # The rotation signs under a new selector; the retired key's file is gone.
+        assert rotated["selector"] != "mail"
+        assert "opendkim/keys/b.example/mail.private" not in rendered
+        new_key = rendered[f"opendkim/keys/b.example/{rotated['selector']}.private"][1].decode()
         assert dkim.public_record(new_key) == rotated["dns"]["value"]
 
         for settings in (node_a, node_b):

@@ -54,15 +54,39 @@ def test_bad_choices_are_refused(call, message: str) -> None:  # type: ignore[no
 def test_domain_records_in_publishing_order() -> None:
     """MX, SPF, DKIM (when there is a key), DMARC."""
     key = dnsrecords.dkim_record("mail._domainkey.example.org.", "v=DKIM1; k=ed25519; p=AAAA")
-    records = dnsrecords.domain_records("example.org", "mail.example.org", dkim=key)
+    records = dnsrecords.domain_records("example.org", "mail.example.org", dkim=[key])
     assert [(r.name, r.type) for r in records] == [
         ("example.org", "MX"),
         ("example.org", "TXT"),
         ("mail._domainkey.example.org", "TXT"),
         ("_dmarc.example.org", "TXT"),
     ]
-    without = dnsrecords.domain_records("example.org", "mail.example.org", dkim=None)
+    without = dnsrecords.domain_records("example.org", "mail.example.org")
     assert [r.name for r in without] == ["example.org", "example.org", "_dmarc.example.org"]
+
+
+def test_retired_dkim_keys_are_published_beside_the_signing_one() -> None:
+    """Every key's record is listed, the signing one first, each comment saying which."""
+    signing = dnsrecords.dkim_record("new._domainkey.example.org", "v=DKIM1; k=ed25519; p=BB")
+    retired = dnsrecords.dkim_record(
+        "old._domainkey.example.org", "v=DKIM1; k=ed25519; p=AA", active=False
+    )
+    records = dnsrecords.domain_records("example.org", "mail.example.org", dkim=[signing, retired])
+    assert [(r.name, r.note) for r in records] == [
+        ("example.org", ""),
+        ("example.org", ""),
+        ("new._domainkey.example.org", "signing"),
+        ("old._domainkey.example.org", "retired"),
+        ("_dmarc.example.org", ""),
+    ]
+    lines = dnsrecords.zone_text(records).splitlines()
+    assert lines[4:8] == [
+        "; DKIM: the public half of the signing key",
+        'new._domainkey.example.org.\t3600\tIN\tTXT\t"v=DKIM1; k=ed25519; p=BB"',
+        "; DKIM: a retired key, no longer signing; keep it published until the mail it "
+        "signed has been delivered",
+        'old._domainkey.example.org.\t3600\tIN\tTXT\t"v=DKIM1; k=ed25519; p=AA"',
+    ]
 
 
 def test_zone_lines_use_absolute_names_and_quoted_text() -> None:
@@ -86,7 +110,7 @@ def test_long_txt_values_are_split_into_255_byte_strings() -> None:
 
 def test_zone_text_comments_each_record() -> None:
     """Every zone-file line is preceded by a comment saying what the record is for."""
-    records = dnsrecords.domain_records("example.org", "mail.example.org", dkim=None)
+    records = dnsrecords.domain_records("example.org", "mail.example.org")
     text = dnsrecords.zone_text(records)
     lines = text.splitlines()
     assert lines[0] == "; MX: where mail for the domain is delivered"

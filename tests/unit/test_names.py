@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mailctl.domain.names import normalize_domain, normalize_local_part, parse_address
+from mailctl.domain.names import (
+    normalize_domain,
+    normalize_host_name,
+    normalize_local_part,
+    parse_address,
+)
 from mailctl.errors import InvalidInputError
 
 
@@ -96,3 +101,13 @@ def test_local_part_is_safe_as_directory_name() -> None:
     for bad in ("..", ".", "a/b", "a\\b", "a b"):
         with pytest.raises(InvalidInputError):
             normalize_local_part(bad)
+
+
+def test_host_name_may_be_one_label_where_a_domain_may_not() -> None:
+    """``localhost`` is a host name a certificate can be for, but no mail domain."""
+    assert normalize_host_name("LocalHost.") == "localhost"
+    assert normalize_host_name("Mail.Example.com") == "mail.example.com"
+    with pytest.raises(InvalidInputError, match="at least two labels"):
+        normalize_domain("localhost")
+    with pytest.raises(InvalidInputError, match="The host name 'a/b' must not contain slashes"):
+        normalize_host_name("a/b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -13,11 +14,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.pki import ca_signed
+from tests.pki import ca_signed, self_signed
 
 from mailctl.errors import InvalidInputError, NotFoundError, ThrottledError, UpstreamError
-from mailctl.services import certificates, jobs
+from mailctl.services import certificates, dkim, domains, jobs
 from mailctl.services.context import Actor, Context
+from mailctl.services.reconcile import reconcile
 from mailctl.storage.tables import Job
 
 ACTOR = Actor("admin", "192.0.2.1")
@@ -101,6 +103,44 @@ def test_upload_not_covering_mail_hostname_is_refused(ctx: Context) -> None:
     assert named.certificate.name == "web.example"
 
 
+def test_cn_only_certificate_for_the_mail_hostname_is_stored_under_it(ctx: Context) -> None:
+    """A certificate naming the mail host only in its CN (no SAN) is accepted for it."""
+    ctx.settings.mail_hostname = "mx.example.com"
+    cert, key = self_signed("mx.example.com", san=False)
+    result = certificates.upload_certificate(ctx, ACTOR, cert, key)
+    assert result.certificate.name == "mx.example.com"
+    assert result.certificate.names == ("mx.example.com",)
+    assert _files(ctx, "mx.example.com")[0].read_bytes() == cert
+
+
+def test_cn_only_localhost_certificate_without_mail_hostname(ctx: Context) -> None:
+    """With no mail host name set, a CN-only certificate for localhost is stored as localhost."""
+    cert, key = self_signed("localhost", san=False)
+    result = certificates.upload_certificate(ctx, ACTOR, cert, key)
+    assert result.certificate.name == "localhost"
+    found = certificates.days_left(ctx, "localhost")
+    assert (found.source, found.name) == ("stored", "localhost")
+
+
+def test_mail_hostname_localhost_takes_a_localhost_certificate(ctx: Context) -> None:
+    """A single-label mail host name (localhost) is a valid name to store a certificate under."""
+    ctx.settings.mail_hostname = "localhost"
+    cert, key = self_signed("localhost", san=False)
+    assert certificates.upload_certificate(ctx, ACTOR, cert, key).certificate.name == "localhost"
+
+
+def test_refusal_for_the_mail_hostname_lists_the_certificates_names(ctx: Context) -> None:
+    """A certificate not for the mail host name is refused, with the names it is for."""
+    ctx.settings.mail_hostname = "mx.example.com"
+    pair = make_pair("www.example.com")
+    with pytest.raises(InvalidInputError) as refused:
+        certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
+    assert refused.value.message == (
+        "The certificate does not cover the mail host name mx.example.com (it is for "
+        "www.example.com); give 'name' to store it under another name."
+    )
+
+
 def test_upload_hostname_must_be_covered(ctx: Context) -> None:
     """A hostname given with an upload must be one of the certificate's names."""
     pair = make_pair("mail.example.com")
@@ -143,8 +183,6 @@ def test_reload_refusal_restores_previous_pair_in_files_and_database(ctx: Contex
     assert "rollback_certificate" in actions
     # A later reconcile has nothing to redo: the table and the files agree.
     ctx.settings.reload_postfix = "true"
-    from mailctl.services.reconcile import reconcile
-
     assert not reconcile(ctx).changed
 
 
@@ -156,6 +194,48 @@ def test_reload_refusal_of_a_first_certificate_leaves_none(ctx: Context) -> None
     assert result.rolled_back
     assert not _files(ctx, "mail.example.com")[0].exists()
     assert certificates.list_certificates(ctx) == []
+
+
+# --- files reconcile writes ------------------------------------------------------------
+
+OPENDKIM_UID, OPENDKIM_GID = 4242, 4243  # stand-ins for the opendkim user and group
+
+
+def _owner_mode(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return info.st_uid, info.st_gid, info.st_mode & 0o777
+
+
+def test_reconcile_gives_tls_keys_to_root_and_dkim_keys_to_opendkim(ctx: Context) -> None:
+    """TLS key 0600 root:root, chain 0644 root; DKIM key 0600 and tables owned by OpenDKIM."""
+    assert os.geteuid() == 0, "changing a file's owner needs root, as scripts/test runs"
+    ctx.settings.file_uid, ctx.settings.file_gid = OPENDKIM_UID, OPENDKIM_GID
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    pair = make_pair("mail.example.com")
+    certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
+    chain_file, key_file = _files(ctx, "mail.example.com")
+    assert _owner_mode(key_file) == (0, 0, 0o600)
+    assert _owner_mode(chain_file) == (0, 0, 0o644)
+    opendkim_dir = ctx.settings.opendkim_path
+    dkim_key = opendkim_dir / "keys" / "example.com" / "mail.private"
+    assert _owner_mode(dkim_key) == (OPENDKIM_UID, OPENDKIM_GID, 0o600)
+    assert _owner_mode(opendkim_dir / "KeyTable") == (OPENDKIM_UID, OPENDKIM_GID, 0o644)
+
+
+def test_reconcile_takes_back_a_tls_key_the_opendkim_group_could_read(ctx: Context) -> None:
+    """A TLS key left group-readable by the OpenDKIM group is put back to 0600 root:root."""
+    assert os.geteuid() == 0, "changing a file's owner needs root, as scripts/test runs"
+    ctx.settings.file_uid, ctx.settings.file_gid = OPENDKIM_UID, OPENDKIM_GID
+    pair = make_pair("mail.example.com")
+    certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
+    _, key_file = _files(ctx, "mail.example.com")
+    os.chown(key_file, OPENDKIM_UID, OPENDKIM_GID)
+    os.chmod(key_file, 0o640)
+    report = reconcile(ctx)
+    assert report.written == [str(key_file)]
+    assert _owner_mode(key_file) == (0, 0, 0o600)
+    assert key_file.read_bytes() == pair.key
 
 
 # --- days left ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 
 import pytest
 
@@ -43,16 +44,64 @@ def test_add_stores_one_key_and_audits_it(ctx: Context) -> None:
     assert audit_actions(ctx) == [("create_dkim_key", "example.com", "selector mail, ed25519")]
 
 
-def test_rotate_with_same_selector_replaces_the_key(ctx: Context) -> None:
-    """Rotation keeps the selector and key type by default and leaves one row."""
+def test_rotate_without_selector_retires_the_old_key_under_a_new_selector(ctx: Context) -> None:
+    """A rotation without selector signs under a dated new one; the old key stays, retired."""
     domains.create_domain(ctx, ACTOR, "example.com")
     first = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    before = dkim.dated_selector("mail", set())
     rotated = dkim.rotate_key(ctx, ACTOR, "example.com")
     assert rotated.action == dkim.ROTATED
-    assert (rotated.key.selector, rotated.key.key_type) == ("mail", "ed25519")
+    new = rotated.key.selector
+    assert new in {before, dkim.dated_selector("mail", set())}  # mail2026-11 style
+    assert (rotated.retired, rotated.key.key_type) == ("mail", "ed25519")
+    assert rotated.key.dns.value != first.key.dns.value
+    assert key_rows(ctx, "example.com") == [("mail", "ed25519", False), (new, "ed25519", True)]
+    assert dkim.get_key(ctx, "example.com") == rotated.key
+    assert audit_actions(ctx)[-1] == (
+        "rotate_dkim_key",
+        "example.com",
+        f"selector {new}, ed25519; retires selector mail",
+    )
+    # OpenDKIM signs with the new key only.
+    keys = ctx.settings.opendkim_path / "keys/example.com"
+    assert sorted(p.name for p in keys.iterdir()) == [f"{new}.private"]
+    # The published record of the retired key is unchanged.
+    [_, retired] = dkim.list_keys(ctx, "example.com")[1]
+    assert (retired.selector, retired.dns, retired.active) == ("mail", first.key.dns, False)
+
+
+def test_second_rotation_in_a_month_gets_a_selector_of_its_own(ctx: Context) -> None:
+    """Two rotations in one month never reuse a selector: the second one is numbered."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    once = dkim.rotate_key(ctx, ACTOR, "example.com")
+    twice = dkim.rotate_key(ctx, ACTOR, "example.com")
+    assert twice.key.selector == once.key.selector + "-2"
+    assert twice.retired == once.key.selector
+    assert [(s, active) for s, _, active in key_rows(ctx, "example.com")] == [
+        ("mail", False),
+        (once.key.selector, False),
+        (twice.key.selector, True),
+    ]
+
+
+def test_dated_selector_is_prefix_year_month_and_unique() -> None:
+    """mail2026-11, then mail2026-11-2, ...; a long prefix is cut to stay one DNS label."""
+    when = datetime(2026, 11, 29, tzinfo=UTC)
+    assert dkim.dated_selector("mail", set(), when) == "mail2026-11"
+    taken = {"mail2026-11", "mail2026-11-2"}
+    assert dkim.dated_selector("mail", taken, when) == "mail2026-11-3"
+    assert len(dkim.dated_selector("k" * 63, set(), when)) <= 63
+
+
+def test_rotate_to_the_current_selector_replaces_the_key_in_place(ctx: Context) -> None:
+    """Naming the current selector replaces its key: one row, nothing retired."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    first = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    rotated = dkim.rotate_key(ctx, ACTOR, "example.com", selector="mail")
+    assert (rotated.action, rotated.retired, rotated.key.selector) == (dkim.ROTATED, None, "mail")
     assert rotated.key.dns.value != first.key.dns.value
     assert key_rows(ctx, "example.com") == [("mail", "ed25519", True)]
-    assert dkim.get_key(ctx, "example.com") == rotated.key
     assert audit_actions(ctx)[-1] == (
         "rotate_dkim_key",
         "example.com",
@@ -85,6 +134,20 @@ def test_configured_defaults_apply_to_new_keys(
     domains.create_domain(ctx, ACTOR, "example.com")
     result = dkim.add_key(ctx, ACTOR, "example.com")
     assert (result.key.selector, result.key.key_type) == ("k1", "ed25519")
+
+
+def test_new_key_after_removing_the_signing_one_keeps_the_retired_key(ctx: Context) -> None:
+    """With only a retired 'mail' key left, add picks a new selector instead of replacing it."""
+    domains.create_domain(ctx, ACTOR, "example.com")
+    first = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    rotated = dkim.rotate_key(ctx, ACTOR, "example.com")
+    dkim.remove_key(ctx, ACTOR, "example.com", rotated.key.selector)
+    again = dkim.add_key(ctx, ACTOR, "example.com", key_type="ed25519")
+    assert again.action == dkim.CREATED
+    assert again.key.selector != "mail"
+    _, keys = dkim.list_keys(ctx, "example.com")
+    assert [(k.selector, k.active) for k in keys] == [(again.key.selector, True), ("mail", False)]
+    assert keys[1].dns == first.key.dns
 
 
 def test_rotate_of_a_domain_without_key_creates_one(ctx: Context) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from tests.pki import openssl_signed
 
 from mailctl.domain import tls
 from mailctl.errors import InvalidInputError, TooLargeError
@@ -230,9 +232,119 @@ def test_matches_hostname(leaf: Issued, inter: Issued, hostname: str, expected: 
     assert tls.matches_hostname(info, hostname) is expected
 
 
-def test_cn_alone_does_not_match(inter: Issued) -> None:
-    """A certificate without SANs matches no host name, as clients ignore the CN."""
+def test_cn_alone_matches_as_clients_check_it(inter: Issued) -> None:
+    """A certificate without SAN DNS names is valid for its CN, as OpenSSL's host check says."""
     bare = issue("mail.example.org", inter)
     info = tls.read_chain(bare.pem)
     assert info.san == ()
-    assert not tls.matches_hostname(info, "mail.example.org")
+    assert info.names == ("mail.example.org",)
+    assert tls.matches_hostname(info, "mail.example.org")
+    assert tls.matches_hostname(info, "MAIL.example.org.")
+    assert not tls.matches_hostname(info, "other.example.org")
+
+
+def test_single_label_cn_matches(inter: Issued) -> None:
+    """A CN-only certificate for localhost is valid for localhost."""
+    info = tls.read_chain(issue("localhost", inter).pem)
+    assert tls.matches_hostname(info, "localhost")
+
+
+def test_cn_is_ignored_when_san_names_exist(inter: Issued) -> None:
+    """With DNS names in the SAN, only they count: a CN outside them matches nothing."""
+    cert = issue("cn-only.example.org", inter, san=("mail.example.org",))
+    info = tls.read_chain(cert.pem)
+    assert info.names == ("mail.example.org",)
+    assert not tls.matches_hostname(info, "cn-only.example.org")
+    assert tls.matches_hostname(info, "mail.example.org")
+
+
+@pytest.mark.parametrize(
+    ("hostname", "expected"),
+    [("mail.example.org", True), ("example.org", False), ("a.mail.example.org", False)],
+)
+def test_wildcard_cn_covers_one_label(inter: Issued, hostname: str, expected: bool) -> None:
+    """A wildcard in a CN-only certificate stands for one whole label, as in a SAN."""
+    info = tls.read_chain(issue("*.example.org", inter).pem)
+    assert tls.matches_hostname(info, hostname) is expected
+
+
+def test_wildcard_of_a_top_level_domain_matches_nothing(inter: Issued) -> None:
+    """``*.org`` is no wildcard a client honours: it matches no host under org."""
+    info = tls.read_chain(issue("x", inter, san=("*.org",)).pem)
+    assert not tls.matches_hostname(info, "example.org")
+
+
+# --- weak signatures and keys -----------------------------------------------------------
+
+
+def test_sha1_signed_leaf_names_sha1(tmp_path: Path) -> None:
+    """A leaf signed with SHA-1 is refused for that reason, not as one 'not issued by' its CA."""
+    chain, key = openssl_signed(tmp_path, "mail.example.org", "sha1")
+    with pytest.raises(InvalidInputError) as refused:
+        tls.check_upload(chain, key)
+    assert refused.value.message == (
+        "The server certificate is signed with SHA-1, which clients refuse; ask its issuer "
+        "for one signed with SHA-256."
+    )
+
+
+def test_sha256_signed_leaf_from_openssl_is_accepted(tmp_path: Path) -> None:
+    """The same chain signed with SHA-256 passes: the refusal above is about the digest."""
+    chain, key = openssl_signed(tmp_path, "mail.example.org", "sha256")
+    assert tls.check_upload(chain, key).names == ("mail.example.org",)
+
+
+def _rsa_issue(cn: str, bits: int, issuer: Issued | None = None, *, ca: bool = False) -> Issued:
+    """Like ``issue``, with an RSA key of ``bits`` (signed by ``issuer`` with SHA-256)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer.cert.subject if issuer else _name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=80))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .sign(issuer.key if issuer else key, hashes.SHA256())
+    )
+    return Issued(cert, key)  # type: ignore[arg-type]
+
+
+def test_small_rsa_leaf_key_is_refused_with_its_size(inter: Issued) -> None:
+    """A 1024-bit RSA leaf is refused, saying its size and the smallest accepted."""
+    small = _rsa_issue("mail.example.org", 1024, inter)
+    with pytest.raises(InvalidInputError) as refused:
+        tls.check_upload(small.pem + inter.pem, small.key_pem, now=NOW)
+    assert refused.value.message == (
+        "The server certificate has a 1024-bit RSA key; clients refuse RSA keys under 2048 bits."
+    )
+
+
+def test_small_rsa_intermediate_key_is_refused_by_position(root: Issued) -> None:
+    """A 1024-bit RSA intermediate is named by its place in the chain and its subject."""
+    small_ca = _rsa_issue("Weak Intermediate", 1024, root, ca=True)
+    leaf = issue("mail.example.org", small_ca, san=("mail.example.org",))
+    with pytest.raises(InvalidInputError) as refused:
+        tls.check_upload(leaf.pem + small_ca.pem, leaf.key_pem, now=NOW)
+    assert refused.value.message.startswith(
+        "Certificate 2 of the chain (CN=Weak Intermediate) has a 1024-bit RSA key"
+    )
+
+
+def test_small_curve_is_refused_with_its_name(inter: Issued) -> None:
+    """An ECDSA key on a curve under 256 bits is refused, naming the curve."""
+    key = ec.generate_private_key(ec.SECP192R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("mail.example.org"))
+        .issuer_name(inter.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=80))
+        .sign(inter.key, hashes.SHA256())
+    )
+    small = Issued(cert, key)
+    with pytest.raises(InvalidInputError, match=r"192-bit elliptic-curve key \(secp192r1\)"):
+        tls.check_upload(small.pem + inter.pem, small.key_pem, now=NOW)

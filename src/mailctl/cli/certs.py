@@ -30,8 +30,14 @@ def _read(path: Path, what: str, max_bytes: int) -> bytes:
 def upload(
     certificate: Path = typer.Argument(..., help="PEM file: the certificate, then its issuers."),
     key: Path = typer.Argument(..., help="PEM file: the unencrypted private key."),
-    name: str | None = typer.Option(None, help="Store under this name (default: host name)."),
-    hostname: str | None = typer.Option(None, help="Host name the certificate must cover."),
+    name: str | None = typer.Option(
+        None,
+        help="Store under this name (default: the mail host name, which the certificate "
+        "must cover, else the host name it names).",
+    ),
+    hostname: str | None = typer.Option(
+        None, help="Host name the certificate must cover (its SAN, else its CN)."
+    ),
 ) -> None:
     """Install a certificate chain and its key; refused before anything changes if wrong."""
     with context() as ctx:

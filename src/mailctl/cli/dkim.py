@@ -35,8 +35,23 @@ def print_key(view: DkimKeyView) -> None:
 def _report(result: DkimResult) -> None:
     if result.action == dkim.CREATED:
         console.print(f"Created a DKIM key for {result.key.domain}.", highlight=False)
+    elif result.action == dkim.ROTATED and result.retired is not None:
+        domain = result.key.domain
+        console.print(
+            f"Rotated the DKIM key of {domain} to the new selector {result.key.selector}. "
+            f"The previous key ({result.retired}) is retired: it no longer signs, but keep "
+            "its DNS record published until mail signed with it has been delivered (a few "
+            f"days), then remove it: mailctl dkim rm {domain} {result.retired}",
+            highlight=False,
+            soft_wrap=True,
+        )
     elif result.action == dkim.ROTATED:
-        console.print(f"Replaced the DKIM key of {result.key.domain}.", highlight=False)
+        console.print(
+            f"Replaced the DKIM key of {result.key.domain} under the same selector: update "
+            "its DNS record now; mail signed with the old key no longer verifies.",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         console.print(f"{result.key.domain} has a DKIM key already.", highlight=False)
     print_key(result.key)
@@ -67,13 +82,19 @@ def add_key(
 def rotate_key(
     domain: str,
     selector: str | None = typer.Option(
-        None, help="DNS selector of the new key (default: the current one, which it replaces)."
+        None,
+        help="DNS selector of the new key (default: a new one from the date, like "
+        "mail2026-11; the current selector replaces its key in place).",
     ),
     key_type: str | None = typer.Option(
         None, "--key-type", help="Key type of the new key (default: the current key's)."
     ),
 ) -> None:
-    """Replace a domain's DKIM key with a new one."""
+    """Sign a domain's mail with a new DKIM key under a new selector; the old key is retired.
+
+    The retired key stops signing but stays listed (`mailctl dkim list`, `mailctl dns`):
+    keep its DNS record until mail signed with it has arrived, then `mailctl dkim rm`.
+    """
     with context() as ctx:
         result = dkim.rotate_key(ctx, actor(), domain, selector, key_type)
     _report(result)

@@ -16,7 +16,7 @@ from mailctl.config import load_settings
 from mailctl.domain import dnsrecords
 from mailctl.errors import HostStateError, InvalidInputError
 from mailctl.host.stack import DAEMON_COLUMNS
-from mailctl.services import daemon_role, setup
+from mailctl.services import daemon_role, dns, setup
 from mailctl.services.setup import SetupOptions, SetupPlan, SetupResult
 
 _BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -221,9 +221,13 @@ def dns_command(
     ),
     ttl: int = typer.Option(dnsrecords.DEFAULT_TTL, min=60, help="TTL of the zone-file lines."),
 ) -> None:
-    """Print the DNS records a domain needs: MX, SPF, DKIM and DMARC."""
+    """Print the DNS records a domain needs: MX, SPF, DKIM and DMARC.
+
+    Every DKIM key is listed: the signing one, and those a rotation retired, whose records
+    stay published until the mail they signed has arrived.
+    """
     with context() as ctx:
-        found = setup.domain_dns(
+        found = dns.domain_dns(
             ctx,
             domain,
             mail_host=mx,
@@ -240,12 +244,24 @@ def dns_command(
         table.add_column("name", no_wrap=True)
         table.add_column("type", no_wrap=True)
         table.add_column("value", overflow="fold")
+        table.add_column("DKIM key", no_wrap=True)
         for record in found.records:
-            table.add_row(record.name, record.type, record.value)
+            table.add_row(record.name, record.type, record.value, record.note)
         console.print(table, highlight=False)
+    for record in found.records:
+        if record.note == dnsrecords.RETIRED:
+            selector = record.name.partition("._domainkey.")[0]
+            err_console.print(
+                f"[bold yellow]note:[/] the retired DKIM key {selector} no longer signs; keep "
+                "its record until the mail it signed has been delivered (a few days), then "
+                f"`mailctl dkim rm {found.domain} {selector}`.",
+                highlight=False,
+                soft_wrap=True,
+            )
     if found.dkim_missing:
         err_console.print(
-            f"[bold yellow]note:[/] {found.domain} has no DKIM key yet: "
+            f"[bold yellow]note:[/] no DKIM key signs the mail of {found.domain}: "
             f"`mailctl dkim add {found.domain}` makes one.",
             highlight=False,
+            soft_wrap=True,
         )

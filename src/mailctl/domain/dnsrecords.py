@@ -29,6 +29,7 @@ class DnsRecord:
     type: str
     value: str
     purpose: str = ""
+    note: str = ""  # a DKIM record's state: "signing" or "retired"
 
 
 def mx_record(domain: str, mail_host: str, priority: int = DEFAULT_MX_PRIORITY) -> DnsRecord:
@@ -73,25 +74,47 @@ def dmarc_record(
     return DnsRecord(f"_dmarc.{name}", "TXT", value, "DMARC: what receivers do with forged mail")
 
 
-def dkim_record(name: str, value: str) -> DnsRecord:
-    """The DKIM record of a stored key (its name and value as the key service gives them)."""
-    return DnsRecord(name.rstrip("."), "TXT", value, "DKIM: the public half of the signing key")
+SIGNING, RETIRED = "signing", "retired"
+
+
+def dkim_record(name: str, value: str, *, active: bool = True) -> DnsRecord:
+    """The DKIM record of a stored key (its name and value as the key service gives them).
+
+    A retired key no longer signs, but mail it signed may still be on its way, and the
+    receiver looks its record up when the mail arrives: it stays published for a while
+    after a rotation (a few days covers every retry), beside the signing key's.
+    """
+    if active:
+        return DnsRecord(
+            name.rstrip("."), "TXT", value, "DKIM: the public half of the signing key", SIGNING
+        )
+    return DnsRecord(
+        name.rstrip("."),
+        "TXT",
+        value,
+        "DKIM: a retired key, no longer signing; keep it published until the mail it "
+        "signed has been delivered",
+        RETIRED,
+    )
 
 
 def domain_records(
     domain: str,
     mail_host: str,
     *,
-    dkim: DnsRecord | None,
+    dkim: Sequence[DnsRecord] = (),
     mx_priority: int = DEFAULT_MX_PRIORITY,
     spf_all: str = "-all",
     dmarc_policy: str = "quarantine",
     dmarc_report_to: str | None = None,
 ) -> list[DnsRecord]:
-    """Every record a domain served by ``mail_host`` needs, in the order to publish them."""
+    """Every record a domain served by ``mail_host`` needs, in the order to publish them.
+
+    ``dkim`` holds the record of every key the domain has: the signing one and those a
+    rotation retired.
+    """
     records = [mx_record(domain, mail_host, mx_priority), spf_record(domain, spf_all)]
-    if dkim is not None:
-        records.append(dkim)
+    records.extend(dkim)
     records.append(dmarc_record(domain, dmarc_policy, dmarc_report_to))
     return records
 

@@ -55,25 +55,36 @@ def normalize_domain(value: object) -> str:
     trailing dot. Refuses anything that could not be a mail domain or could be read as a
     path: slashes, ``..``, empty labels, labels over 63 characters, names over 253.
     """
-    text = _check_text(value, "domain name")
+    return _normalize_name(value, "domain name", min_labels=2)
+
+
+def normalize_host_name(value: object) -> str:
+    """Return a host name as ``normalize_domain`` does, but a single label will do.
+
+    A certificate may be for ``localhost`` or another machine's bare name; a mail domain
+    may not.
+    """
+    return _normalize_name(value, "host name", min_labels=1)
+
+
+def _normalize_name(value: object, what: str, *, min_labels: int) -> str:
+    text = _check_text(value, what)
     if len(text) > 4 * MAX_DOMAIN_LENGTH:
-        raise InvalidInputError("The domain name is too long (253 characters at most).")
+        raise InvalidInputError(f"The {what} is too long (253 characters at most).")
     if text.endswith("."):
         text = text[:-1]
     if "/" in text or "\\" in text:
-        raise InvalidInputError(f"The domain name {text!r} must not contain slashes.")
+        raise InvalidInputError(f"The {what} {text!r} must not contain slashes.")
     labels = text.split(".")
-    if len(labels) < 2:
-        raise InvalidInputError(
-            f"The domain name {text!r} needs at least two labels, like example.com."
-        )
+    if len(labels) < min_labels:
+        raise InvalidInputError(f"The {what} {text!r} needs at least two labels, like example.com.")
     ascii_labels: list[str] = []
     for label in labels:
         if not label:
-            raise InvalidInputError(f"The domain name {text!r} has an empty label.")
+            raise InvalidInputError(f"The {what} {text!r} has an empty label.")
         if len(label) > MAX_LABEL_LENGTH and label.isascii():
             raise InvalidInputError(
-                f"The domain name has a label longer than {MAX_LABEL_LENGTH} characters."
+                f"The {what} has a label longer than {MAX_LABEL_LENGTH} characters."
             )
         if label.isascii():
             ascii_label = label.lower()
@@ -82,30 +93,29 @@ def normalize_domain(value: object) -> str:
                 ascii_label = idna.encode(label, uts46=True).decode("ascii")
             except (idna.IDNAError, UnicodeError) as exc:
                 raise InvalidInputError(
-                    f"The domain name {text!r} is not a valid internationalised name: {exc}."
+                    f"The {what} {text!r} is not a valid internationalised name: {exc}."
                 ) from exc
         if len(ascii_label) > MAX_LABEL_LENGTH:
             raise InvalidInputError(
-                f"The domain name has a label longer than {MAX_LABEL_LENGTH} characters."
+                f"The {what} has a label longer than {MAX_LABEL_LENGTH} characters."
             )
         if not _LABEL.match(ascii_label):
             raise InvalidInputError(
-                f"The domain name {text!r} may use only letters, digits and inner hyphens "
-                "in each label."
+                f"The {what} {text!r} may use only letters, digits and inner hyphens in each label."
             )
         if ascii_label.startswith("xn--"):
             try:
                 idna.decode(ascii_label)
             except (idna.IDNAError, UnicodeError) as exc:
                 raise InvalidInputError(
-                    f"The domain name {text!r} has an invalid punycode label."
+                    f"The {what} {text!r} has an invalid punycode label."
                 ) from exc
         ascii_labels.append(ascii_label)
     if ascii_labels[-1].isdigit():
-        raise InvalidInputError(f"The domain name {text!r} has an all-numeric top-level label.")
+        raise InvalidInputError(f"The {what} {text!r} has an all-numeric top-level label.")
     name = ".".join(ascii_labels)
     if len(name) > MAX_DOMAIN_LENGTH:
-        raise InvalidInputError("The domain name is too long (253 characters at most).")
+        raise InvalidInputError(f"The {what} is too long (253 characters at most).")
     return name
 
 

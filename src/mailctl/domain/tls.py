@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from mailctl.errors import InvalidInputError, TooLargeError
 
@@ -38,6 +38,17 @@ class CertInfo:
     fingerprint_sha256: str
     chain_pem: bytes
     key_pem: bytes | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The host names the certificate is for: its SAN DNS names, else its subject CN.
+
+        A TLS client checks the CN only when the certificate has no DNS name in its SAN
+        (RFC 6125 6.4.4, and what OpenSSL's host check does).
+        """
+        if self.san:
+            return self.san
+        return (self.subject_cn,) if self.subject_cn else ()
 
 
 def _check_size(data: bytes, what: str, max_bytes: int) -> None:
@@ -82,6 +93,66 @@ def _spki(key: CertificatePublicKeyTypes) -> bytes:
     )
 
 
+# Digests whose collisions can be forged: OpenSSL refuses certificates signed with them at
+# its default security level, on the server's side when it loads one and on the client's.
+_WEAK_DIGESTS = {
+    "1.2.840.113549.1.1.2": "MD2",
+    "1.2.840.113549.1.1.3": "MD4",
+    SignatureAlgorithmOID.RSA_WITH_MD5.dotted_string: "MD5",
+    SignatureAlgorithmOID.RSA_WITH_SHA1.dotted_string: "SHA-1",
+    "1.3.14.3.2.29": "SHA-1",  # the old OIW name for sha1WithRSA
+    SignatureAlgorithmOID.ECDSA_WITH_SHA1.dotted_string: "SHA-1",
+    SignatureAlgorithmOID.DSA_WITH_SHA1.dotted_string: "SHA-1",
+}
+# The smallest keys clients still accept: 112-bit security, as OpenSSL's default level 2.
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 256
+
+
+def _which(position: int, cert: x509.Certificate) -> str:
+    if position == 1:
+        return "The server certificate"
+    return f"Certificate {position} of the chain ({cert.subject.rfc4514_string()})"
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject
+
+
+def _check_strength(chain: list[x509.Certificate]) -> None:
+    """Refuse weak signatures and keys, each with its real reason.
+
+    A self-signed certificate's own signature is not checked by anyone who trusts it (it
+    is the trust anchor), so its digest does not matter; every key does.
+    """
+    for position, cert in enumerate(chain, start=1):
+        which = _which(position, cert)
+        weak = _WEAK_DIGESTS.get(cert.signature_algorithm_oid.dotted_string)
+        if weak is not None and not _self_signed(cert):
+            raise InvalidInputError(
+                f"{which} is signed with {weak}, which clients refuse; ask its issuer for "
+                "one signed with SHA-256."
+            )
+        try:
+            key = cert.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidInputError(
+                f"{which} has a public key of a kind mailctl cannot read."
+            ) from exc
+        if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+            raise InvalidInputError(
+                f"{which} has a {key.key_size}-bit RSA key; clients refuse RSA keys under "
+                f"{MIN_RSA_BITS} bits."
+            )
+        if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MIN_EC_BITS:
+            raise InvalidInputError(
+                f"{which} has a {key.curve.key_size}-bit elliptic-curve key "
+                f"({key.curve.name}); clients refuse curves under {MIN_EC_BITS} bits."
+            )
+        if isinstance(key, dsa.DSAPublicKey):
+            raise InvalidInputError(f"{which} has a DSA key, which clients refuse.")
+
+
 def _check_order(chain: list[x509.Certificate]) -> None:
     for position, (cert, issuer) in enumerate(itertools.pairwise(chain), start=1):
         if cert.issuer != issuer.subject:
@@ -102,8 +173,10 @@ def _check_order(chain: list[x509.Certificate]) -> None:
             # to do.
             continue
         except ValueError as exc:
+            # The names matched, so this is a signature algorithm cryptography lacks.
             raise InvalidInputError(
-                f"Certificate {position} was not issued by certificate {position + 1}."
+                f"{_which(position, cert)} is signed with an algorithm mailctl cannot check "
+                f"({cert.signature_algorithm_oid.dotted_string})."
             ) from exc
 
 
@@ -145,14 +218,18 @@ def check_upload(
 
     Refuses (InvalidInputError, or TooLargeError for oversized input) anything a daemon
     would choke on or serve wrongly: no certificate, a bad or encrypted key, a key that is
-    not the leaf's, a leaf outside its validity period, a chain out of order. The returned
+    not the leaf's, a leaf outside its validity period, a chain out of order, a signature
+    with a broken digest (SHA-1, MD5) or a key too small for clients. The returned
     chain and key PEMs are re-serialised, so stray text around the PEM blocks is gone.
     """
     _check_size(cert_pem, "certificate", max_bytes)
     _check_size(key_pem, "private key", max_bytes)
     chain = _load_chain(cert_pem)
     key = _load_key(key_pem)
-    # Order first: a key that matches a later certificate means the leaf is not first.
+    # Strength first: a SHA-1 signature fails the order check's verification too, for a
+    # reason that is not the chain's order. Then order: a key that matches a later
+    # certificate means the leaf is not first.
+    _check_strength(chain)
     _check_order(chain)
     leaf = chain[0]
     if _spki(key.public_key()) != _spki(leaf.public_key()):
@@ -184,19 +261,20 @@ def days_left(not_after: datetime, now: datetime | None = None) -> int:
 
 
 def matches_hostname(info: CertInfo, hostname: str) -> bool:
-    """Return True if a DNS name in the certificate's SAN covers ``hostname``.
+    """Return True if the certificate is valid for ``hostname``, as a TLS client decides.
 
-    A wildcard stands for exactly one whole left-most label, as RFC 6125 allows; the
-    subject CN is ignored, as clients have ignored it since SANs became mandatory.
+    Only the SAN's DNS names count when there are any; a certificate without them is
+    matched on its subject CN, as OpenSSL's host check does. A wildcard stands for exactly
+    one whole left-most label (RFC 6125), never for a top-level domain's children.
     """
     host = hostname.strip().rstrip(".").lower()
     if not host:
         return False
-    for name in info.san:
+    for name in info.names:
         pattern = name.rstrip(".").lower()
         if pattern == host:
             return True
-        if pattern.startswith("*."):
+        if pattern.startswith("*.") and "." in pattern[2:]:
             first, _, rest = host.partition(".")
             if first and rest and rest == pattern[2:]:
                 return True

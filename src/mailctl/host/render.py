@@ -123,7 +123,9 @@ def render_tls(
 ) -> list[DesiredFile]:
     """Render ``<tls_dir>/<name>/fullchain.pem`` (0644) and ``privkey.pem`` (0600).
 
-    Postfix and Dovecot both serve these files, so a change marks both for reload.
+    Postfix and Dovecot both serve these files, so a change marks both for reload. They
+    read them as root before dropping privileges, so ``uid``/``gid`` are root's on a mail
+    host: never the OpenDKIM owner of the DKIM files, whose group must not read a TLS key.
     """
     daemons = frozenset({POSTFIX, DOVECOT})
     files: list[DesiredFile] = []

@@ -22,7 +22,7 @@ class CertificateView:
 
     name: str
     source: str
-    names: tuple[str, ...]  # DNS names of the leaf (SAN)
+    names: tuple[str, ...]  # host names of the leaf: its SAN DNS names, else its CN
     not_after: datetime
     days_left: int
     fingerprint_sha256: str
@@ -52,7 +52,7 @@ def certificate_view(ctx: Context, row: Certificate) -> CertificateView:
     return CertificateView(
         name=row.name,
         source=row.source,
-        names=info.san,
+        names=info.names,
         not_after=not_after,
         days_left=tls.days_left(not_after),
         fingerprint_sha256=info.fingerprint_sha256,

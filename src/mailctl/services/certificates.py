@@ -8,7 +8,7 @@ from datetime import datetime
 
 from mailctl.certs import probe_certificate
 from mailctl.domain import tls
-from mailctl.domain.names import normalize_domain
+from mailctl.domain.names import normalize_host_name
 from mailctl.errors import InvalidInputError, UpstreamError
 from mailctl.services.acme_orders import (
     DatabasePublisher,
@@ -67,21 +67,24 @@ def list_certificates(ctx: Context) -> list[CertificateView]:
 def _default_name(ctx: Context, info: tls.CertInfo) -> str:
     hostname = ctx.settings.mail_hostname.strip()
     if hostname:
-        name = normalize_domain(hostname)
+        name = normalize_host_name(hostname)
         if not tls.matches_hostname(info, name):
             raise InvalidInputError(
-                f"The certificate does not cover the mail host name {name}; give 'name' to "
-                "store it under another name."
+                f"The certificate does not cover the mail host name {name} (it is for "
+                f"{_names_text(info)}); give 'name' to store it under another name."
             )
         return name
-    candidates = [*info.san, *([info.subject_cn] if info.subject_cn else [])]
-    for candidate in candidates:
+    for candidate in info.names:
         if not candidate.startswith("*."):
             with contextlib.suppress(InvalidInputError):
-                return normalize_domain(candidate)
+                return normalize_host_name(candidate)
     raise InvalidInputError(
         "The certificate names no host name mailctl can use as its name; give 'name'."
     )
+
+
+def _names_text(info: tls.CertInfo) -> str:
+    return ", ".join(info.names) or "no host name"
 
 
 def upload_certificate(
@@ -96,18 +99,23 @@ def upload_certificate(
     """Check and install an uploaded chain and key; nothing changes if they are refused.
 
     The stored name is ``name`` as given; else ``hostname``, which the certificate must
-    cover; else the mail host name (which it must cover too); else the certificate's
-    first DNS name. After the commit, reconcile writes the files (key 0600) and reloads
+    be valid for; else the configured mail host name (which it must be valid for too);
+    else the first host name the certificate is for. A certificate is valid for a name
+    as a TLS client decides: its SAN DNS names, or its subject CN when it has none;
+    a wildcard covers one label. After the commit, reconcile writes the files (key 0600) and reloads
     Postfix and Dovecot. If a daemon refuses them, the previous pair is back on disk and
     in the table, and ``rolled_back`` says so.
     """
     info = tls.check_upload(certificate_pem, key_pem, max_bytes=ctx.settings.max_upload_bytes)
     if name:
-        chosen = normalize_domain(name)
+        chosen = normalize_host_name(name)
     elif hostname:
-        chosen = normalize_domain(hostname)
+        chosen = normalize_host_name(hostname)
         if not tls.matches_hostname(info, chosen):
-            raise InvalidInputError(f"The certificate does not cover the host name {chosen}.")
+            raise InvalidInputError(
+                f"The certificate does not cover the host name {chosen} (it is for "
+                f"{_names_text(info)})."
+            )
     else:
         chosen = _default_name(ctx, info)
     assert info.key_pem is not None  # check_upload always returns the normalised key
@@ -166,7 +174,7 @@ def days_left(
     if not text:
         raise InvalidInputError("The field 'hostname' is required.")
     try:
-        name: str | None = normalize_domain(text)
+        name: str | None = normalize_host_name(text)
     except InvalidInputError:
         name = None  # an address or single-label name can still be probed live
     if name is not None and not live:

@@ -1,14 +1,16 @@
 """Use cases for DKIM keys: add (or return) a domain's key, rotate it, list and remove keys.
 
 Each domain has at most one active key; OpenDKIM's files are rendered from the active
-keys by reconcile, which these use cases run after committing. A rotation to a new
-selector keeps the old key, retired, until the admin removes it. The private key is read
-here only to derive its public half; it leaves the database for the key file alone.
+keys by reconcile, which these use cases run after committing. A rotation moves to a new
+selector (one derived from the date unless given) and keeps the old key, retired, until
+the admin removes it. The private key is read here only to derive its public half; it
+leaves the database for the key file alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from mailctl.domain import dkim
 from mailctl.domain.names import normalize_domain
@@ -42,6 +44,7 @@ class DkimResult:
     key: DkimKeyView
     action: str
     reload: ReconcileOutcome
+    retired: str | None = None  # a rotation's previous selector, kept for its DNS record
 
 
 def _view(domain: str, key: DkimKey) -> DkimKeyView:
@@ -53,6 +56,22 @@ def _view(domain: str, key: DkimKey) -> DkimKeyView:
         dns=dkim.dns_record(domain, key.selector, key.private_key),
         active=key.active,
     )
+
+
+def dated_selector(prefix: str, taken: set[str], now: datetime | None = None) -> str:
+    """A selector for a rotation: ``<prefix><year>-<month>`` (``mail2026-11``), unique.
+
+    A second rotation in the same month gets ``-2``, ``-3``, ... so no key of the domain
+    ever has its selector, and so its DNS record, taken over.
+    """
+    moment = now or datetime.now(UTC)
+    # Room for the date and a counter within a label's 63 characters.
+    stem = f"{prefix[:50]}{moment:%Y-%m}"
+    candidate, number = stem, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{stem}-{number}"
+    return dkim.validate_selector(candidate)
 
 
 def _key_type(value: str | None, default: str) -> str:
@@ -99,13 +118,17 @@ def add_key(
 
     Without ``rotate`` a domain that has an active key keeps it and gets it back unchanged
     (``selector`` and ``key_type`` only apply to a new key), so the call is safe to repeat.
+    A new key without ``selector`` takes the configured one, or a dated one (below) when
+    a retired key of the domain has it.
 
-    With ``rotate`` a new key replaces the active one. ``selector`` and ``key_type``
-    default to the current key's. With the same selector the new key takes the old one's
-    place (its DNS record must be updated at once: mail signed with the old key no longer
-    verifies once the record changes). With a new selector the old key is deactivated and
-    kept in the database, so its DNS record can stay published until mail signed with it
-    has been delivered, while the new record is added beside it.
+    With ``rotate`` a new key replaces the active one, under a new selector: ``selector``,
+    or one derived from the date (``mail2026-11``, after the configured selector) that no
+    key of the domain has. The old key is deactivated and kept, so its DNS record can stay
+    published until mail signed with it has been delivered, while the new record is added
+    beside it; ``retired`` names it. ``key_type`` defaults to the current key's. Only when
+    ``selector`` names the current key's selector does the new key take the old one's
+    place: its DNS record must then be updated at once, and mail signed with the old key
+    and still in transit no longer verifies.
 
     The change is committed before reconcile runs: a reload that fails is reported in
     ``reload`` (the daemon keeps its previous files) and does not undo the stored key.
@@ -120,11 +143,12 @@ def add_key(
             raise NotFoundError(f"The domain {name} does not exist.")
         current = uow.dkim_keys.active_for_domain(row.id)
         existing = _view(name, current) if current is not None and not rotate else None
+        new_selector: str | None
         if existing is not None or current is None:
             new_selector = wanted_selector or dkim.validate_selector(ctx.settings.dkim_selector)
             new_type = _key_type(key_type, ctx.settings.dkim_key_type)
         else:
-            new_selector = wanted_selector or current.selector
+            new_selector = wanted_selector  # None: a dated one, picked under the lock
             new_type = _key_type(key_type, current.key_type)
         replaced = current.selector if current is not None else None
     if existing is not None:
@@ -146,14 +170,23 @@ def add_key(
             view = _view(name, current)
             action = EXISTING
         else:
-            for old in uow.dkim_keys.for_domain(row.id):
+            others = uow.dkim_keys.for_domain(row.id)
+            taken = {k.selector for k in others}
+            # A selector nobody asked for never takes over a retired key's: its record may
+            # still be published for mail in transit.
+            if new_selector is None or (wanted_selector is None and new_selector in taken):
+                prefix = dkim.validate_selector(ctx.settings.dkim_selector)
+                new_selector = dated_selector(prefix, taken)
+            for old in others:
                 if old.selector == new_selector:
                     uow.dkim_keys.delete(old)  # a selector names one key per domain
             uow.dkim_keys.deactivate_all(row.id)
             key = uow.dkim_keys.add(row.id, new_selector, new_type, private_pem)
             detail = f"selector {new_selector}, {new_type}"
-            if replaced is not None:
+            if replaced == new_selector:
                 detail += f"; replaces selector {replaced}"
+            elif replaced is not None:
+                detail += f"; retires selector {replaced}"
             uow.audit.add(
                 admin=actor.name,
                 action="rotate_dkim_key" if replaced is not None else "create_dkim_key",
@@ -163,7 +196,8 @@ def add_key(
             )
             view = _view(name, key)
             uow.commit()
-    return DkimResult(view, action, reconcile_safely(ctx))
+    retired = replaced if action == ROTATED and replaced != view.selector else None
+    return DkimResult(view, action, reconcile_safely(ctx), retired)
 
 
 def rotate_key(

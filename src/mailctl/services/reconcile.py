@@ -8,6 +8,7 @@ changes nothing the second time.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from mailctl.host import daemons as host_daemons
@@ -70,10 +71,14 @@ def desired_files(ctx: Context) -> list[DesiredFile]:
             TlsState(cert.name, cert.chain_pem.encode("ascii"), cert.key_pem.encode("ascii"))
             for cert in uow.certificates.list()
         ]
-    uid, gid = settings.file_uid, settings.file_gid
+    # DKIM files belong to OpenDKIM's user (MAILCTL_FILE_UID/GID); TLS files to whoever
+    # runs reconcile, root on a mail host, so that a key left behind by another owner
+    # is taken back even when its bytes are right.
     return [
-        *render_opendkim(keys, settings.opendkim_path, uid=uid, gid=gid),
-        *render_tls(certs, settings.tls_path, uid=uid, gid=gid),
+        *render_opendkim(
+            keys, settings.opendkim_path, uid=settings.file_uid, gid=settings.file_gid
+        ),
+        *render_tls(certs, settings.tls_path, uid=os.geteuid(), gid=os.getegid()),
     ]
 
 

@@ -2,8 +2,8 @@
 
 plan (settings + options → a StackConfig and every file, pure but for a user lookup)
 → apply (directories, atomic writes, the daemons' own checks with the old files put back
-on refusal, reloads of the daemons that run). The DNS records a domain needs are
-assembled here too: both are what a mail host needs besides the database.
+on refusal, reloads of the daemons that run). The DNS records a domain needs are in
+``services.dns``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mailctl.config import Settings
-from mailctl.domain import dnsrecords
 from mailctl.domain.names import normalize_domain
-from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
+from mailctl.errors import HostStateError, InvalidInputError
 from mailctl.host import install
 from mailctl.host.fs import ensure_dir, write_atomic
 from mailctl.host.stack import (
@@ -34,7 +33,7 @@ from mailctl.host.stack import (
     stack_commands,
     stack_directories,
 )
-from mailctl.services import check, daemon_role, dkim, domains, stack_record
+from mailctl.services import check, daemon_role, stack_record
 from mailctl.services.context import Context
 from mailctl.services.reconcile import reconcile
 
@@ -543,50 +542,3 @@ def check_host(ctx: Context, overrides: dict[str, Any] | None = None) -> check.C
         raise InvalidInputError(f"Unknown layout option: {exc}") from exc
     cfg = stack_config(ctx.settings, chosen)
     return check.run_checks(ctx, cfg, config_files=render_stack(cfg))
-
-
-# --- DNS ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DomainDns:
-    """The records a domain needs; ``dkim_missing`` when it has no key to publish yet."""
-
-    domain: str
-    records: list[dnsrecords.DnsRecord]
-    dkim_missing: bool
-
-
-def domain_dns(
-    ctx: Context,
-    domain: str,
-    *,
-    mail_host: str | None = None,
-    mx_priority: int = dnsrecords.DEFAULT_MX_PRIORITY,
-    spf_all: str = "-all",
-    dmarc_policy: str = "quarantine",
-    dmarc_report_to: str | None = None,
-) -> DomainDns:
-    """The MX, SPF, DKIM and DMARC records of a domain mailctl serves."""
-    host = mail_host or ctx.settings.mail_hostname
-    if not host.strip():
-        raise InvalidInputError(
-            "The mail host name is not set: set MAILCTL_MAIL_HOSTNAME or pass --mx."
-        )
-    name = domains.get_domain(ctx, domain).name
-    try:
-        key = dkim.get_key(ctx, name)
-    except NotFoundError:
-        dkim_record = None
-    else:
-        dkim_record = dnsrecords.dkim_record(key.dns.name, key.dns.value)
-    records = dnsrecords.domain_records(
-        name,
-        host,
-        dkim=dkim_record,
-        mx_priority=mx_priority,
-        spf_all=spf_all,
-        dmarc_policy=dmarc_policy,
-        dmarc_report_to=dmarc_report_to,
-    )
-    return DomainDns(name, records, dkim_record is None)

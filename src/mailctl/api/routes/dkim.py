@@ -16,7 +16,8 @@ router = APIRouter(tags=["dkim"])
 
 _MESSAGES = {
     dkim.CREATED: "A DKIM key was created for {domain}; publish the DNS record.",
-    dkim.ROTATED: "The DKIM key of {domain} was replaced; publish the new DNS record.",
+    dkim.ROTATED: "The DKIM key of {domain} was replaced under the same selector; update "
+    "its DNS record now: mail signed with the old key no longer verifies.",
     dkim.EXISTING: "The domain {domain} has a DKIM key already; here it is.",
 }
 
@@ -46,6 +47,12 @@ def listed_key_json(view: DkimKeyView) -> dict[str, Any]:
 def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Give a domain a DKIM key (or return its key); ``rotate=true`` makes a new one.
 
+    A rotation signs with the new key under ``selector``, or by default under a new one
+    derived from the date (``mail2026-11``, unique for the domain); the previous key is
+    retired, named in ``retired_selector``: it no longer signs, and its DNS record stays
+    published until mail signed with it has arrived (then ``DELETE /dkim``). Naming the
+    current selector replaces its key in place.
+
     ``result`` is true once the key is stored, even when OpenDKIM refused its reload: the
     key is committed and its DNS record valid, the daemon keeps its previous files, and
     ``reload.failures`` says what went wrong (the next reconcile tries again).
@@ -60,12 +67,21 @@ def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[st
         rotate=rotate,
     )
     message = _MESSAGES[result.action].format(domain=result.key.domain)
+    extra: dict[str, Any] = {}
+    if result.retired is not None:
+        message = (
+            f"The DKIM key of {result.key.domain} was rotated to the new selector "
+            f"{result.key.selector}; publish its DNS record beside the one of the retired "
+            f"key {result.retired}, which stays until mail signed with it has arrived."
+        )
+        extra["retired_selector"] = result.retired
     if not result.reload.ok:
         message += " OpenDKIM was not updated on this host; see reload."
     return {
         "result": True,
         "msg": message,
         **key_json(result.key),
+        **extra,
         "reload": reload_json(result.reload),
     }
 

@@ -52,8 +52,14 @@ async def upload_certificate(
 ) -> dict[str, Any] | JSONResponse:
     """Install an uploaded certificate chain and key (file or text fields).
 
+    Stored under ``name`` if given; else ``hostname``, which the certificate must be valid
+    for; else the mail host name (``MAILCTL_MAIL_HOSTNAME``), which it must be valid for;
+    else the host name the certificate names. Valid for a name as a TLS client decides:
+    the SAN's DNS names, or the subject CN when there are none; a wildcard covers one label.
+
     Refused with 400 (413 when too large) before anything changes: bad PEM, a key that is
-    not the certificate's, an expired certificate, a chain out of order. When Postfix or
+    not the certificate's, an expired certificate, a chain out of order, a signature with
+    SHA-1 or MD5, an RSA key under 2048 bits or a curve under 256. When Postfix or
     Dovecot refuse the new pair, the previous pair is back on disk and in the database,
     and the answer is 503 with ``result: false`` and the ``reload`` details.
     """
