@@ -15,6 +15,7 @@ from rich.console import Console
 
 from mailctl.cli import remote
 from mailctl.config import load_settings
+from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import MailctlError
 from mailctl.services import domains
 from mailctl.services.context import Actor, Context
@@ -77,7 +78,7 @@ def read_password(given: str | None, from_stdin: bool, confirm: bool = True) -> 
 
 def domain_id_of(ctx: Context, domain: str) -> str:
     """The id of a domain given by name or by id, as the list commands take it."""
-    if domain.isdigit():
+    if ascii_digits(domain):
         return domain
     return str(domains.get_domain(ctx, domain).id)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailctl.domain.numbers import loads_limited
 from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
 
 MANIFEST = "manifest.json"
@@ -258,8 +259,8 @@ def _read_manifest(entry_dir: Path) -> dict[str, Any]:
     try:
         fd = os.open(entry_dir / MANIFEST, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
-            data = json.loads(handle.read(16 * 1024 * 1024).decode("utf-8"))
-    except (OSError, ValueError):
+            data = loads_limited(handle.read(16 * 1024 * 1024).decode("utf-8"), "manifest")
+    except (OSError, ValueError, InvalidInputError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailctl.domain import passwords
 from mailctl.domain.names import parse_address
+from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.services.context import Actor, Context
 from mailctl.services.views import TrashView, UserView
@@ -31,7 +32,7 @@ def parse_id(value: object, what: str) -> int:
     """Read a numeric id from a path or form field; InvalidInputError if it is not one."""
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+    elif isinstance(value, str) and ascii_digits(value.strip()) and len(value.strip()) <= 18:
         number = int(value.strip())
     else:
         raise InvalidInputError(f"The {what} must be a positive whole number.")
