@@ -147,17 +147,19 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
         raise InvalidInputError("The field 'email' is required.")
     address = parse_address(email)
     with ctx.uow() as uow:
-        user = uow.users.by_email(address.email)
+        user = uow.users.by_email(address.email, lock=True)
         if user is None:
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
         record = {"email": user.email, "password": user.password}
+        if not uow.users.delete(user):
+            # A concurrent delete won; it made the one trash entry.
+            raise NotFoundError(f"The mailbox {address.email} does not exist.")
         # Aliases that lead to this mailbox alone would accept mail only to bounce it; they
         # go with it (and come back with a restore). Lists naming others stay.
-        orphans = uow.aliases.by_destination(user.email)
+        orphans = uow.aliases.by_destination(address.email)
         alias_records = [{"source": a.source, "destination": a.destination} for a in orphans]
         for alias in orphans:
             uow.aliases.delete(alias)
-        uow.users.delete(user)
         uow.audit.add(
             admin=actor.name,
             action="delete_user",
