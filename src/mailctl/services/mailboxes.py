@@ -25,7 +25,7 @@ def hash_new_password(ctx: Context, password: object) -> str:
     minimum = ctx.settings.min_password_length
     if len(password) < minimum:
         raise InvalidInputError(f"The password is too short ({minimum} characters at least).")
-    return passwords.hash_password(password, ctx.settings.password_scheme)
+    return ctx.passwords.hash(password, ctx.settings.password_scheme)
 
 
 def parse_id(value: object, what: str) -> int:
