@@ -41,14 +41,17 @@ def mailctl_env(data_dir: Path, **settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(tmp_path: Path, admin_password: str, **settings: str) -> Iterator[ServeProcess]:
-    """Run ``mailctl init`` and then ``mailctl serve`` on a free port; stop it afterwards."""
+def serve(
+    tmp_path: Path, admin_password: str, *, initialise: bool = True, **settings: str
+) -> Iterator[ServeProcess]:
+    """Run ``mailctl init`` (unless told not to), then ``mailctl serve`` on a free port."""
     data_dir = tmp_path / "data"
     env = mailctl_env(data_dir, admin_password=admin_password, **settings)
-    init = subprocess.run(
-        [sys.executable, "-m", "mailctl", "init"], env=env, capture_output=True, timeout=120
-    )
-    assert init.returncode == 0, init.stderr.decode()
+    if initialise:
+        init = subprocess.run(
+            [sys.executable, "-m", "mailctl", "init"], env=env, capture_output=True, timeout=120
+        )
+        assert init.returncode == 0, init.stderr.decode()
     port = free_port()
     stdout, stderr = tmp_path / "serve.stdout", tmp_path / "serve.stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:

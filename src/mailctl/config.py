@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------
     data_dir: Path = Path("data")
     database_url: str = ""  # empty: sqlite file under data_dir
+    # A group whose members (Postfix and Dovecot) read the SQLite file: it is then 0640
+    # with that group instead of 0600. Put such a file outside the data folder (0700).
+    database_group: str | None = None
     mail_root: Path | None = None  # default: {data_dir}/mail
     trash_dir: Path | None = None  # default: {data_dir}/trash
     trash_retention_days: int = Field(default=30, ge=0)

@@ -14,11 +14,12 @@ import typer
 from rich.console import Console
 
 from mailctl.cli import remote
-from mailctl.config import load_settings
+from mailctl.config import Settings, load_settings
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import MailctlError
 from mailctl.services import domains
 from mailctl.services.context import Actor, Context
+from mailctl.services.private_files import secure_files
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,9 +36,17 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def checked_settings(create_database: bool = False) -> Settings:
+    """The settings, once the data folder and database files are private (one line per fix)."""
+    settings = load_settings()
+    for notice in secure_files(settings, create_database=create_database):
+        err_console.print(f"notice: {notice}", highlight=False, soft_wrap=True)
+    return settings
+
+
 @contextmanager
-def context() -> Iterator[Context]:
-    ctx = Context.from_settings(load_settings())
+def context(create_database: bool = False) -> Iterator[Context]:
+    ctx = Context.from_settings(checked_settings(create_database))
     try:
         yield ctx
     finally:

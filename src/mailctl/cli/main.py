@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from mailctl.cli import aliases, archives, certs, dkim, domains, hostcmds, setup, trash, users
-from mailctl.cli.common import console, context, err_console, reports_errors
-from mailctl.config import load_settings
+from mailctl.cli.common import checked_settings, console, context, err_console, reports_errors
 from mailctl.services import auth
+from mailctl.services.private_files import use_private_umask
 
 app = typer.Typer(
     help="mailctl: the control plane of a self-hosted mail server.",
@@ -42,7 +42,7 @@ def init(
     import sys
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
-    with context() as ctx:
+    with context(create_database=True) as ctx:
         result = auth.initialize(ctx, username, password)
         url = ctx.database.url
     console.print(f"Database ready: {_redacted(url)}", highlight=False)
@@ -74,7 +74,7 @@ def serve(
 
     from mailctl.api.app import create_app
 
-    settings = load_settings()
+    settings = checked_settings()
     app_ = create_app(settings)
     current, head = app_.state.ctx.database.schema_state()
     if current != head:
@@ -94,4 +94,5 @@ def serve(
 
 
 def main() -> None:
+    use_private_umask()
     app()

@@ -125,13 +125,18 @@ class Maildirs:
             **manifest,
         }
         try:
-            entry_dir.mkdir(parents=True, mode=0o700)
+            if not self.trash_root.is_dir():
+                # Deleted rows in the manifests hold password hashes and DKIM keys.
+                self.trash_root.mkdir(parents=True, mode=0o700, exist_ok=True)
+                os.chmod(self.trash_root, 0o700)
+            entry_dir.mkdir(mode=0o700)
             if source is not None and source.exists():
                 _resolved_inside(self.mail_root, source)
                 _move(source, entry_dir / DATA)
                 full_manifest["has_data"] = True
             tmp = entry_dir / f".{MANIFEST}.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(full_manifest, handle, indent=2, sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())
