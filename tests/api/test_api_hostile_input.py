@@ -9,6 +9,7 @@ import tarfile
 
 import httpx
 import pytest
+from tests.conftest import LiveServer
 
 # Characters str.isdigit() accepts that are not the ASCII digits 0-9.
 NOT_ASCII_DIGITS = ["¹", "³", "\u0663", "\u0967\u0968", "\U0001d7d9"]
@@ -76,3 +77,15 @@ def test_deeply_nested_import_manifest(api: httpx.Client) -> None:
     plain = _archive_with_manifest(json.dumps({"version": 1}).encode())
     response = api.post("/import/domain", files={"archive": ("a.tar.gz", plain)})
     _is_clear_400(response, "lacks")
+
+
+def test_deeply_nested_trash_manifest(api: httpx.Client, server: LiveServer) -> None:
+    """A trash entry whose manifest nests deeply is listed as unreadable, not a 500."""
+    entry = server.ctx.settings.trash_path / "20260101T000000.000000Z-domain-x.example-0000"
+    entry.mkdir(parents=True)
+    (entry / "manifest.json").write_text('{"kind": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    listed = api.get("/trash")
+    assert listed.status_code == 200, listed.text
+    assert [item["kind"] for item in listed.json()["trash"]] == ["unknown"]
+    restored = api.post("/trash/restore", data={"id": entry.name})
+    _is_clear_400(restored, "has no readable manifest")
