@@ -66,9 +66,24 @@ class Maildirs:
     def _checked(self, path: Path) -> Path:
         if path.name in ("", ".", "..") or "/" in path.name:
             raise HostStateError(f"Refusing the path component {path.name!r}.")
-        self.mail_root.mkdir(parents=True, exist_ok=True)
+        self._make_mail_root()
         _resolved_inside(self.mail_root, path)
         return path
+
+    def _make_mail_root(self) -> None:
+        # 0755 whatever the umask: the mail user walks through it to its maildirs.
+        if not self.mail_root.is_dir():
+            self.mail_root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.mail_root, 0o755)  # noqa: S103 - the mail user walks it
+
+    def _make_parent(self, destination: Path) -> None:
+        """Create the folders above a maildir being restored, as create_mailbox would."""
+        self._make_mail_root()
+        parent = destination.parent
+        if parent != self.mail_root and not parent.exists():
+            parent.mkdir(mode=0o750)
+            os.chmod(parent, 0o750)  # noqa: S103 - as create_mailbox makes it
+            self._own(parent)
 
     def _own(self, path: Path) -> None:
         if self.uid is not None or self.gid is not None:
@@ -151,7 +166,7 @@ class Maildirs:
             raise HostStateError(f"Cannot restore into {destination}: it exists already.")
         try:
             if entry.data_path.exists():
-                destination.parent.mkdir(parents=True, exist_ok=True)
+                self._make_parent(destination)
                 _move(entry.data_path, destination)
             shutil.rmtree(entry.path)
         except OSError as exc:
@@ -222,7 +237,7 @@ class Maildirs:
         if destination.exists():
             raise HostStateError(f"Cannot restore into {destination}: it exists already.")
         try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parent(destination)
             _resolved_inside(self.mail_root, destination)
             _move(entry.data_path, destination)
         except OSError as exc:
