@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # The mail daemons' own read-only role on the same PostgreSQL/MariaDB database (it may
     # SELECT only the columns they query); `mailctl setup` renders their files with it.
     daemon_database_url: str = ""
+    # A group whose members (Postfix and Dovecot) read the SQLite file: it is then 0640
+    # with that group instead of 0600. Put such a file outside the data folder (0700).
+    database_group: str | None = None
     mail_root: Path | None = None  # default: {data_dir}/mail
     trash_dir: Path | None = None  # default: {data_dir}/trash
     trash_retention_days: int = Field(default=30, ge=0)
@@ -47,8 +50,17 @@ class Settings(BaseSettings):
     token_ttl_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
     admin_username: str = "admin"  # first admin made by `mailctl init`
     admin_password: SecretStr | None = None  # if unset, `init` generates and prints one
+    # Failed logins: per (client address, username) and per client address (an IPv6
+    # address counts by its /64). Reaching a limit blocks for login_backoff_seconds, twice
+    # as long at each further failure, up to login_max_backoff_seconds; the count is
+    # forgotten login_window_seconds after the last attempt or block.
     login_max_failures: int = Field(default=10, ge=1)
+    login_max_failures_per_address: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=300, ge=1)
+    login_backoff_seconds: int = Field(default=60, ge=1)
+    login_max_backoff_seconds: int = Field(default=3600, ge=1)
+    # Password hashes computed at once (Argon2id takes 64 MiB each); default: one per core.
+    password_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
 
     # --- mailbox passwords -----------------------------------------------------------
     password_scheme: Literal["ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT"] = "ARGON2ID"  # noqa: S105

@@ -65,10 +65,14 @@ class TooLargeError(MailctlError):
 
 
 class ThrottledError(MailctlError):
-    """Too many attempts in a short time."""
+    """Too many attempts in a short time; ``retry_after`` says how many seconds to wait."""
 
     status_code = 429
     exit_code = 6
+
+    def __init__(self, message: str, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class UnavailableError(MailctlError):

@@ -171,3 +171,15 @@ def test_lock_is_released_after_the_block(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     with fs.locked(lock, timeout=0.2):
         assert lock.exists()
+
+
+def test_ensure_dir_parents_stay_walkable_under_umask_077(tmp_path: Path) -> None:
+    """Under mailctl's umask 077, missing parents are still 0755 so a daemon can walk them."""
+    old = os.umask(0o077)
+    try:
+        created = fs.ensure_dir(tmp_path / "etc" / "opendkim" / "keys", 0o750)
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "etc") == 0o755
+    assert _mode(tmp_path / "etc" / "opendkim") == 0o755
+    assert _mode(created) == 0o750

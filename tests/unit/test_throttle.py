@@ -1,55 +1,98 @@
-"""Failed logins are counted per key in a sliding window."""
+"""Login throttling in the database: limits, back-off, and one count for every process."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import pytest
+from tests.conftest import ADMIN, ADMIN_PASSWORD
 
-from mailctl.errors import ThrottledError
-from mailctl.services import throttle as throttle_module
-from mailctl.services.throttle import LoginThrottle
+from mailctl.config import Settings
+from mailctl.errors import AuthError, ThrottledError
+from mailctl.services import auth
+from mailctl.services.context import Context
+from mailctl.services.throttle import client_network
+
+ATTACKER = "192.0.2.1"
 
 
-def test_refuses_after_max_failures() -> None:
-    """The attempt after max_failures failures in the window is refused with 429."""
-    throttle = LoginThrottle(max_failures=3, window_seconds=60)
-    for _ in range(3):
-        throttle.check(["user:a"])
-        throttle.fail(["user:a"])
+def _fail(ctx: Context, address: str = ATTACKER, username: str = ADMIN) -> None:
+    with pytest.raises(AuthError):
+        auth.login(ctx, username, "wrong password", address)
+
+
+def _refused(ctx: Context, address: str = ATTACKER, password: str = "wrong") -> int:  # noqa: S107
     with pytest.raises(ThrottledError) as info:
-        throttle.check(["user:a"])
-    assert info.value.status_code == 429
-    throttle.check(["user:b"])
+        auth.login(ctx, ADMIN, password, address)
+    return info.value.retry_after
 
 
-def test_success_resets_the_count() -> None:
-    """A successful login clears the failures of its keys."""
-    throttle = LoginThrottle(max_failures=2, window_seconds=60)
-    throttle.fail(["user:a"])
-    throttle.succeed(["user:a"])
-    throttle.fail(["user:a"])
-    throttle.check(["user:a"])
+@pytest.fixture
+def fast(settings: Settings) -> Iterator[Context]:
+    """A context whose first block lasts one second."""
+    context = Context.from_settings(
+        settings.model_copy(update={"login_max_failures": 3, "login_backoff_seconds": 1})
+    )
+    auth.initialize(context, ADMIN, ADMIN_PASSWORD)
+    yield context
+    context.close()
 
 
-def test_failures_expire_after_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Failures older than the window no longer count."""
-    now = [1000.0]
-    monkeypatch.setattr(throttle_module.time, "monotonic", lambda: now[0])
-    throttle = LoginThrottle(max_failures=1, window_seconds=10)
-    throttle.fail(["addr:1"])
-    with pytest.raises(ThrottledError):
-        throttle.check(["addr:1"])
-    now[0] += 11
-    throttle.check(["addr:1"])
+def _blocked_for(ctx: Context, block: int) -> None:
+    """One more failure, then a refusal whose Retry-After is the block that failure began."""
+    started = time.monotonic()
+    _fail(ctx)
+    retry_after = _refused(ctx)
+    elapsed = time.monotonic() - started
+    assert block - elapsed - 1 <= retry_after <= block
 
 
-def test_table_of_keys_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Spraying distinct usernames does not grow memory without bound."""
-    now = [0.0]
-    monkeypatch.setattr(throttle_module.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(throttle_module, "MAX_TRACKED_KEYS", 100)
-    throttle = LoginThrottle(max_failures=5, window_seconds=10)
-    for n in range(100):
-        throttle.fail([f"user:{n}"])
-    now[0] += 20
-    throttle.fail(["user:new"])
-    assert len(throttle._failures) == 1
+def test_blocks_double_with_each_further_failure(fast: Context) -> None:
+    """After the limit, each failure once the block ends blocks twice as long."""
+    for _ in range(2):
+        _fail(fast)
+    _blocked_for(fast, 1)
+    assert _refused(fast, password=ADMIN_PASSWORD) == 1
+    time.sleep(1.1)
+    _blocked_for(fast, 2)
+    time.sleep(2.1)
+    _blocked_for(fast, 4)
+
+
+def test_a_right_password_clears_the_count(fast: Context) -> None:
+    """A successful login forgets its address's failures for that username."""
+    for _ in range(2):
+        _fail(fast)
+    assert auth.login(fast, ADMIN, ADMIN_PASSWORD, ATTACKER)
+    for _ in range(2):
+        _fail(fast)
+    assert auth.login(fast, ADMIN, ADMIN_PASSWORD, ATTACKER)
+
+
+def test_every_process_counts_against_one_limit(ctx: Context, settings: Settings) -> None:
+    """Failures seen by one API process count in another on the same database."""
+    other = Context.from_settings(settings)
+    try:
+        for n in range(10):
+            _fail(ctx if n % 2 else other)
+        _refused(other, password=ADMIN_PASSWORD)
+        _refused(ctx, password=ADMIN_PASSWORD)
+        assert auth.login(other, ADMIN, ADMIN_PASSWORD, "198.51.100.7")
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        (None, "unknown"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_client_network(address: str | None, counted: str) -> None:
+    """An IPv6 client counts by its /64; an IPv4 (or IPv4-mapped) one by its address."""
+    assert client_network(address) == counted

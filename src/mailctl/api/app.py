@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from mailctl import __version__
-from mailctl.api import errors
+from mailctl.api import errors, logs
 from mailctl.api.routes import (
     acme_challenge,
     aliases,
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     # The embedded default: this process renders the host files after each committed change.
     reconcile_on_change(context)
     errors.install(app)
+    logs.install()
     routers = (system, auth, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
     for module in routers:
         app.include_router(module.router)

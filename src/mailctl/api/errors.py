@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailctl.errors import AuthError, MailctlError
+from mailctl.errors import AuthError, MailctlError, ThrottledError
 
 log = logging.getLogger("mailctl.api")
 
@@ -30,9 +30,11 @@ def install(app: FastAPI) -> None:
     async def mailctl_error(_request: Request, exc: MailctlError) -> JSONResponse:
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
-        headers = (
-            {"WWW-Authenticate": 'Bearer realm="mailctl"'} if isinstance(exc, AuthError) else None
-        )
+        headers = None
+        if isinstance(exc, AuthError):
+            headers = {"WWW-Authenticate": 'Bearer realm="mailctl"'}
+        elif isinstance(exc, ThrottledError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return envelope(exc.status_code, exc.message, headers)
 
     @app.exception_handler(StarletteHTTPException)

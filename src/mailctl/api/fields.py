@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +9,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
+from mailctl.domain.numbers import ascii_digits, loads_limited
 from mailctl.errors import InvalidInputError, TooLargeError
 
 MAX_FIELDS = 64
@@ -73,7 +73,7 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
     """Collect the request's fields whatever the method and content type."""
     fields = Fields(values=dict(request.query_params))
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
+    if length is not None and ascii_digits(length) and int(length) > max_bytes:
         raise TooLargeError(f"The request body is larger than {max_bytes} bytes.")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
@@ -92,9 +92,10 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
         body = await _read_limited(request, max_bytes)
         if body.strip():
             try:
-                data = json.loads(body)
-            except ValueError as exc:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
                 raise InvalidInputError("The request body is not valid JSON.") from exc
+            data = loads_limited(text, "The JSON body")
             if not isinstance(data, dict):
                 raise InvalidInputError("The JSON body must be an object of named fields.")
             for name, value in data.items():

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailctl.domain.numbers import loads_limited
 from mailctl.errors import InvalidInputError
 
 FORMAT_VERSION = 1
@@ -180,9 +181,10 @@ class Manifest:
     def from_json(cls, data: bytes) -> Manifest:
         """Parse and validate manifest bytes; InvalidInputError says what is wrong."""
         try:
-            raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise InvalidInputError(f"The archive manifest is not valid JSON: {exc}.") from exc
+        raw = loads_limited(text, "The archive manifest")
         return cls.from_dict(raw)
 
     @classmethod

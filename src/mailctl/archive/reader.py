@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mailctl.archive.format import MANIFEST_NAME, Manifest, check_member_path
+from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import HostStateError, InvalidInputError, TooLargeError
 
 BLOCK = 512
@@ -126,10 +127,7 @@ def _pax_records(data: bytes) -> dict[str, str]:
     pos = 0
     while pos < len(data) and data[pos : pos + 1] != b"\x00":
         length_text, sep, _ = data[pos : pos + 32].partition(b" ")
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = 0
+        length = int(length_text) if ascii_digits(length_text.decode("ascii", "replace")) else 0
         record = data[pos : pos + length]
         if not sep or length <= len(length_text) + 1 or not record.endswith(b"\n"):
             raise InvalidInputError("The archive is corrupt: a pax header is malformed.")
@@ -184,10 +182,9 @@ def _members(src: _Gunzip) -> Iterator[_Member]:
             continue
         member_name = overrides.get("path", _text(name))
         if "size" in overrides:
-            try:
-                size = int(overrides["size"])
-            except ValueError as exc:
-                raise InvalidInputError("The archive is corrupt: a pax size is bad.") from exc
+            if not ascii_digits(overrides["size"]):
+                raise InvalidInputError("The archive is corrupt: a pax size is bad.")
+            size = int(overrides["size"])
         overrides = {}
         shown = member_name[:200]
         if size < 0:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import InvalidInputError, UpstreamError
 
 STARTTLS_PROTOCOLS = ("smtp", "imap", "pop3")
@@ -73,7 +74,7 @@ class _Conversation:
         texts: list[str] = []
         for _ in range(_MAX_LINES):
             text = self.line()
-            if len(text) < 3 or not text[:3].isdigit():
+            if len(text) < 3 or not ascii_digits(text[:3]):
                 raise UpstreamError(
                     f"The server at {self.where} does not speak SMTP (it said {text[:80]!r})."
                 )

@@ -7,18 +7,20 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 import typer
 from rich.console import Console
 
 from mailctl.cli import remote
-from mailctl.config import load_settings
+from mailctl.config import Settings, load_settings
+from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import MailctlError
 from mailctl.services import domains
 from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Actor, Context
+from mailctl.services.private_files import secure_files
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,6 +37,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def checked_settings(create_database: bool = False, **overrides: Any) -> Settings:
+    """The settings, once the data folder and database files are private (one line per fix)."""
+    settings = load_settings(**overrides)
+    for notice in secure_files(settings, create_database=create_database):
+        err_console.print(f"notice: {notice}", highlight=False, soft_wrap=True)
+    return settings
+
+
 @contextmanager
 def context(initialised: bool = True) -> Iterator[Context]:
     """The context of one command; a committed change re-renders this host's files.
@@ -46,7 +56,7 @@ def context(initialised: bool = True) -> Iterator[Context]:
     exactly the files the same change made through the API would. The change stands if
     that fails; the command says so and `mailctl reconcile` (or the agent) tries again.
     """
-    ctx = Context.from_settings(load_settings())
+    ctx = Context.from_settings(checked_settings(create_database=not initialised))
     listener = reconcile_on_change(ctx)
     try:
         if initialised:
@@ -102,7 +112,7 @@ def read_password(given: str | None, from_stdin: bool, confirm: bool = True) -> 
 
 def domain_id_of(ctx: Context, domain: str) -> str:
     """The id of a domain given by name or by id, as the list commands take it."""
-    if domain.isdigit():
+    if ascii_digits(domain):
         return domain
     return str(domains.get_domain(ctx, domain).id)
 

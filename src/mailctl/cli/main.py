@@ -16,10 +16,10 @@ from mailctl.cli import (
     trash,
     users,
 )
-from mailctl.cli.common import console, context, reports_errors
-from mailctl.config import load_settings
+from mailctl.cli.common import checked_settings, console, context, reports_errors
 from mailctl.errors import MailctlError
 from mailctl.services import auth
+from mailctl.services.private_files import use_private_umask
 
 app = typer.Typer(
     help="mailctl: the control plane of a self-hosted mail server.",
@@ -87,8 +87,9 @@ def serve(
 
     from mailctl.api.app import create_app
 
-    given = {"host": host, "port": port}
-    settings = load_settings(**{name: value for name, value in given.items() if value is not None})
+    given: dict[str, object] = {"host": host, "port": port}
+    overrides = {name: value for name, value in given.items() if value is not None}
+    settings = checked_settings(False, **overrides)
     app_ = create_app(settings)
     try:
         # Say it now rather than answer every request with 503.
@@ -106,4 +107,5 @@ def serve(
 
 
 def main() -> None:
+    use_private_umask()
     app()

@@ -68,9 +68,17 @@ def write_atomic(
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
-    """Create ``path`` (and its parents) if missing and give it ``mode``, whatever the umask."""
+    """Create ``path`` (and its parents) if missing and give it ``mode``, whatever the umask.
+
+    Missing parents get 0755: mailctl runs under umask 077, and a daemon must be able to
+    walk down to the folders rendered for it.
+    """
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+        for folder in reversed(missing[1:]):
+            folder.mkdir(exist_ok=True)
+            os.chmod(folder, 0o755)  # noqa: S103 - parents a daemon walks through
+        path.mkdir(exist_ok=True)
         os.chmod(path, mode)
     except OSError as exc:
         raise HostStateError(f"Cannot create directory {path}: {exc.strerror or exc}.") from exc

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mailctl.domain.numbers import loads_limited
 from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
 
 MANIFEST = "manifest.json"
@@ -65,9 +66,24 @@ class Maildirs:
     def _checked(self, path: Path) -> Path:
         if path.name in ("", ".", "..") or "/" in path.name:
             raise HostStateError(f"Refusing the path component {path.name!r}.")
-        self.mail_root.mkdir(parents=True, exist_ok=True)
+        self._make_mail_root()
         _resolved_inside(self.mail_root, path)
         return path
+
+    def _make_mail_root(self) -> None:
+        # 0755 whatever the umask: the mail user walks through it to its maildirs.
+        if not self.mail_root.is_dir():
+            self.mail_root.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.mail_root, 0o755)  # noqa: S103 - the mail user walks it
+
+    def _make_parent(self, destination: Path) -> None:
+        """Create the folders above a maildir being restored, as create_mailbox would."""
+        self._make_mail_root()
+        parent = destination.parent
+        if parent != self.mail_root and not parent.exists():
+            parent.mkdir(mode=0o750)
+            os.chmod(parent, 0o750)  # noqa: S103 - as create_mailbox makes it
+            self._own(parent)
 
     def _own(self, path: Path) -> None:
         if self.uid is not None or self.gid is not None:
@@ -124,13 +140,18 @@ class Maildirs:
             **manifest,
         }
         try:
-            entry_dir.mkdir(parents=True, mode=0o700)
+            if not self.trash_root.is_dir():
+                # Deleted rows in the manifests hold password hashes and DKIM keys.
+                self.trash_root.mkdir(parents=True, mode=0o700, exist_ok=True)
+                os.chmod(self.trash_root, 0o700)
+            entry_dir.mkdir(mode=0o700)
             if source is not None and source.exists():
                 _resolved_inside(self.mail_root, source)
                 _move(source, entry_dir / DATA)
                 full_manifest["has_data"] = True
             tmp = entry_dir / f".{MANIFEST}.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(full_manifest, handle, indent=2, sort_keys=True)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -145,7 +166,7 @@ class Maildirs:
             raise HostStateError(f"Cannot restore into {destination}: it exists already.")
         try:
             if entry.data_path.exists():
-                destination.parent.mkdir(parents=True, exist_ok=True)
+                self._make_parent(destination)
                 _move(entry.data_path, destination)
             shutil.rmtree(entry.path)
         except OSError as exc:
@@ -216,7 +237,7 @@ class Maildirs:
         if destination.exists():
             raise HostStateError(f"Cannot restore into {destination}: it exists already.")
         try:
-            destination.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parent(destination)
             _resolved_inside(self.mail_root, destination)
             _move(entry.data_path, destination)
         except OSError as exc:
@@ -258,8 +279,8 @@ def _read_manifest(entry_dir: Path) -> dict[str, Any]:
     try:
         fd = os.open(entry_dir / MANIFEST, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
-            data = json.loads(handle.read(16 * 1024 * 1024).decode("utf-8"))
-    except (OSError, ValueError):
+            data = loads_limited(handle.read(16 * 1024 * 1024).decode("utf-8"), "manifest")
+    except (OSError, ValueError, InvalidInputError):
         return {}
     return data if isinstance(data, dict) else {}
 

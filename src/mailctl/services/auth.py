@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from mailctl.domain import passwords
 from mailctl.errors import (
     AuthError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
 )
+from mailctl.services import throttle
 from mailctl.services.context import Actor, Context
 
 JWT_ALGORITHM = "HS256"
@@ -45,10 +45,10 @@ class InitResult:
 _dummy_hash: str | None = None
 
 
-def _dummy() -> str:
+def _dummy(ctx: Context) -> str:
     global _dummy_hash
     if _dummy_hash is None:
-        _dummy_hash = passwords.hash_password(_DUMMY_HASH_SOURCE)
+        _dummy_hash = ctx.passwords.hash(_DUMMY_HASH_SOURCE)
     return _dummy_hash
 
 
@@ -94,7 +94,7 @@ def initialize(
             if given is None:
                 generated = secrets.token_urlsafe(18)
                 given = generated
-            uow.admins.add(name, passwords.hash_password(given))
+            uow.admins.add(name, ctx.passwords.hash(given))
             uow.audit.add(admin="init", action="create_admin", target=name, client_address=None)
             admin_created = True
         uow.commit()
@@ -104,7 +104,7 @@ def initialize(
 def create_admin(ctx: Context, actor: Actor, username: str, password: str) -> AdminIdentity:
     """Add another admin account."""
     name = validate_admin_username(username)
-    hashed = passwords.hash_password(password)
+    hashed = ctx.passwords.hash(password)
     with ctx.uow() as uow:
         if uow.admins.by_username(name) is not None:
             raise ConflictError(f"The admin {name} exists already.")
@@ -133,20 +133,16 @@ def login(ctx: Context, username: object, password: object, client_address: str 
     """Check an admin's credentials and return a signed token (HS256, with expiry)."""
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise AuthError(BAD_CREDENTIALS)
-    throttle = ctx.login_throttle
-    keys = [f"user:{username.lower()}"]
-    if client_address:
-        keys.append(f"addr:{client_address}")
-    throttle.check(keys)
+    attempt = throttle.begin_attempt(ctx, client_address, username)
     with ctx.uow() as uow:
         admin = uow.admins.by_username(username)
-        stored = admin.password if admin is not None else _dummy()
-        ok = passwords.verify_password(password, stored) and admin is not None
-        identity = AdminIdentity(admin.id, admin.username) if admin is not None and ok else None
-    if identity is None:
-        throttle.fail(keys)
+        stored = admin.password if admin is not None else None
+        identity = AdminIdentity(admin.id, admin.username) if admin is not None else None
+    # The hash is checked outside the transaction: it takes long, and holds no row.
+    ok = ctx.passwords.verify(password, stored if stored is not None else _dummy(ctx))
+    if identity is None or not ok:
         raise AuthError(BAD_CREDENTIALS)
-    throttle.succeed(keys)
+    throttle.attempt_succeeded(ctx, attempt)
     return issue_token(ctx, identity)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailctl.config import Settings
 from mailctl.host.maildir import Maildirs
-from mailctl.services.throttle import LoginThrottle
+from mailctl.services.hashing import PasswordPool
 from mailctl.storage.database import Database
 from mailctl.storage.uow import UnitOfWork
 
@@ -29,7 +30,7 @@ class Context:
     maildirs: Maildirs
     # Called after a committed change, so the host files can be brought in line with it.
     change_listeners: list[Callable[[str], None]] = field(default_factory=list)
-    login_throttle: LoginThrottle = field(default_factory=lambda: LoginThrottle(10, 300))
+    passwords: PasswordPool = field(default_factory=lambda: PasswordPool(os.cpu_count() or 1))
     _jwt_secret: str | None = None
 
     @classmethod
@@ -43,9 +44,7 @@ class Context:
                 uid=settings.mail_uid,
                 gid=settings.mail_gid,
             ),
-            login_throttle=LoginThrottle(
-                settings.login_max_failures, settings.login_window_seconds
-            ),
+            passwords=PasswordPool(settings.password_workers),
         )
 
     def uow(self) -> UnitOfWork:

@@ -89,7 +89,7 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
     """Delete a domain, its mailboxes and aliases; its maildirs move to the trash."""
     domain_name = normalize_domain(name)
     with ctx.uow() as uow:
-        domain = uow.domains.by_name(domain_name)
+        domain = uow.domains.by_name(domain_name, lock=True)
         if domain is None:
             raise NotFoundError(f"The domain {domain_name} does not exist.")
         users = [
@@ -110,7 +110,9 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
             }
             for key in uow.dkim_keys.for_domain(domain.id)
         ]
-        uow.domains.delete(domain)
+        if not uow.domains.delete(domain):
+            # A concurrent delete won; it made the one trash entry.
+            raise NotFoundError(f"The domain {domain_name} does not exist.")
         uow.audit.add(
             admin=actor.name,
             action="delete_domain",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mailctl.domain import passwords
 from mailctl.domain.names import parse_address
+from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.services.context import Actor, Context
 from mailctl.services.views import TrashView, UserView
@@ -24,14 +25,14 @@ def hash_new_password(ctx: Context, password: object) -> str:
     minimum = ctx.settings.min_password_length
     if len(password) < minimum:
         raise InvalidInputError(f"The password is too short ({minimum} characters at least).")
-    return passwords.hash_password(password, ctx.settings.password_scheme)
+    return ctx.passwords.hash(password, ctx.settings.password_scheme)
 
 
 def parse_id(value: object, what: str) -> int:
     """Read a numeric id from a path or form field; InvalidInputError if it is not one."""
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+    elif isinstance(value, str) and ascii_digits(value.strip()) and len(value.strip()) <= 18:
         number = int(value.strip())
     else:
         raise InvalidInputError(f"The {what} must be a positive whole number.")
@@ -146,17 +147,19 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
         raise InvalidInputError("The field 'email' is required.")
     address = parse_address(email)
     with ctx.uow() as uow:
-        user = uow.users.by_email(address.email)
+        user = uow.users.by_email(address.email, lock=True)
         if user is None:
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
         record = {"email": user.email, "password": user.password}
+        if not uow.users.delete(user):
+            # A concurrent delete won; it made the one trash entry.
+            raise NotFoundError(f"The mailbox {address.email} does not exist.")
         # Aliases that lead to this mailbox alone would accept mail only to bounce it; they
         # go with it (and come back with a restore). Lists naming others stay.
-        orphans = uow.aliases.by_destination(user.email)
+        orphans = uow.aliases.by_destination(address.email)
         alias_records = [{"source": a.source, "destination": a.destination} for a in orphans]
         for alias in orphans:
             uow.aliases.delete(alias)
-        uow.users.delete(user)
         uow.audit.add(
             admin=actor.name,
             action="delete_user",

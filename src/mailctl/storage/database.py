@@ -34,6 +34,14 @@ def backend_of(url: str) -> str:
     return name
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another backend or an in-memory database."""
+    parsed = make_url(url)
+    if backend_of(url) != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine with the settings each backend needs to behave like the others."""
     parsed = make_url(url)

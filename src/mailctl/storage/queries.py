@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
-from mailctl.storage.tables import Admin, Alias, AuditEntry, Domain, Secret, User
+from mailctl.storage.tables import Admin, Alias, AuditEntry, Base, Domain, Secret, User
+
+
+def _delete_row(session: Session, row: Base, condition: ColumnElement[bool]) -> bool:
+    """Delete one row by a condition and say whether this transaction is the one that did.
+
+    Two requests may both have read the row; only the DELETE that matched it wins, the
+    other sees a row count of 0 (SQLite serialises writers, PostgreSQL and MariaDB wait
+    for the first one's row lock), so a delete happens exactly once.
+    """
+    result = session.execute(
+        delete(type(row)).where(condition), execution_options={"synchronize_session": False}
+    )
+    session.expunge(row)
+    return bool(cast(CursorResult[Any], result).rowcount == 1)
 
 
 class Domains:
@@ -20,8 +35,12 @@ class Domains:
     def get(self, domain_id: int) -> Domain | None:
         return self.session.get(Domain, domain_id)
 
-    def by_name(self, name: str) -> Domain | None:
-        return self.session.scalars(select(Domain).where(Domain.name == name)).one_or_none()
+    def by_name(self, name: str, *, lock: bool = False) -> Domain | None:
+        """The domain called ``name``; ``lock`` holds its row until the transaction ends."""
+        query = select(Domain).where(Domain.name == name)
+        if lock:
+            query = query.with_for_update()
+        return self.session.scalars(query).one_or_none()
 
     def list_with_counts(self) -> list[tuple[Domain, int]]:
         """Every domain with its mailbox count, in one query whatever the number of domains."""
@@ -48,13 +67,13 @@ class Domains:
         self.session.flush()
         return domain
 
-    def delete(self, domain: Domain) -> None:
+    def delete(self, domain: Domain) -> bool:
+        """Delete the domain and its rows; False if another transaction deleted it first."""
         # Explicit deletes rather than relying on ON DELETE CASCADE alone, so the outcome
         # is the same on every backend and in the same transaction.
         self.session.execute(delete(Alias).where(Alias.domain_id == domain.id))
         self.session.execute(delete(User).where(User.domain_id == domain.id))
-        self.session.delete(domain)
-        self.session.flush()
+        return _delete_row(self.session, domain, Domain.id == domain.id)
 
 
 class Users:
@@ -66,8 +85,12 @@ class Users:
     def get(self, user_id: int) -> User | None:
         return self.session.get(User, user_id)
 
-    def by_email(self, email: str) -> User | None:
-        return self.session.scalars(select(User).where(User.email == email)).one_or_none()
+    def by_email(self, email: str, *, lock: bool = False) -> User | None:
+        """The mailbox ``email``; ``lock`` holds its row until the transaction ends."""
+        query = select(User).where(User.email == email)
+        if lock:
+            query = query.with_for_update()
+        return self.session.scalars(query).one_or_none()
 
     def list_for_domain(self, domain_id: int) -> Sequence[User]:
         return self.session.scalars(
@@ -80,9 +103,9 @@ class Users:
         self.session.flush()
         return user
 
-    def delete(self, user: User) -> None:
-        self.session.delete(user)
-        self.session.flush()
+    def delete(self, user: User) -> bool:
+        """Delete the mailbox; False if another transaction deleted it first."""
+        return _delete_row(self.session, user, User.id == user.id)
 
 
 class Aliases:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -190,3 +191,20 @@ class Job(Base):
     lock_key: Mapped[str | None] = mapped_column(String(300), unique=True, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LoginThrottleRow(Base):
+    """Recent failed logins of one client address, or of one (address, username) pair.
+
+    Times are seconds since the epoch, so every backend compares them the same way. In the
+    database rather than in memory so that every API process counts against one limit.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (Index("ix_login_throttle_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_at: Mapped[float] = mapped_column(Double, nullable=False)
+    blocked_until: Mapped[float | None] = mapped_column(Double, nullable=True)
+    expires_at: Mapped[float] = mapped_column(Double, nullable=False)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from mailctl.storage.database import Database, translate
 from mailctl.storage.keys import AcmeAccounts, AcmeChallenges, Certificates, DkimKeys, Jobs
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
+from mailctl.storage.throttle_rows import LoginThrottles
 
 
 class UnitOfWork:
@@ -37,6 +38,7 @@ class UnitOfWork:
         self.acme_accounts = AcmeAccounts(self.session)
         self.acme_challenges = AcmeChallenges(self.session)
         self.jobs = Jobs(self.session)
+        self.login_throttles = LoginThrottles(self.session)
         return self
 
     def __exit__(
