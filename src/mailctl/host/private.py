@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import HostStateError, InvalidInputError
+from mailctl.host.fs import ensure_dir
 
 # Files mailctl creates are for mailctl alone unless a mode says otherwise.
 PRIVATE_UMASK = 0o077
@@ -73,10 +74,10 @@ def secure_data_dir(
     never more open, not even for a moment.
     """
     notices = []
-    try:
-        data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HostStateError(f"Cannot create the data folder {data_dir}: {exc.strerror}.") from exc
+    if not data_dir.is_dir():
+        # Missing parents get 0755: the mail root or the daemons' folders may sit beside
+        # the data folder, below the same new parent, and the daemons must walk through it.
+        ensure_dir(data_dir, DATA_DIR_MODE)
     notice = _repair(data_dir, DATA_DIR_MODE, "the data folder")
     if notice:
         notices.append(notice)
@@ -86,7 +87,8 @@ def secure_data_dir(
     mode = SHARED_DATABASE_MODE if gid is not None else DATABASE_MODE
     if create_database and not sqlite_file.exists():
         try:
-            sqlite_file.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+            if not sqlite_file.parent.is_dir():
+                ensure_dir(sqlite_file.parent, DATA_DIR_MODE)
             fd = os.open(sqlite_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             os.close(fd)
         except FileExistsError:
