@@ -7,8 +7,6 @@ import json
 import os
 import pwd
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,23 +53,15 @@ LAYOUT_RELOADS: dict[str, str | None] = {
 }
 
 
-@pytest.fixture
-def host_root() -> Iterator[Path]:
-    """A folder the daemons' users may pass through (0711), unlike pytest's private one."""
-    root = Path(tempfile.mkdtemp(prefix="mailctl-setup-"))
-    root.chmod(0o711)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def mail_host_env(root: Path) -> dict[str, str | None]:
     """A SQLite database and data folder below ``root`` that Postfix and Dovecot can read."""
     (root / "db").mkdir(mode=0o755)
     return {
         "MAILCTL_DATA_DIR": str(root / "data"),
         "MAILCTL_DATABASE_URL": f"sqlite:///{root / 'db' / 'mailctl.db'}",
+        # The file is 0640 with this group, so Postfix's maps can read it (the only daemon
+        # these tests ask; a mail host names a group Dovecot is in as well).
+        "MAILCTL_DATABASE_GROUP": "postfix",
         **LAYOUT_RELOADS,
     }
 

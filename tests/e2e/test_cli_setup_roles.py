@@ -198,7 +198,7 @@ def test_without_the_daemons_url_the_dry_run_warns_and_apply_refuses(
 
 
 def test_apply_writes_files_postfix_reads_with_the_daemons_password(
-    run: Invoke, database: MailDatabase, admin_url: str, tmp_path: Path
+    run: Invoke, database: MailDatabase, admin_url: str, tmp_path: Path, host_root: Path
 ) -> None:
     """After the grants, `setup --apply` writes map files through which Postfix's own
     lookup reaches the database with the hostile password; the dry run masks it.
@@ -209,7 +209,7 @@ def test_apply_writes_files_postfix_reads_with_the_daemons_password(
     assert run("setup", "--grants", "--apply", "--admin-url", admin_url).exit_code == 0
     password = make_url(database.daemon_url).password
     assert password is not None
-    stack = tmp_path / "stack"
+    stack = host_root / "stack"
     shown = run("setup", "--root", str(stack))
     assert shown.exit_code == 0, shown.output
     assert "********" in shown.output

@@ -17,6 +17,7 @@ from tests.mailstack.mailclient import message
 from tests.mailstack.stack import (
     MailStack,
     _wait_for_ports,
+    pg_server_for,
     run_to_file,
     self_signed_pair,
     write_rendered,
@@ -89,6 +90,7 @@ def cli_env(deployment: Deployment) -> dict[str, str | None]:
     env: dict[str, str | None] = {
         "MAILCTL_DATA_DIR": str(settings.data_dir),
         "MAILCTL_DATABASE_URL": settings.database_url,
+        "MAILCTL_DAEMON_DATABASE_URL": settings.daemon_database_url or None,
         "MAILCTL_MAIL_ROOT": str(settings.mail_root_path),
         "MAILCTL_OPENDKIM_DIR": str(settings.opendkim_path),
         "MAILCTL_TLS_DIR": str(settings.tls_path),
@@ -97,6 +99,9 @@ def cli_env(deployment: Deployment) -> dict[str, str | None]:
         "MAILCTL_MAIL_GID": str(settings.mail_gid),
         "MAILCTL_FILE_UID": str(settings.file_uid),
         "MAILCTL_FILE_GID": str(settings.file_gid),
+        # A SQLite file stays 0640 with Postfix's group, so its maps can read it; Dovecot's
+        # auth worker reads it as root.
+        "MAILCTL_DATABASE_GROUP": "postfix",
     }
     for daemon in ("POSTFIX", "DOVECOT", "OPENDKIM"):
         env[f"MAILCTL_RELOAD_{daemon}"] = None
@@ -106,7 +111,11 @@ def cli_env(deployment: Deployment) -> dict[str, str | None]:
 @pytest.fixture(scope="module", params=selected_backends())
 def host(request: pytest.FixtureRequest) -> Iterator[Host]:
     """A deployed mail host per backend with a mailbox, an alias and a DKIM key in it."""
-    with deployed(str(request.param)) as deployment, deployment.client() as api:
+    backend = str(request.param)
+    with (
+        deployed(backend, pg_server_for(request, backend)) as deployment,
+        deployment.client() as api,
+    ):
         box = new_mailbox(api)
         alias = api.post(
             f"/alias/{box.domain_id}",

@@ -73,8 +73,10 @@ def secure_data_dir(
     ``create_database`` a missing SQLite file is created empty with its mode, so it is
     never more open, not even for a moment.
     """
-    notices = []
+    notices: list[str] = []
     if not data_dir.is_dir():
+        if not create_database:
+            return notices  # nothing to make private yet; only `mailctl init` creates it
         # Missing parents get 0755: the mail root or the daemons' folders may sit beside
         # the data folder, below the same new parent, and the daemons must walk through it.
         ensure_dir(data_dir, DATA_DIR_MODE)

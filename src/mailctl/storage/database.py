@@ -24,6 +24,11 @@ from mailctl.errors import (
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BACKENDS = ("sqlite", "postgresql", "mariadb")
+# Never echo the URL: it may hold the database password.
+UNUSABLE_URL = (
+    "MAILCTL_DATABASE_URL is not a database URL mailctl can use (sqlite:///FILE, "
+    "postgresql+psycopg://USER@HOST/DB or mysql+pymysql://USER@HOST/DB)."
+)
 
 
 def backend_of(url: str) -> str:
@@ -36,7 +41,10 @@ def backend_of(url: str) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL; None for another backend or an in-memory database."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as error:
+        raise InvalidInputError(UNUSABLE_URL) from error
     if backend_of(url) != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).absolute()
@@ -118,11 +126,7 @@ class Database:
                 raise exc.ArgumentError(f"unsupported backend {self.backend}")
             self.engine = make_engine(url)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
-            # Never echo the URL: it may hold the database password.
-            raise InvalidInputError(
-                "MAILCTL_DATABASE_URL is not a database URL mailctl can use (sqlite:///FILE, "
-                "postgresql+psycopg://USER@HOST/DB or mysql+pymysql://USER@HOST/DB)."
-            ) from error
+            raise InvalidInputError(UNUSABLE_URL) from error
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
