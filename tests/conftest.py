@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mailctl.config import Settings
     from mailctl.services.context import Context
 
+pytest_plugins = ["tests.securitylog"]
+
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct horse battery"
 
