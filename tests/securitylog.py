@@ -22,6 +22,9 @@ RESULTS = Path(
 )
 _FIGURES = pytest.StashKey[dict[str, Any]]()
 
+Figure = Callable[[str, object], None]
+"""The type of the ``figure`` fixture, for annotations."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -32,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def figure(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+def figure(request: pytest.FixtureRequest) -> Figure:
     """Record a measured figure of this test (name, value) for docs/security.md."""
     figures = request.node.stash.setdefault(_FIGURES, {})
 

@@ -29,6 +29,7 @@ def _is_clear_400(response: httpx.Response, words: str) -> None:
     assert words in body["msg"]
 
 
+@pytest.mark.security(9, "Ids in paths are ASCII digits; others get 400, never 500")
 @pytest.mark.parametrize("digits", NOT_ASCII_DIGITS)
 def test_ids_in_paths_must_be_ascii_digits(api: httpx.Client, domain_id: int, digits: str) -> None:
     """/users/¹, /aliases/¹, /user/³ and user-change-password answer 400, not 500."""
@@ -43,6 +44,7 @@ def test_ids_in_paths_must_be_ascii_digits(api: httpx.Client, domain_id: int, di
     _is_clear_400(changed, "user id must be a positive whole number")
 
 
+@pytest.mark.security(9, "A port is ASCII digits; others get 400, never 500")
 @pytest.mark.parametrize("digits", NOT_ASCII_DIGITS)
 def test_port_must_be_ascii_digits(api: httpx.Client, digits: str) -> None:
     """port=¹ on /ssl/get-left-days is a 400 naming the field."""
@@ -50,6 +52,7 @@ def test_port_must_be_ascii_digits(api: httpx.Client, digits: str) -> None:
     _is_clear_400(response, "'port' must be a number")
 
 
+@pytest.mark.security(9, "A deeply nested JSON body gets 400, not a RecursionError")
 def test_deeply_nested_json_body(api: httpx.Client) -> None:
     """A JSON body nested a hundred thousand levels deep is a 400, not a RecursionError."""
     body = '{"domain": ' + "[" * 100_000 + "]" * 100_000 + "}"
@@ -66,6 +69,7 @@ def _archive_with_manifest(manifest: bytes) -> bytes:
     return gzip.compress(raw.getvalue())
 
 
+@pytest.mark.security(9, "A deeply nested import manifest gets 400, not a RecursionError")
 def test_deeply_nested_import_manifest(api: httpx.Client) -> None:
     """A tiny archive whose manifest.json nests 100,000 levels is refused with a 400."""
     manifest = b'{"version": 1, "domain": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"

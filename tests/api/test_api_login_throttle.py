@@ -10,6 +10,7 @@ import httpx
 import pytest
 from tests.conftest import ADMIN, ADMIN_PASSWORD
 from tests.liveserver import live_api
+from tests.securitylog import Figure
 
 from mailctl.config import Settings
 from mailctl.services import auth
@@ -41,7 +42,10 @@ def _login(url: str, address: str, password: str, username: str = ADMIN) -> http
     )
 
 
-def test_attacker_elsewhere_cannot_lock_the_admin_out(proxied: str) -> None:
+@pytest.mark.security(
+    2, "Failed logins from elsewhere cannot lock the admin out of their own address"
+)
+def test_attacker_elsewhere_cannot_lock_the_admin_out(proxied: str, figure: Figure) -> None:
     """Guesses from other addresses get 429, the admin's own address still logs in."""
     for attacker in ("192.0.2.1", "192.0.2.2", "2001:db8::1"):
         statuses = [_login(proxied, attacker, f"guess-{n}").status_code for n in range(12)]
@@ -51,10 +55,14 @@ def test_attacker_elsewhere_cannot_lock_the_admin_out(proxied: str) -> None:
     assert _login(proxied, "2001:db8::2", "guess").status_code == 429
     answer = _login(proxied, "198.51.100.7", ADMIN_PASSWORD)
     assert answer.status_code == 200, answer.text
+    figure("attacking addresses", 3)
+    figure("guesses each", 12)
+    figure("admin login from own address", answer.status_code)
     assert answer.json()["result"] is True
 
 
-def test_429_carries_retry_after(proxied: str) -> None:
+@pytest.mark.security(2, "A throttled login is told when to retry (Retry-After)")
+def test_429_carries_retry_after(proxied: str, figure: Figure) -> None:
     """A throttled login says in Retry-After how many seconds to wait."""
     for n in range(10):
         assert _login(proxied, "192.0.2.9", f"guess-{n}").status_code == 401
@@ -65,6 +73,7 @@ def test_429_carries_retry_after(proxied: str) -> None:
         "msg": "Too many failed logins from this address; wait before trying again.",
     }
     assert 55 <= int(refused.headers["Retry-After"]) <= 60
+    figure("Retry-After seconds", int(refused.headers["Retry-After"]))
 
 
 def test_one_address_guessing_many_usernames_is_limited(proxied: str) -> None:
@@ -77,7 +86,10 @@ def test_one_address_guessing_many_usernames_is_limited(proxied: str) -> None:
     assert _login(proxied, "192.0.2.21", ADMIN_PASSWORD).status_code == 200
 
 
-def test_concurrent_guesses_are_counted_before_the_hash(proxied: str) -> None:
+@pytest.mark.security(
+    3, "Concurrent wrong logins cannot race the throttle: the count comes before the hash"
+)
+def test_concurrent_guesses_are_counted_before_the_hash(proxied: str, figure: Figure) -> None:
     """60 wrong logins at once from one address: exactly 10 get a password check (401)."""
     barrier = threading.Barrier(60)
     statuses: list[int] = []
@@ -95,3 +107,5 @@ def test_concurrent_guesses_are_counted_before_the_hash(proxied: str) -> None:
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [401] * 10 + [429] * 50
+    figure("concurrent logins", 60)
+    figure("password checks", statuses.count(401))

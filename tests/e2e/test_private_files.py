@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.securitylog import Figure
 from tests.serverproc import mailctl_env, serve
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -39,7 +40,10 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*NOBODY, *argv], capture_output=True, text=True, timeout=30)
 
 
-def test_files_are_private_under_umask_022(tmp_path: Path) -> None:
+@pytest.mark.security(
+    1, "Under umask 022 the data folder is 0700 and every file mailctl makes is 0600"
+)
+def test_files_are_private_under_umask_022(tmp_path: Path, figure: Figure) -> None:
     """init, add, export and delete under umask 022: the folder 0700, every file 0600."""
     data = tmp_path / "data"
     assert mailctl(data, "init").returncode == 0
@@ -67,8 +71,11 @@ def test_files_are_private_under_umask_022(tmp_path: Path) -> None:
     assert {"mailctl.db", "trash"} <= kinds
     assert any(path.name.endswith(".tar.gz") for path in files)
     assert {str(p.relative_to(data)): oct(_mode(p)) for p in files if _mode(p) & 0o077} == {}
+    figure("files checked", len(files))
+    figure("files readable by others", 0)
 
 
+@pytest.mark.security(1, "Another local account cannot read the database (secret, keys, hashes)")
 def test_nobody_cannot_read_the_database(tmp_path: Path) -> None:
     """Another local account cannot read the database, even while the server runs."""
     with serve(tmp_path, "a fine admin password") as server:
@@ -83,6 +90,7 @@ def test_nobody_cannot_read_the_database(tmp_path: Path) -> None:
         assert _as_nobody("ls", str(server.data_dir)).returncode != 0
 
 
+@pytest.mark.security(1, "A too-open data folder or database is repaired at start, with a notice")
 def test_too_open_files_are_repaired_with_a_notice(tmp_path: Path) -> None:
     """A data folder 0755 and database 0644 are made private again by the next command."""
     data = tmp_path / "data"

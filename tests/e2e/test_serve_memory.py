@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.securitylog import Figure
 from tests.serverproc import serve
 
 ADMIN_PASSWORD = "a fine admin password"
@@ -22,7 +23,8 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 @pytest.mark.slow
-def test_200_concurrent_logins_stay_under_300_mib(tmp_path: Path) -> None:
+@pytest.mark.security(3, "200 concurrent logins keep the server under 300 MiB")
+def test_200_concurrent_logins_stay_under_300_mib(tmp_path: Path, figure: Figure) -> None:
     """200 logins at once (Argon2id, 64 MiB each): the server's peak RSS stays under 300 MiB."""
     statuses: list[int] = []
     lock = threading.Lock()
@@ -50,5 +52,7 @@ def test_200_concurrent_logins_stay_under_300_mib(tmp_path: Path) -> None:
         for thread in threads:
             thread.join()
         peak = _peak_rss_mib(server.process.pid)
+    figure("concurrent logins", LOGINS)
+    figure("peak RSS MiB", round(peak))
     assert statuses == [200] * LOGINS
     assert peak <= PEAK_LIMIT_MIB, f"peak RSS {peak:.0f} MiB"
