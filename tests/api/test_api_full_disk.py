@@ -91,6 +91,9 @@ class Scene:
             files={"archive": ("moved.example.tar.gz", self.archive, "application/gzip")},
         )
 
+    def export_to_file(self) -> httpx.Response:
+        return self.api.get("/export/domain", params={"domain": "kept.example", "format": "json"})
+
     def domains(self) -> list[str]:
         return sorted(d["name"] for d in self.api.get("/domains").json()["domains"])
 
@@ -124,7 +127,7 @@ def _cli(settings: Settings, *args: str) -> tuple[int, str]:
 @pytest.mark.security(
     finding=11,
     claim="A full disk under the SQLite database and the data folder answers 507 'The disk "
-    "is full' to a new mailbox, certificate, import or domain (exit 10 on the command "
+    "is full' to a new mailbox, certificate, import, export or domain (exit 10 on the command "
     "line), keeps every earlier row and file, and all of them work once space is freed.",
 )
 def test_full_disk_under_database_and_data(figure: Figure) -> None:
@@ -144,6 +147,7 @@ def test_full_disk_under_database_and_data(figure: Figure) -> None:
                 "mailbox": scene.create_mailbox,
                 "certificate": scene.upload_certificate,
                 "import": scene.import_archive,
+                "export": scene.export_to_file,
                 "domain": lambda: api.post("/domains", files=_form(domain="new.example")),
             }
             answers = {what: attempt() for what, attempt in attempts.items()}
@@ -180,7 +184,7 @@ def test_full_disk_under_database_and_data(figure: Figure) -> None:
 
 @pytest.mark.security(
     finding=11,
-    claim="When only the data folder's disk is full, a new mailbox or import answers 507 "
+    claim="When only the data folder's disk is full, a new mailbox, import or export answers 507 "
     "'The disk is full' with no row left behind, and a stored certificate's answer says the "
     "disk is full instead of reporting an internal error.",
 )
@@ -199,6 +203,8 @@ def test_full_disk_under_data_folder_only(tmp_path: Path, figure: Figure) -> Non
             figure("bytes and files written to fill the disk", (filler.bytes, filler.files))
             _assert_disk_full(scene.create_mailbox(), "mailbox")
             _assert_disk_full(scene.import_archive(), "import")
+            _assert_disk_full(scene.export_to_file(), "export")
+            assert list(settings.archive_path.glob("*")) == []  # no half-written archive
             assert scene.mailboxes() == ["keep@kept.example"]
             assert scene.domains() == ["kept.example"]
             stored = scene.upload_certificate()
