@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     trash_retention_days: int = Field(default=30, ge=0)
     mail_uid: int | None = None  # owner of maildirs on a mail host (the vmail user)
     mail_gid: int | None = None
+    # Seconds to open a database connection, and to wait for one statement (a lock held
+    # elsewhere, a frozen server); past them a request answers 503 and the connection is
+    # dropped. A statement timeout of 0 means none. Migrations (`mailctl init`) have none.
+    database_connect_timeout: float = Field(default=5.0, gt=0, le=3600)
+    database_statement_timeout: float = Field(default=10.0, ge=0, le=86400)
 
     # --- admins and tokens -----------------------------------------------------------
     jwt_secret: SecretStr | None = None  # overrides the secret `mailctl init` stores

@@ -8,6 +8,7 @@ MailctlError
  ├── TooLargeError       an upload or field is over its size limit (HTTP 413, exit 2)
  ├── ThrottledError      too many attempts, try again later (HTTP 429, exit 6)
  ├── UnavailableError    the database or a daemon cannot be reached (HTTP 503, exit 7)
+ ├── DiskFullError       the disk (or the database's) is full (HTTP 507, exit 10)
  ├── HostStateError      the files on this host are not what they should be (HTTP 500, exit 8)
  └── UpstreamError       a remote party (ACME server, TLS peer) failed (HTTP 502, exit 9)
 
@@ -16,6 +17,8 @@ them to status codes in one handler and the CLI to exit codes in one place.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class MailctlError(Exception):
@@ -76,10 +79,26 @@ class ThrottledError(MailctlError):
 
 
 class UnavailableError(MailctlError):
-    """The database or a daemon could not be reached."""
+    """The database or a daemon could not be reached; ``retry_after`` (seconds) if known."""
 
     status_code = 503
     exit_code = 7
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DiskFullError(MailctlError):
+    """A write failed because a disk, a quota or the database's storage is full.
+
+    Nothing half-written is kept. 507 Insufficient Storage (RFC 4918) is the status made
+    for "the server cannot store what this request needs": not the client's fault (4xx),
+    and not an internal error (500) or an unreachable database (503) either.
+    """
+
+    status_code = 507
+    exit_code = 10
 
 
 class HostStateError(MailctlError):
@@ -94,3 +113,42 @@ class UpstreamError(MailctlError):
 
     status_code = 502
     exit_code = 9
+
+
+# ENOSPC: no space left on the device; EDQUOT: the writing user's quota is used up.
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+DISK_FULL = "The disk is full: free some space on this host, then try again."
+
+
+def disk_full(error: BaseException) -> DiskFullError | None:
+    """The DiskFullError to report instead of ``error`` when a full disk caused it.
+
+    Adapters translate an OSError into HostStateError where they catch it; this looks
+    through the chain of causes, so a write that failed with ENOSPC anywhere is reported
+    as a full disk by the API and the CLI alike, not as a broken host or an internal error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DiskFullError):
+            return current
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            detail = error.message if isinstance(error, MailctlError) else str(current)
+            return DiskFullError(f"{DISK_FULL} ({detail.rstrip('.')}.)")
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def reported(error: BaseException) -> MailctlError | None:
+    """The error to tell a user about ``error``; None for a bug (an unexpected exception).
+
+    A failure on the host or database side (5xx) that a full disk caused is reported as
+    the full disk; other mailctl errors as they are.
+    """
+    if isinstance(error, MailctlError) and error.status_code < 500:
+        return error
+    full = disk_full(error)
+    if full is not None:
+        return full
+    return error if isinstance(error, MailctlError) else None

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailctl.errors import AuthError, MailctlError, ThrottledError
+from mailctl.errors import AuthError, MailctlError, ThrottledError, UnavailableError, reported
 
 log = logging.getLogger("mailctl.api")
 
@@ -28,14 +28,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(MailctlError)
     async def mailctl_error(_request: Request, exc: MailctlError) -> JSONResponse:
-        if exc.status_code >= 500:
-            log.error("request failed: %s", exc.message, exc_info=exc.__cause__ or exc)
+        shown = reported(exc) or exc
+        if shown.status_code >= 500:
+            log.error("request failed: %s", shown.message, exc_info=exc.__cause__ or exc)
         headers = None
-        if isinstance(exc, AuthError):
+        if isinstance(shown, AuthError):
             headers = {"WWW-Authenticate": 'Bearer realm="mailctl"'}
-        elif isinstance(exc, ThrottledError):
-            headers = {"Retry-After": str(exc.retry_after)}
-        return envelope(exc.status_code, exc.message, headers)
+        elif isinstance(shown, ThrottledError | UnavailableError) and shown.retry_after:
+            headers = {"Retry-After": str(shown.retry_after)}
+        return envelope(shown.status_code, shown.message, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -51,6 +52,9 @@ def install(app: FastAPI) -> None:
         return envelope(400, "Invalid request: " + "; ".join(problems) + ".")
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        full = reported(exc)
+        if full is not None:  # a write no adapter translated: still a full disk, not a bug
+            return await mailctl_error(request, full)
         log.exception("unexpected error", exc_info=exc)
         return envelope(500, "Internal error; the server log has the details.")

@@ -16,7 +16,7 @@ from rich.console import Console
 from mailctl.cli import remote
 from mailctl.config import Settings, load_settings
 from mailctl.domain.numbers import ascii_digits
-from mailctl.errors import MailctlError
+from mailctl.errors import MailctlError, reported
 from mailctl.services import domains
 from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Actor, Context
@@ -93,9 +93,14 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except MailctlError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from exc
+        except (MailctlError, OSError) as exc:
+            shown = reported(exc)
+            if shown is None:
+                raise  # an OSError no layer expected: a bug, with its traceback
+            err_console.print(
+                f"[bold red]error:[/] {shown.message}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(shown.exit_code) from exc
 
     return wrapper
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailctl.errors import MailctlError
+from mailctl.errors import MailctlError, reported
 from mailctl.services.context import Context
 from mailctl.services.reconcile import ReconcileReport, reconcile
 
@@ -52,9 +52,13 @@ def reconcile_safely(ctx: Context) -> ReconcileOutcome:
     """
     try:
         report = reconcile(ctx)
-    except MailctlError as exc:
-        log.error("reconcile failed: %s", exc.message)
-        return ReconcileOutcome(error=exc.message)
+    except (MailctlError, OSError) as exc:
+        shown = reported(exc)  # a full disk says so, whichever write met it
+        if shown is None:
+            log.exception("reconcile failed unexpectedly")
+            return ReconcileOutcome(error="Reconcile failed unexpectedly; the log has the details.")
+        log.error("reconcile failed: %s", shown.message)
+        return ReconcileOutcome(error=shown.message)
     except Exception:
         # The change is committed whatever went wrong here; reporting it as failed would
         # make a caller retry something that already happened.

@@ -10,6 +10,7 @@ from mailctl.config import Settings
 from mailctl.host.maildir import Maildirs
 from mailctl.services.hashing import PasswordPool
 from mailctl.storage.database import Database
+from mailctl.storage.timeouts import Timeouts
 from mailctl.storage.uow import UnitOfWork
 
 
@@ -37,7 +38,13 @@ class Context:
     def from_settings(cls, settings: Settings) -> Context:
         return cls(
             settings=settings,
-            database=Database(settings.database_url),
+            database=Database(
+                settings.database_url,
+                Timeouts(
+                    connect=settings.database_connect_timeout,
+                    statement=settings.database_statement_timeout,
+                ),
+            ),
             maildirs=Maildirs(
                 settings.mail_root_path,
                 settings.trash_path,

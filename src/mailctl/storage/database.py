@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +17,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailctl.errors import (
+    DISK_FULL,
     ConflictError,
+    DiskFullError,
     InvalidInputError,
     MailctlError,
     UnavailableError,
+)
+from mailctl.storage.timeouts import (
+    Timeouts,
+    mariadb_connect_args,
+    mariadb_session_limits,
+    mysql_code,
+    postgresql_connect_args,
+    postgresql_deadline,
+    sqlite_busy_seconds,
+    sqlite_pragmas,
 )
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -50,13 +63,21 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database).absolute()
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine with the settings each backend needs to behave like the others."""
+def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
+    """Create an engine with the settings each backend needs to behave like the others.
+
+    ``timeouts`` (the defaults of Timeouts if not given) bound how long a connect and a
+    statement may take; see storage.timeouts.
+    """
+    limits = timeouts or Timeouts()
     parsed = make_url(url)
     backend = backend_of(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        kwargs["connect_args"] = {
+            "timeout": sqlite_busy_seconds(limits),
+            "check_same_thread": False,
+        }
     elif backend == "mariadb":
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
@@ -65,22 +86,19 @@ def make_engine(url: str) -> Engine:
         # a request that waited for a row lock would not see what the holder committed and
         # would act on stale rows. READ COMMITTED is PostgreSQL's default; both then agree.
         kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["connect_args"] = mariadb_connect_args(limits)
     elif backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": 10}
+        options = parsed.query.get("options")
+        parsed = parsed.difference_update_query(["options"])
+        kwargs["connect_args"] = postgresql_connect_args(limits, options)
     engine = create_engine(parsed, **kwargs)
     if backend == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas(limits))
+    elif backend == "mariadb" and limits.statement > 0:
+        event.listen(engine, "connect", mariadb_session_limits(limits.statement))
+    elif backend == "postgresql" and limits.client is not None:
+        event.listen(engine, "do_connect", postgresql_deadline(limits.client))
     return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Foreign keys give us ON DELETE CASCADE; WAL lets Postfix and Dovecot read the file
-    # while the API writes; busy_timeout waits for a writer instead of failing at once.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
 
 
 NOT_SET_UP = "The database has no mailctl tables yet: run `mailctl init` first."
@@ -100,31 +118,89 @@ def _missing_table(error: exc.SQLAlchemyError) -> bool:
     return str(orig).startswith("no such table")  # SQLite
 
 
+# MariaDB/MySQL: ER_DISK_FULL, ER_RECORD_FILE_FULL (InnoDB cannot grow a tablespace).
+_MYSQL_DISK_FULL = frozenset({1021, 1114})
+# ER_LOCK_WAIT_TIMEOUT, MariaDB's ER_STATEMENT_TIMEOUT, MySQL's max_execution_time.
+_MYSQL_TIMED_OUT = frozenset({1205, 1969, 3024})
+# Errors that carry the OS's errno, here ENOSPC (28): ER_ERROR_ON_WRITE ("Error writing
+# file ... (Errcode: 28 "No space left on device")"), ER_GET_ERRNO ("Got error 28 ...").
+_MYSQL_OS_ERROR = frozenset({3, 1030})
+_ERRNO_28 = re.compile(r"\b(?:error|errcode|errno):? 28\b|No space left on device", re.IGNORECASE)
+_PG_DISK_FULL = "53100"
+# query_canceled (statement_timeout), lock_not_available (lock_timeout).
+_PG_TIMED_OUT = frozenset({"57014", "55P03"})
+_SQLITE_FULL = 13
+_SQLITE_BUSY = 5
+RETRY_AFTER_SECONDS = 5
+TIMED_OUT = (
+    "The database did not answer in time: it is busy, or another session holds a lock. "
+    "Try again shortly."
+)
+UNAVAILABLE = "The database is unavailable; try again shortly."
+DATABASE_FULL = f"{DISK_FULL} (The database cannot store the change.)"
+
+
+def _sqlite_code(orig: BaseException) -> int | None:
+    # Python gives the extended result code (SQLITE_BUSY_SNAPSHOT is 517); the primary
+    # code is its low byte.
+    code = getattr(orig, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _disk_full(orig: BaseException) -> bool:
+    """True when the driver says the database's storage is full."""
+    if _sqlite_code(orig) == _SQLITE_FULL:
+        return True
+    if getattr(orig, "sqlstate", None) == _PG_DISK_FULL:
+        return True
+    code = mysql_code(orig)
+    if code in _MYSQL_DISK_FULL:
+        return True
+    return code in _MYSQL_OS_ERROR and bool(_ERRNO_28.search(str(orig)))
+
+
+def _timed_out(orig: BaseException) -> bool:
+    """True when the server gave up on a statement: a lock held too long, or slowness."""
+    if _sqlite_code(orig) == _SQLITE_BUSY:
+        return True
+    if getattr(orig, "sqlstate", None) in _PG_TIMED_OUT:
+        return True
+    return mysql_code(orig) in _MYSQL_TIMED_OUT
+
+
 def translate(error: exc.SQLAlchemyError) -> MailctlError:
     """Map a SQLAlchemy/driver error to the mailctl error a caller should see."""
     if _missing_table(error):
         return UnavailableError(NOT_SET_UP)
+    orig = getattr(error, "orig", None)
+    if isinstance(orig, BaseException) and _disk_full(orig):
+        return DiskFullError(DATABASE_FULL)
+    if isinstance(orig, BaseException) and _timed_out(orig):
+        return UnavailableError(TIMED_OUT, retry_after=RETRY_AFTER_SECONDS)
     if isinstance(error, exc.IntegrityError):
         return ConflictError("That entry exists already or is still referenced.")
     if isinstance(error, exc.DataError):
         return InvalidInputError("A value does not fit the database column it is stored in.")
     if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError):
-        return UnavailableError("The database is unavailable; try again shortly.")
+        return UnavailableError(UNAVAILABLE, retry_after=RETRY_AFTER_SECONDS)
     if isinstance(error, exc.TimeoutError):
-        return UnavailableError("The database is busy; try again shortly.")
+        return UnavailableError(
+            "The database is busy; try again shortly.", retry_after=RETRY_AFTER_SECONDS
+        )
     return UnavailableError("The database failed to answer the request.")
 
 
 class Database:
     """One database: its engine, sessions and schema version."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeouts: Timeouts | None = None) -> None:
         self.url = url
+        self.timeouts = timeouts or Timeouts()
         try:
             self.backend = backend_of(url)
             if self.backend not in BACKENDS:
                 raise exc.ArgumentError(f"unsupported backend {self.backend}")
-            self.engine = make_engine(url)
+            self.engine = make_engine(url, self.timeouts)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as error:
             raise InvalidInputError(UNUSABLE_URL) from error
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -177,12 +253,21 @@ class Database:
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
         config = self._alembic_config()
+        # A migration may rewrite a big table in one statement: on a server it runs
+        # without the statement timeout that bounds a request, on an engine of its own.
+        # (SQLite's only limit is its wait for another writer, which a migration keeps.)
+        engine = self.engine
+        if self.backend != "sqlite":
+            engine = make_engine(self.url, self.timeouts.without_statement_limit())
         try:
-            with self.engine.begin() as connection:
+            with engine.begin() as connection:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
 
     def schema_state(self) -> tuple[str | None, str | None]:
         """Return (current revision, newest revision) of the schema."""
