@@ -15,9 +15,9 @@ any of the four encodings on every method, whatever the document shows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
@@ -51,6 +51,13 @@ _HEADERS = {
 
 # Yes/no fields accept exactly these words (api.fields.Fields.flag).
 FLAG_VALUES = ("true", "false", "1", "0", "yes", "no", "on", "off")
+# Ids are positive whole numbers in ASCII digits (services.mailboxes.parse_id).
+ID_PATTERN = "^[1-9][0-9]{0,17}$"
+
+# A numeric id in the path, as the document shows it; the route still parses it itself.
+DomainIdPath = Annotated[
+    str, Path(description="The domain's numeric id.", json_schema_extra={"pattern": ID_PATTERN})
+]
 
 
 def answers(ok: OkBody, *errors: ErrorSpec, description: str = "Success.") -> dict[str, Any]:
@@ -70,12 +77,23 @@ def answers(ok: OkBody, *errors: ErrorSpec, description: str = "Success.") -> di
     return {"response_model": None, "responses": responses}
 
 
-def _field_schema(name: str, flags: tuple[str, ...], binary: bool = False) -> dict[str, Any]:
+def _field_schema(
+    name: str, flags: tuple[str, ...], ids: tuple[str, ...] = (), binary: bool = False
+) -> dict[str, Any]:
     if binary:
         return {"type": "string", "format": "binary"}
     if name in flags:
         return {"type": "string", "enum": list(FLAG_VALUES)}
+    if name in ids:
+        return {"type": "string", "pattern": ID_PATTERN}
     return {"type": "string"}
+
+
+def _required(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required field is refused when blank (api.fields.Fields.require)."""
+    if "enum" in schema or "pattern" in schema or schema.get("format") == "binary":
+        return schema
+    return {**schema, "minLength": 1, "pattern": "\\S"}
 
 
 def form(
@@ -83,17 +101,23 @@ def form(
     optional: tuple[str, ...] = (),
     files: tuple[str, ...] = (),
     flags: tuple[str, ...] = (),
+    ids: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """``openapi_extra`` for a body of named fields: multipart, urlencoded or JSON."""
+
+    def field(name: str, binary: bool = False) -> dict[str, Any]:
+        schema = _field_schema(name, flags, ids, binary)
+        return _required(schema) if name in required else schema
+
     names = (*required, *optional)
-    properties = {name: _field_schema(name, flags) for name in names}
+    properties = {name: field(name) for name in names}
     for name in files:
-        properties[name] = _field_schema(name, flags, binary=True)
+        properties[name] = field(name, binary=True)
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     # A JSON body carries files as text (a PEM, say).
     json_schema: dict[str, Any] = {
         "type": "object",
-        "properties": {name: _field_schema(name, flags) for name in (*names, *files)},
+        "properties": {name: field(name) for name in (*names, *files)},
     }
     if required:
         schema["required"] = list(required)
@@ -119,7 +143,12 @@ def query(
     GET has no meaning to most HTTP tools, so the document shows the query string.
     """
     parameters = [
-        {"name": name, "in": "query", "required": True, "schema": _field_schema(name, flags)}
+        {
+            "name": name,
+            "in": "query",
+            "required": True,
+            "schema": _required(_field_schema(name, flags)),
+        }
         for name in required
     ]
     parameters += [

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from mailctl.api.bodies import AliasCreated, AliasesRemoved, AliasList
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.openapi import answers, form, query
+from mailctl.api.openapi import DomainIdPath, answers, form, query
 from mailctl.services import aliases
 from mailctl.services.aliases import AliasView
 
@@ -25,7 +25,7 @@ def alias_json(view: AliasView) -> dict[str, Any]:
 
 
 @router.get("/aliases/{domain_id}", **answers(AliasList, 400, 401, 404, 503))
-def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, Any]:
+def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> dict[str, Any]:
     """The aliases of the domain with this id."""
     views = aliases.list_aliases(ctx, domain_id)
     return {"result": True, "aliases": [alias_json(a) for a in views]}
@@ -37,7 +37,7 @@ def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str,
     **answers(AliasCreated, 400, 401, 404, 409, 413, 503),
 )
 def add_alias(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
+    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: DomainIdPath
 ) -> dict[str, Any]:
     """Send mail for ``source`` (an address of the domain, or ``@domain`` for every address
     without a mailbox) to ``destination`` (addresses separated by commas, here or elsewhere).

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from mailctl.api.bodies import UserChanged, UserList, UserTrashed
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.openapi import answers, form, query
+from mailctl.api.openapi import DomainIdPath, answers, form, query
 from mailctl.services import mailboxes
 from mailctl.services.views import UserView
 
@@ -20,7 +20,7 @@ def user_json(view: UserView) -> dict[str, Any]:
 
 
 @router.get("/users/{domain_id}", **answers(UserList, 400, 401, 404, 503))
-def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, Any]:
+def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> dict[str, Any]:
     """The mailboxes of the domain with this id."""
     return {"result": True, "users": [user_json(u) for u in mailboxes.list_users(ctx, domain_id)]}
 
@@ -38,7 +38,7 @@ def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, A
     **answers(UserChanged, 400, 401, 404, 409, 413, 503),
 )
 def create_user(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
+    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: DomainIdPath
 ) -> dict[str, Any]:
     """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
     user = mailboxes.create_user(
@@ -58,7 +58,7 @@ def create_user(
 
 @router.post(
     "/user-change-password",
-    openapi_extra=form("id", "password", "domain_id"),
+    openapi_extra=form("id", "password", "domain_id", ids=("id", "domain_id")),
     **answers(UserChanged, 400, 401, 404, 413, 503),
 )
 def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
