@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import re
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from mailctl.api.app import ROUTERS
 from mailctl.api.deps import current_actor, get_fields
+from mailctl.errors import MailctlError
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -42,6 +46,40 @@ def _calls(route: APIRoute) -> set[Callable[..., Any]]:
     return found
 
 
+def _raised_in_route(endpoint: Callable[..., Any]) -> set[str]:
+    """Statuses of the MailctlErrors the route's own module raises on its way.
+
+    Follows calls to functions of the same module (the route's helpers) and reads their
+    ``raise SomeError(...)`` statements; what services raise is not traced here.
+    """
+    module = sys.modules[endpoint.__module__]
+    tree = ast.parse(inspect.getsource(module))
+    functions = {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    statuses: set[str] = set()
+    seen: set[str] = set()
+    pending = [endpoint.__name__]
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in ast.walk(functions[name]):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                pending.append(node.func.id)
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                error = getattr(module, getattr(node.exc.func, "id", ""), None)
+                if isinstance(error, type) and issubclass(error, MailctlError):
+                    statuses.add(str(error.status_code))
+            is_status = isinstance(node, ast.keyword) and node.arg == "status_code"
+            if is_status and isinstance(node.value, ast.Constant):
+                statuses.add(str(node.value.value))
+    return statuses
+
+
 def _routes() -> list[APIRoute]:
     return [r for m in ROUTERS for r in m.router.routes if isinstance(r, APIRoute)]
 
@@ -54,8 +92,9 @@ def _routes() -> list[APIRoute]:
 def test_every_operation_documents_its_statuses(
     anon: httpx.Client, figure: Callable[[str, object], None]
 ) -> None:
-    """Each operation: a success body, JSON envelopes for errors, and the statuses its
-    dependencies can raise (401 for a token, 400 and 413 for fields, 500 everywhere)."""
+    """Each operation: a success body, JSON envelopes for errors, the statuses its
+    dependencies can raise (401 for a token, 400 and 413 for fields, 500 everywhere) and
+    those its route module raises or answers itself."""
     spec = anon.get("/openapi.json").json()
     documented = {(path, method): op for path, method, op in _operations(spec)}
     routes = {(r.path, m): r for r in _routes() for m in r.methods or ()}
@@ -68,7 +107,9 @@ def test_every_operation_documents_its_statuses(
         responses = operation["responses"]
         statuses += len(responses)
         expected = {"200", "500"}
-        calls = _calls(routes[(path, method)])
+        route = routes[(path, method)]
+        calls = _calls(route)
+        expected |= _raised_in_route(route.endpoint)
         if current_actor in calls:
             expected |= {"401"}
             if not operation.get("security"):

@@ -20,22 +20,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
-from tests.conftest import ADMIN, LiveServer
-from tests.liveserver import free_port
-
-if TYPE_CHECKING:
-    from mailctl.config import Settings
-
-schemathesis = pytest.importorskip("schemathesis")
-hypothesis = pytest.importorskip("hypothesis")
-
-from schemathesis.core.failures import FailureGroup  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+import schemathesis
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+from tests.conftest import ADMIN, LiveServer
+from tests.liveserver import free_port
+
+if TYPE_CHECKING:
+    from mailctl.config import Settings
 
 POSITIVE_EXAMPLES = 45
 NEGATIVE_EXAMPLES = 35
