@@ -26,6 +26,13 @@ from mailctl.config import Settings, load_settings
 from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Context
 
+DESCRIPTION = (
+    "Control plane of a self-hosted mail server. Every field may be sent as multipart, "
+    "urlencoded, JSON or in the query string, on every method (GET and DELETE included); "
+    "the document shows a body for POST and the query string for GET and DELETE. Send the "
+    "token from POST /auth as `Auth-token` or `Authorization: Bearer`. Every error is "
+    'JSON: `{"result": false, "msg": "..."}`.'
+)
 ROUTERS = (system, auth, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
 
 
@@ -43,7 +50,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app = FastAPI(
         title="mailctl",
         version=__version__,
-        description="Control plane of a self-hosted mail server.",
+        description=DESCRIPTION,
         lifespan=lifespan,
         # Both spellings answer (TrailingSlash): an empty 307 broke scripts that parse JSON.
         redirect_slashes=False,

@@ -32,7 +32,7 @@ MEANINGS = {
     404: "The domain, mailbox, alias, key, job or trash entry named does not exist.",
     409: "It exists already, or another action holds it.",
     413: "An upload or a field over its size limit.",
-    429: "Too many failed logins from this address; wait Retry-After seconds.",
+    429: "Too many attempts (failed logins, waiting jobs); wait Retry-After seconds.",
     500: "An internal error, or files on this host are not what mailctl expects.",
     502: "A remote party failed: the ACME server, or the TLS server asked.",
     503: "The database or a daemon is unavailable.",
@@ -44,7 +44,7 @@ _HEADERS = {
         "Retry-After": {
             "required": True,
             "schema": {"type": "string", "pattern": "^[0-9]+$"},
-            "description": "Seconds to wait before the next login attempt.",
+            "description": "Seconds to wait before trying again.",
         }
     },
 }
