@@ -94,6 +94,7 @@ class Tally:
     server_errors: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     remote_failures: int = 0
+    transport_errors: list[str] = field(default_factory=list)
 
     def record(self, label: str, case: Any, response: Any, headers: dict[str, str]) -> None:
         self.sent[label] += 1
@@ -106,6 +107,8 @@ class Tally:
             case.validate_response(response, checks=CHECKS, headers=headers)
         except (AssertionError, FailureGroup) as exc:
             self.violations.append(f"{label}: {str(exc)[:600]}")
+        except Exception as exc:  # a check that could not run is a failure too, with its case
+            self.violations.append(f"{label}: {type(exc).__name__}: {str(exc)[:600]}")
 
 
 def fuzz(
@@ -132,7 +135,14 @@ def fuzz(
         suppress_health_check=list(HealthCheck),
     )
     def run(case: Any) -> None:
-        tally.record(label, case, call(case), headers)
+        try:
+            response = call(case)
+        except requests.RequestException as exc:
+            # No answer at all: reported as such, not left to hypothesis to replay.
+            tally.sent[label] += 1
+            tally.transport_errors.append(f"{label}: {type(exc).__name__}: {exc}")
+            return
+        tally.record(label, case, response, headers)
 
     try:
         run()
@@ -180,6 +190,8 @@ def test_schemathesis_finds_nothing(
     figure("502 of unreachable live checks", tally.remote_failures)
     figure("seconds", round(time.monotonic() - started, 1))
     figure("statuses", dict(sorted(tally.statuses.items())))
+    figure("requests without an answer", len(tally.transport_errors))
+    assert not tally.transport_errors, "\n".join(tally.transport_errors[:20])
     assert not tally.server_errors, "\n".join(tally.server_errors[:20])
     assert not tally.violations, "\n\n".join(tally.violations[:10])
     assert covered == {o.label for o in operations}
