@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from mailctl import __version__
-from mailctl.api import errors, logs
+from mailctl.api import errors, logs, openapi
+from mailctl.api.paths import TrailingSlash
 from mailctl.api.routes import (
     acme_challenge,
     aliases,
@@ -25,6 +26,15 @@ from mailctl.config import Settings, load_settings
 from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Context
 
+DESCRIPTION = (
+    "Control plane of a self-hosted mail server. Every field may be sent as multipart, "
+    "urlencoded, JSON or in the query string, on every method (GET and DELETE included); "
+    "the document shows a body for POST and the query string for GET and DELETE. Send the "
+    "token from POST /auth as `Auth-token` or `Authorization: Bearer`. Every error is "
+    'JSON: `{"result": false, "msg": "..."}`.'
+)
+ROUTERS = (system, auth, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
+
 
 def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:
     """Build the API; nothing is read from the environment before this is called."""
@@ -40,15 +50,20 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app = FastAPI(
         title="mailctl",
         version=__version__,
-        description="Control plane of a self-hosted mail server.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        # Both spellings answer (TrailingSlash): an empty 307 broke scripts that parse JSON.
+        redirect_slashes=False,
     )
     app.state.ctx = context
     # The embedded default: this process renders the host files after each committed change.
     reconcile_on_change(context)
     errors.install(app)
     logs.install()
-    routers = (system, auth, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
-    for module in routers:
+    for module in ROUTERS:
         app.include_router(module.router)
+    # The routes as declared, for the Allow header of a 405 (api.errors).
+    app.state.api_routes = [route for module in ROUTERS for route in module.router.routes]
+    app.add_middleware(TrailingSlash)
+    openapi.install(app)
     return app

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from mailctl.api.fields import Fields, read_fields
 from mailctl.services import auth
@@ -57,7 +58,18 @@ def token_of(request: Request) -> str | None:
     return None
 
 
-def current_actor(request: Request, ctx: ContextDep, address: ClientAddressDep) -> Actor:
+# Declared so /openapi.json shows both ways to send the token; token_of reads them.
+_AUTH_TOKEN = APIKeyHeader(name="Auth-token", auto_error=False, scheme_name="AuthToken")
+_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+
+def current_actor(
+    request: Request,
+    ctx: ContextDep,
+    address: ClientAddressDep,
+    _auth_token: Annotated[str | None, Depends(_AUTH_TOKEN)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> Actor:
     admin = auth.authenticate(ctx, token_of(request))
     return Actor(admin.username, address)
 

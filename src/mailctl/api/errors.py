@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailctl.errors import AuthError, MailctlError, ThrottledError, UnavailableError, reported
@@ -21,6 +22,20 @@ _STATUS_MESSAGES = {
 
 def envelope(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"result": False, "msg": message}, status_code=status, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path accepts (``app.state.api_routes``).
+
+    Starlette's own ``Allow`` names only the first route that matched the path, but one
+    path may have a route per method (``GET /dkim`` and ``DELETE /dkim``).
+    """
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in getattr(request.app.state, "api_routes", ()):
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods.update(route.methods or ())
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
@@ -39,9 +54,12 @@ def install(app: FastAPI) -> None:
         return envelope(shown.status_code, shown.message, headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = _STATUS_MESSAGES.get(exc.status_code) or str(exc.detail)
-        return envelope(exc.status_code, message, dict(exc.headers or {}) or None)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return envelope(exc.status_code, message, headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,12 +6,17 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from mailctl.api.deps import ContextDep
+from mailctl.api.openapi import answers
 from mailctl.services import certificates
 
 router = APIRouter(tags=["acme"])
 
 
-@router.get("/.well-known/acme-challenge/{token}", response_class=PlainTextResponse)
+@router.get(
+    "/.well-known/acme-challenge/{token}",
+    response_class=PlainTextResponse,
+    **answers({"text/plain": {"schema": {"type": "string"}}}, 404, 503),
+)
 def acme_challenge(token: str, ctx: ContextDep) -> PlainTextResponse:
     """The key authorization of a pending challenge, as text; 404 for any other token.
 

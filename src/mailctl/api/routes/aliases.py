@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from mailctl.api.bodies import AliasCreated, AliasesRemoved, AliasList
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.openapi import form
+from mailctl.api.openapi import DomainIdPath, answers, form, query
 from mailctl.services import aliases
 from mailctl.services.aliases import AliasView
 
@@ -23,16 +24,20 @@ def alias_json(view: AliasView) -> dict[str, Any]:
     }
 
 
-@router.get("/aliases/{domain_id}")
-def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, Any]:
+@router.get("/aliases/{domain_id}", **answers(AliasList, 400, 401, 404, 503))
+def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> dict[str, Any]:
     """The aliases of the domain with this id."""
     views = aliases.list_aliases(ctx, domain_id)
     return {"result": True, "aliases": [alias_json(a) for a in views]}
 
 
-@router.post("/alias/{domain_id}", openapi_extra=form("source", "destination"))
+@router.post(
+    "/alias/{domain_id}",
+    openapi_extra=form("source", "destination"),
+    **answers(AliasCreated, 400, 401, 404, 409, 413, 503),
+)
 def add_alias(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
+    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: DomainIdPath
 ) -> dict[str, Any]:
     """Send mail for ``source`` (an address of the domain, or ``@domain`` for every address
     without a mailbox) to ``destination`` (addresses separated by commas, here or elsewhere).
@@ -45,7 +50,11 @@ def add_alias(
     }
 
 
-@router.delete("/aliases", openapi_extra=form("source", optional=("destination",)))
+@router.delete(
+    "/aliases",
+    openapi_extra=query("source", optional=("destination",)),
+    **answers(AliasesRemoved, 400, 401, 404, 413, 503),
+)
 def delete_aliases(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Remove the aliases of ``source``, or only its alias to ``destination``."""
     removed = aliases.delete_aliases(

@@ -24,9 +24,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from mailctl.api.bodies import ExportWritten, Imported, Restored, TrashList
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.fields import Fields
-from mailctl.api.openapi import form
+from mailctl.api.openapi import FLAG_VALUES, answers, form, query
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import InvalidInputError, TooLargeError
 from mailctl.services import archives, trash
@@ -57,7 +58,22 @@ def _wants_json(format_field: str | None, accept: str) -> bool:
     return bool(types & set(_JSON_TYPES)) and not types & set(_ARCHIVE_TYPES)
 
 
-@router.get("/export/domain", openapi_extra=form("domain", optional=("format",)))
+@router.get(
+    "/export/domain",
+    openapi_extra=query("domain", optional=("format",)),
+    **answers(
+        {
+            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": ExportWritten.model_json_schema()},
+        },
+        400,
+        401,
+        404,
+        413,
+        503,
+        description="The archive, or with format=json where it was written on the server.",
+    ),
+)
 def export_domain(
     request: Request, ctx: ContextDep, actor: ActorDep, fields: FieldsDep
 ) -> Response:
@@ -201,18 +217,24 @@ _IMPORT_BODY = {
                     "type": "object",
                     "properties": {
                         ARCHIVE_FIELD: {"type": "string", "format": "binary"},
-                        "replace": {"type": "string"},
+                        "replace": {"type": "string", "enum": list(FLAG_VALUES)},
                     },
                     "required": [ARCHIVE_FIELD],
                 }
             },
         },
     },
-    "parameters": [{"name": "replace", "in": "query", "schema": {"type": "string"}}],
+    "parameters": [
+        {"name": "replace", "in": "query", "schema": {"type": "string", "enum": list(FLAG_VALUES)}}
+    ],
 }
 
 
-@router.post("/import/domain", openapi_extra=_IMPORT_BODY)
+@router.post(
+    "/import/domain",
+    openapi_extra=_IMPORT_BODY,
+    **answers(Imported, 400, 401, 409, 413, 503),
+)
 async def import_domain(request: Request, ctx: ContextDep, actor: ActorDep) -> dict[str, Any]:
     """Import a domain archive (raw body or multipart field ``archive``).
 
@@ -247,13 +269,17 @@ def _trash_json(item: trash.TrashItem) -> dict[str, Any]:
     }
 
 
-@router.get("/trash")
+@router.get("/trash", **answers(TrashList, 401, 503))
 def list_trash(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """Deleted mailboxes and domains waiting in the trash, oldest first."""
     return {"result": True, "trash": [_trash_json(item) for item in trash.list_trash(ctx)]}
 
 
-@router.post("/trash/restore", openapi_extra=form("id"))
+@router.post(
+    "/trash/restore",
+    openapi_extra=form("id"),
+    **answers(Restored, 400, 401, 404, 409, 413, 503),
+)
 def restore_trash(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Restore a deleted mailbox or domain, with its password hashes, aliases and keys."""
     restored = trash.restore(ctx, actor, fields.require("id"))

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from mailctl.api.bodies import DkimKey, DkimKeyAdded, DkimKeyList, DkimKeyRemoved
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.openapi import form
+from mailctl.api.openapi import answers, form, query
 from mailctl.api.shapes import reload_json
 from mailctl.services import dkim
 from mailctl.services.dkim import DkimKeyView
@@ -42,7 +43,8 @@ def listed_key_json(view: DkimKeyView) -> dict[str, Any]:
 
 @router.post(
     "/dkim/add-new-domain",
-    openapi_extra=form("domain", optional=("selector", "key_type", "rotate")),
+    openapi_extra=form("domain", optional=("selector", "key_type", "rotate"), flags=("rotate",)),
+    **answers(DkimKeyAdded, 400, 401, 404, 409, 413, 503),
 )
 def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Give a domain a DKIM key (or return its key); ``rotate=true`` makes a new one.
@@ -86,26 +88,30 @@ def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[st
     }
 
 
-@router.get("/dkim", openapi_extra=form("domain"))
+@router.get("/dkim", openapi_extra=query("domain"), **answers(DkimKey, 400, 401, 404, 413, 503))
 def show_dkim_key_by_field(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """The DNS record of a domain's active DKIM key (``domain`` as a field)."""
     return {"result": True, **key_json(dkim.get_key(ctx, fields.require("domain")))}
 
 
-@router.get("/dkim/{domain}")
+@router.get("/dkim/{domain}", **answers(DkimKey, 400, 401, 404, 503))
 def show_dkim_key(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """The DNS record of a domain's active DKIM key."""
     return {"result": True, **key_json(dkim.get_key(ctx, domain))}
 
 
-@router.get("/dkim/{domain}/keys")
+@router.get("/dkim/{domain}/keys", **answers(DkimKeyList, 400, 401, 404, 503))
 def list_dkim_keys(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """Every key of a domain: the active one first, then those retired by a rotation."""
     name, keys = dkim.list_keys(ctx, domain)
     return {"result": True, "domain": name, "keys": [listed_key_json(k) for k in keys]}
 
 
-@router.delete("/dkim", openapi_extra=form("domain", "selector"))
+@router.delete(
+    "/dkim",
+    openapi_extra=query("domain", "selector"),
+    **answers(DkimKeyRemoved, 400, 401, 404, 413, 503),
+)
 def remove_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Delete one key of a domain. Removing the active key stops signing the domain's mail."""
     removed = dkim.remove_key(ctx, actor, fields.require("domain"), fields.require("selector"))

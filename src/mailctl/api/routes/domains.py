@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from mailctl.api.bodies import DomainCreated, DomainList, Trashed
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.openapi import form
+from mailctl.api.openapi import answers, form, query
 from mailctl.services import domains
 from mailctl.services.views import DomainView
 
@@ -18,13 +19,17 @@ def domain_json(view: DomainView) -> dict[str, Any]:
     return {"id": view.id, "name": view.name, "users_count": view.users_count}
 
 
-@router.get("/domains")
+@router.get("/domains", **answers(DomainList, 401, 503))
 def list_domains(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """Every domain with its number of mailboxes."""
     return {"result": True, "domains": [domain_json(d) for d in domains.list_domains(ctx)]}
 
 
-@router.post("/domains", openapi_extra=form("domain", optional=("username", "password")))
+@router.post(
+    "/domains",
+    openapi_extra=form("domain", optional=("username", "password")),
+    **answers(DomainCreated, 400, 401, 409, 413, 503),
+)
 def create_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Create a domain, and its first mailbox when username and password are given."""
     domain, user = domains.create_domain(
@@ -40,7 +45,9 @@ def create_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[s
     return body
 
 
-@router.delete("/domain", openapi_extra=form("domain"))
+@router.delete(
+    "/domain", openapi_extra=query("domain"), **answers(Trashed, 400, 401, 404, 413, 503)
+)
 def delete_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Delete a domain; its mail moves to the trash, where it can be restored."""
     trash = domains.delete_domain(ctx, actor, fields.require("domain"))

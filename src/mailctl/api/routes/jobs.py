@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from mailctl.api.bodies import JobState
 from mailctl.api.deps import ActorDep, ContextDep
+from mailctl.api.openapi import answers
 from mailctl.services import jobs
 from mailctl.services.jobs import JobView
 
@@ -26,7 +28,7 @@ def job_json(view: JobView) -> dict[str, Any]:
     }
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", **answers(JobState, 401, 404, 503))
 def get_job(job_id: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """A job's state (pending, running, succeeded, failed) and its last message."""
     return {"result": True, "job": job_json(jobs.get_job(ctx, job_id))}

@@ -8,9 +8,17 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from mailctl.api.bodies import (
+    CertificateInstalled,
+    CertificateList,
+    CertificateRolledBack,
+    DaysLeft,
+    JobBusy,
+    JobStarted,
+)
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.fields import Fields
-from mailctl.api.openapi import form
+from mailctl.api.openapi import answers, form
 from mailctl.api.shapes import reload_json
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import InvalidInputError
@@ -46,7 +54,7 @@ async def _required_blob(fields: Fields, name: str, max_bytes: int) -> bytes:
     openapi_extra=form(
         optional=("name", "hostname"), files=("ssl_certificate", "ssl_certificate_key")
     ),
-    response_model=None,
+    **answers(CertificateInstalled, 400, 401, 413, (503, CertificateRolledBack)),
 )
 async def upload_certificate(
     ctx: ContextDep, actor: ActorDep, fields: FieldsDep
@@ -90,7 +98,7 @@ async def upload_certificate(
     return {"result": True, **body}
 
 
-@router.get("/ssl/certificates")
+@router.get("/ssl/certificates", **answers(CertificateList, 401, 503))
 def list_certificates(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """Every stored certificate with its days left."""
     views = certificates.list_certificates(ctx)
@@ -107,7 +115,9 @@ def _port(value: str | None) -> int | None:
 
 
 @router.post(
-    "/ssl/get-left-days", openapi_extra=form("hostname", optional=("port", "starttls", "live"))
+    "/ssl/get-left-days",
+    openapi_extra=form("hostname", optional=("port", "starttls", "live"), flags=("live",)),
+    **answers(DaysLeft, 400, 401, 413, 502, 503),
 )
 def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Days until the host name's certificate expires: stored first, else a live check.
@@ -133,7 +143,11 @@ def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[
     }
 
 
-@router.post("/ssl/letsencrypt/install", openapi_extra=form("hostname"), response_model=None)
+@router.post(
+    "/ssl/letsencrypt/install",
+    openapi_extra=form("hostname"),
+    **answers(JobStarted, 400, 401, (409, JobBusy), 413, 429, 503),
+)
 def install_letsencrypt(
     ctx: ContextDep, actor: ActorDep, fields: FieldsDep
 ) -> dict[str, Any] | JSONResponse:

@@ -6,8 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from mailctl.api.bodies import UserChanged, UserList, UserTrashed
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.openapi import form
+from mailctl.api.openapi import DomainIdPath, answers, form, query
 from mailctl.services import mailboxes
 from mailctl.services.views import UserView
 
@@ -18,18 +19,26 @@ def user_json(view: UserView) -> dict[str, Any]:
     return {"id": view.id, "domain_id": view.domain_id, "email": view.email}
 
 
-@router.get("/users/{domain_id}")
-def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: str) -> dict[str, Any]:
+@router.get("/users/{domain_id}", **answers(UserList, 400, 401, 404, 503))
+def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> dict[str, Any]:
     """The mailboxes of the domain with this id."""
     return {"result": True, "users": [user_json(u) for u in mailboxes.list_users(ctx, domain_id)]}
 
 
 @router.post(
-    "/user/{domain_id}", openapi_extra=form("email", optional=("password", "password_hash"))
+    "/user/{domain_id}",
+    openapi_extra=form("email", optional=("password", "password_hash")),
+    **answers(UserChanged, 400, 401, 404, 409, 413, 503),
 )
-@router.post("/users/{domain_id}", openapi_extra=form("email", "password"), include_in_schema=False)
+@router.post(
+    "/users/{domain_id}",
+    openapi_extra=form("email", optional=("password", "password_hash")),
+    deprecated=True,
+    summary="Create User (the old service's path; use /user/{domain_id})",
+    **answers(UserChanged, 400, 401, 404, 409, 413, 503),
+)
 def create_user(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: str
+    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: DomainIdPath
 ) -> dict[str, Any]:
     """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
     user = mailboxes.create_user(
@@ -47,7 +56,11 @@ def create_user(
     }
 
 
-@router.post("/user-change-password", openapi_extra=form("id", "password", "domain_id"))
+@router.post(
+    "/user-change-password",
+    openapi_extra=form("id", "password", "domain_id", ids=("id", "domain_id")),
+    **answers(UserChanged, 400, 401, 404, 413, 503),
+)
 def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Change a mailbox password; the response comes after the change is stored."""
     user = mailboxes.change_password(
@@ -60,7 +73,9 @@ def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict
     }
 
 
-@router.delete("/users", openapi_extra=form("email"))
+@router.delete(
+    "/users", openapi_extra=query("email"), **answers(UserTrashed, 400, 401, 404, 413, 503)
+)
 def delete_user(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
     """Delete a mailbox; its mail moves to the trash, where it can be restored."""
     trash = mailboxes.delete_user(ctx, actor, fields.require("email"))

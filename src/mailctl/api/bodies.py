@@ -1,0 +1,268 @@
+"""The JSON bodies the API answers, as /openapi.json describes them.
+
+These models only document: routes build plain dicts (``api.shapes``, the route modules),
+and the tests check the live answers against the document these models produce.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    """Every error: ``result`` false and a sentence that says what went wrong."""
+
+    result: Literal[False]
+    msg: str
+
+
+class JobBusy(ErrorBody):
+    """409 while another order for the name runs: its job id, to follow it."""
+
+    job_id: str
+
+
+class Token(BaseModel):
+    result: Literal[True]
+    token: str
+
+
+class Domain(BaseModel):
+    id: int
+    name: str
+    users_count: int
+
+
+class User(BaseModel):
+    id: int
+    domain_id: int
+    email: str
+
+
+class Alias(BaseModel):
+    id: int
+    domain_id: int
+    source: str
+    destination: str
+
+
+class DomainList(BaseModel):
+    result: Literal[True]
+    domains: list[Domain]
+
+
+class DomainCreated(BaseModel):
+    result: Literal[True]
+    msg: str
+    domain: Domain
+    user: User | None = None  # present when username and password created a first mailbox
+
+
+class Trashed(BaseModel):
+    """A deleted domain: where its mail went in the trash, and the id to restore it."""
+
+    result: Literal[True]
+    msg: str
+    trash: str
+    trash_id: str
+
+
+class UserTrashed(Trashed):
+    aliases_removed: list[str]
+
+
+class UserList(BaseModel):
+    result: Literal[True]
+    users: list[User]
+
+
+class UserChanged(BaseModel):
+    result: Literal[True]
+    msg: str
+    user: User
+
+
+class AliasList(BaseModel):
+    result: Literal[True]
+    aliases: list[Alias]
+
+
+class AliasCreated(BaseModel):
+    result: Literal[True]
+    msg: str
+    alias: Alias
+
+
+class AliasesRemoved(AliasList):
+    msg: str
+
+
+class DnsRecord(BaseModel):
+    name: str
+    type: str
+    value: str
+
+
+class ReloadFailure(BaseModel):
+    daemon: str
+    status: str
+    detail: str
+
+
+class Reload(BaseModel):
+    """What reconcile did on this host after the change, and what failed."""
+
+    ok: bool
+    written: list[str]
+    deleted: list[str]
+    reloaded: list[str]
+    not_running: list[str]
+    failures: list[ReloadFailure]
+    error: str | None
+
+
+class DkimKey(BaseModel):
+    result: Literal[True]
+    domain: str
+    selector: str
+    key_type: str
+    public: str
+    dns: DnsRecord
+
+
+class DkimKeyAdded(DkimKey):
+    msg: str
+    reload: Reload
+    retired_selector: str | None = None  # after a rotation: the selector it retired
+
+
+class ListedDkimKey(BaseModel):
+    selector: str
+    key_type: str
+    public: str
+    dns: DnsRecord
+    active: bool
+
+
+class DkimKeyList(BaseModel):
+    result: Literal[True]
+    domain: str
+    keys: list[ListedDkimKey]
+
+
+class DkimKeyRemoved(BaseModel):
+    result: Literal[True]
+    msg: str
+    domain: str
+    selector: str
+    was_active: bool
+    reload: Reload
+
+
+class CertificatePaths(BaseModel):
+    certificate: str
+    key: str
+
+
+class Certificate(BaseModel):
+    name: str
+    source: str
+    names: list[str]
+    not_after: str
+    days_left: int
+    fingerprint_sha256: str
+    paths: CertificatePaths
+
+
+class CertificateInstalled(Certificate):
+    result: Literal[True]
+    msg: str
+    reload: Reload
+
+
+class CertificateRolledBack(Certificate):
+    """503 when Postfix or Dovecot refused the new pair: the previous one is back."""
+
+    result: Literal[False]
+    msg: str
+    reload: Reload
+
+
+class CertificateList(BaseModel):
+    result: Literal[True]
+    certificates: list[Certificate]
+
+
+class DaysLeft(BaseModel):
+    result: Literal[True]
+    hostname: str
+    days_left: int
+    not_after: str
+    source: Literal["stored", "live"]
+    name: str | None
+
+
+class JobStarted(BaseModel):
+    result: Literal[True]
+    msg: str
+    job_id: str
+
+
+class Job(BaseModel):
+    id: str
+    kind: str
+    target: str
+    state: str
+    message: str | None
+    created_at: str
+    updated_at: str
+
+
+class JobState(BaseModel):
+    result: Literal[True]
+    job: Job
+
+
+class ExportWritten(BaseModel):
+    """``format=json``: the archive was written on the server, here."""
+
+    result: Literal[True]
+    file: str
+    size: int
+    sha256: str
+
+
+class Imported(BaseModel):
+    result: Literal[True]
+    msg: str
+    domain: str
+    mailboxes: int
+    aliases: int
+    dkim_keys: int
+    files: int
+
+
+class TrashEntry(BaseModel):
+    id: str
+    kind: str
+    target: str
+    deleted_at: str | None
+    has_data: bool
+    mailboxes: int
+
+
+class TrashList(BaseModel):
+    result: Literal[True]
+    trash: list[TrashEntry]
+
+
+class Restored(BaseModel):
+    result: Literal[True]
+    msg: str
+    kind: str
+    target: str
+    mailboxes: int
+    aliases: int
+    dkim_keys: int
