@@ -57,8 +57,24 @@ def token_of(request: Request) -> str | None:
     return None
 
 
-def current_actor(request: Request, ctx: ContextDep, address: ClientAddressDep) -> Actor:
-    admin = auth.authenticate(ctx, token_of(request))
+def user_agent(request: Request) -> str | None:
+    """The client's ``User-Agent``, as recorded with the tokens it logs in for."""
+    agent = request.headers.get("user-agent", "").strip()
+    return agent[:200] or None
+
+
+UserAgentDep = Annotated[str | None, Depends(user_agent)]
+
+
+def current_admin(request: Request, ctx: ContextDep) -> auth.AdminIdentity:
+    """The admin the request's token speaks for, with that token's id; 401 otherwise."""
+    return auth.authenticate(ctx, token_of(request))
+
+
+CurrentAdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
+
+
+def current_actor(admin: CurrentAdminDep, address: ClientAddressDep) -> Actor:
     return Actor(admin.username, address)
 
 
