@@ -11,6 +11,7 @@ from mailctl.services import accounts
 
 app = typer.Typer(help="Manage the admins who use the API.", no_args_is_help=True)
 
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 USERNAME = typer.Argument(None, help="The admin (default: MAILCTL_ADMIN_USERNAME, admin).")
 
 
@@ -49,12 +50,17 @@ def list_tokens(username: str | None = USERNAME) -> None:
     with context() as ctx:
         name = _username(ctx.settings.admin_username, username)
         views = accounts.list_tokens(ctx, name)
-    table = Table("id", "issued", "expires", "address", "agent")
+    table = Table()
+    # Ids and times whole, so an id can be copied into `mailctl admin revoke --id`.
+    for column in ("id", "issued (UTC)", "expires (UTC)"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("address", overflow="fold")
+    table.add_column("agent", overflow="fold")
     for view in views:
         table.add_row(
             view.id,
-            view.issued.isoformat(timespec="seconds"),
-            view.expires.isoformat(timespec="seconds"),
+            view.issued.strftime(TIME_FORMAT),
+            view.expires.strftime(TIME_FORMAT),
             view.client_address or "",
             view.user_agent or "",
         )

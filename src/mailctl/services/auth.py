@@ -187,7 +187,7 @@ def issue_token(
     """
     now = time.time()
     expires = now + ctx.settings.token_ttl_minutes * 60
-    jti = secrets.token_hex(16)
+    jti = secrets.token_hex(8)
     secret = jwt_secret(ctx)
     with ctx.uow() as uow:
         if generation is None:
