@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 import time
@@ -15,6 +16,7 @@ from mailctl.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    UnavailableError,
 )
 from mailctl.services import throttle
 from mailctl.services.context import Actor, Context
@@ -166,7 +168,9 @@ def login(
         raise AuthError(BAD_CREDENTIALS)
     throttle.attempt_succeeded(ctx, attempt)
     if random.random() < PRUNE_CHANCE:  # noqa: S311 - spreading work, not a secret
-        prune_tokens(ctx)
+        # Housekeeping: a busy database must not fail the login; a later one prunes.
+        with contextlib.suppress(UnavailableError):
+            prune_tokens(ctx)
     return issue_token(
         ctx, identity, generation=generation, client_address=client_address, user_agent=user_agent
     )
