@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import event
 
@@ -126,7 +128,9 @@ def test_database_down_is_503(tmp_path: Path) -> None:
         jwt_secret="a-test-secret-that-is-long-enough-for-hs256",
     )
     context = Context.from_settings(settings)
-    token = auth.issue_token(context, auth.AdminIdentity(1, "admin"))
+    now = datetime.now(UTC)
+    claims = {"sub": "1", "username": "admin", "iat": now, "exp": now + timedelta(minutes=5)}
+    token = jwt.encode(claims, auth.jwt_secret(context), algorithm=auth.JWT_ALGORITHM)
     transport = httpx.ASGITransport(app=create_app(ctx=context))
 
     async def call() -> httpx.Response:

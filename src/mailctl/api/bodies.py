@@ -266,3 +266,39 @@ class Restored(BaseModel):
     mailboxes: int
     aliases: int
     dkim_keys: int
+
+
+class PasswordChanged(BaseModel):
+    """The new password holds; every earlier token is refused, the one here is new."""
+
+    result: Literal[True]
+    msg: str
+    token: str
+    revoked: int
+
+
+class Done(BaseModel):
+    result: Literal[True]
+    msg: str
+
+
+class TokenInfo(BaseModel):
+    """One active token: its id and where it came from, never the token itself."""
+
+    id: str
+    issued: str
+    expires: str
+    address: str | None
+    agent: str | None
+    current: bool
+
+
+class TokenList(BaseModel):
+    result: Literal[True]
+    tokens: list[TokenInfo]
+
+
+class TokensRevoked(BaseModel):
+    result: Literal[True]
+    msg: str
+    revoked: int

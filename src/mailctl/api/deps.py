@@ -63,14 +63,29 @@ _AUTH_TOKEN = APIKeyHeader(name="Auth-token", auto_error=False, scheme_name="Aut
 _BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
 
-def current_actor(
+def user_agent(request: Request) -> str | None:
+    """The client's ``User-Agent``, as recorded with the tokens it logs in for."""
+    agent = request.headers.get("user-agent", "").strip()
+    return agent[:200] or None
+
+
+UserAgentDep = Annotated[str | None, Depends(user_agent)]
+
+
+def current_admin(
     request: Request,
     ctx: ContextDep,
-    address: ClientAddressDep,
     _auth_token: Annotated[str | None, Depends(_AUTH_TOKEN)],
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-) -> Actor:
-    admin = auth.authenticate(ctx, token_of(request))
+) -> auth.AdminIdentity:
+    """The admin the request's token speaks for, with that token's id; 401 otherwise."""
+    return auth.authenticate(ctx, token_of(request))
+
+
+CurrentAdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
+
+
+def current_actor(admin: CurrentAdminDep, address: ClientAddressDep) -> Actor:
     return Actor(admin.username, address)
 
 

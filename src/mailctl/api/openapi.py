@@ -6,8 +6,9 @@ A route declares its answers next to its path, in one call that lists them all::
 
 ``answers`` takes the success body (a model of ``api.bodies``, or a ``{media type:
 schema}`` mapping) and the error statuses the route can give; each error is the envelope
-``{"result": false, "msg": ...}`` (or a model extending it, as ``(409, JobBusy)``). 500 is
-added to every route: any of them may meet an internal error, answered in the envelope.
+``{"result": false, "msg": ...}`` (or a model extending it, as ``(409, JobBusy)``). 500 and
+507 are added to every route: any of them may meet an internal error or a full disk,
+answered in the envelope.
 The fields a route reads by hand are declared with ``form`` (a request body, for POST) or
 ``query`` (query-string parameters, for GET and DELETE); the wire accepts every field in
 any of the four encodings on every method, whatever the document shows.
@@ -36,6 +37,7 @@ MEANINGS = {
     500: "An internal error, or files on this host are not what mailctl expects.",
     502: "A remote party failed: the ACME server, or the TLS server asked.",
     503: "The database or a daemon is unavailable.",
+    507: "The disk is full: the database or the data folder could not store the change.",
 }
 
 _HEADERS = {
@@ -67,7 +69,7 @@ def answers(ok: OkBody, *errors: ErrorSpec, description: str = "Success.") -> di
         responses[200] = {"description": description, "content": ok}
     else:
         responses[200] = {"description": description, "model": ok}
-    for spec in (*errors, 500):
+    for spec in (*errors, 500, 507):
         status, model = spec if isinstance(spec, tuple) else (spec, ErrorBody)
         entry: dict[str, Any] = {"description": MEANINGS[status], "model": model}
         if status in _HEADERS:

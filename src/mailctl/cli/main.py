@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mailctl.cli import (
+    admins,
     aliases,
     archives,
     certs,
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(admins.app, name="admin")
 app.add_typer(domains.app, name="domain")
 app.add_typer(users.app, name="user")
 app.add_typer(aliases.app, name="alias")

@@ -157,6 +157,26 @@ def _check_plain(plain: str) -> bytes:
         raise InvalidInputError("The password is not valid Unicode text.") from exc
 
 
+def check_new_password(plain: object, min_length: int) -> str:
+    """Apply the password policy to a new mailbox or admin password; return it unchanged.
+
+    Raises InvalidInputError, without repeating the password, when it is not text, is
+    empty, holds a NUL byte, or is shorter than ``min_length`` or longer than
+    MAX_PASSWORD_LENGTH characters.
+    """
+    if not isinstance(plain, str) or plain == "":
+        raise InvalidInputError("The password is empty.")
+    if "\x00" in plain:
+        raise InvalidInputError("The password must not contain a NUL byte.")
+    if len(plain) > MAX_PASSWORD_LENGTH:
+        raise InvalidInputError(
+            f"The password is too long ({MAX_PASSWORD_LENGTH} characters at most)."
+        )
+    if len(plain) < min_length:
+        raise InvalidInputError(f"The password is too short ({min_length} characters at least).")
+    return plain
+
+
 def _check_scheme(scheme: str) -> str:
     """The canonical name of a scheme we can create, or InvalidInputError."""
     name = scheme.upper()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import random
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import jwt
 
@@ -13,23 +16,35 @@ from mailctl.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    UnavailableError,
 )
 from mailctl.services import throttle
 from mailctl.services.context import Actor, Context
+from mailctl.storage.tables import AdminToken
 
 JWT_ALGORITHM = "HS256"
 JWT_SECRET_NAME = "jwt_secret"  # noqa: S105 - the row name, not a secret
 BAD_CREDENTIALS = "Username/password is not correct"
 # Verified when the username is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH_SOURCE = "mailctl-no-such-admin"
+# Rows of expired tokens are dropped now and then, on a login, rather than on every one.
+PRUNE_CHANCE = 0.05
+LOG_IN_AGAIN = "log in again at POST /auth."
+# Why a token row was revoked, and what a request that still carries it is told.
+REVOKED_MESSAGES = {
+    "logout": "This token was logged out; " + LOG_IN_AGAIN,
+    "revoked": "This token was revoked; " + LOG_IN_AGAIN,
+    "password": "The admin's password changed after this token was issued; " + LOG_IN_AGAIN,
+}
 
 
 @dataclass(frozen=True)
 class AdminIdentity:
-    """The admin a valid token speaks for."""
+    """The admin a valid token speaks for, and the id (``jti``) of that token."""
 
     id: int
     username: str
+    token_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +144,13 @@ def delete_admin(ctx: Context, actor: Actor, username: str) -> None:
         uow.commit()
 
 
-def login(ctx: Context, username: object, password: object, client_address: str | None) -> str:
+def login(
+    ctx: Context,
+    username: object,
+    password: object,
+    client_address: str | None,
+    user_agent: str | None = None,
+) -> str:
     """Check an admin's credentials and return a signed token (HS256, with expiry)."""
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise AuthError(BAD_CREDENTIALS)
@@ -138,28 +159,83 @@ def login(ctx: Context, username: object, password: object, client_address: str 
         admin = uow.admins.by_username(username)
         stored = admin.password if admin is not None else None
         identity = AdminIdentity(admin.id, admin.username) if admin is not None else None
+        # Read with the hash: a password change between here and the token's row raises
+        # the generation, so a token won with the old password is born revoked.
+        generation = admin.token_generation if admin is not None else 0
     # The hash is checked outside the transaction: it takes long, and holds no row.
     ok = ctx.passwords.verify(password, stored if stored is not None else _dummy(ctx))
     if identity is None or not ok:
         raise AuthError(BAD_CREDENTIALS)
     throttle.attempt_succeeded(ctx, attempt)
-    return issue_token(ctx, identity)
+    if random.random() < PRUNE_CHANCE:  # noqa: S311 - spreading work, not a secret
+        # Housekeeping: a busy database must not fail the login; a later one prunes.
+        with contextlib.suppress(UnavailableError):
+            prune_tokens(ctx)
+    return issue_token(
+        ctx, identity, generation=generation, client_address=client_address, user_agent=user_agent
+    )
 
 
-def issue_token(ctx: Context, identity: AdminIdentity) -> str:
-    now = datetime.now(UTC)
+def issue_token(
+    ctx: Context,
+    identity: AdminIdentity,
+    *,
+    generation: int | None = None,
+    client_address: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """Sign a token for the admin and record its id, so it can be listed and revoked.
+
+    ``generation`` is the admin's token generation read together with the password that
+    was checked; without it, the current one.
+    """
+    now = time.time()
+    expires = now + ctx.settings.token_ttl_minutes * 60
+    jti = secrets.token_hex(8)
+    secret = jwt_secret(ctx)
+    with ctx.uow() as uow:
+        if generation is None:
+            admin = uow.admins.get(identity.id)
+            if admin is None:
+                raise AuthError("The admin this token was issued to no longer exists.")
+            generation = admin.token_generation
+        uow.admin_tokens.add(
+            AdminToken(
+                jti=jti,
+                admin_id=identity.id,
+                generation=generation,
+                issued_at=now,
+                expires_at=expires,
+                client_address=(client_address or None) and client_address[:64],
+                user_agent=(user_agent or None) and user_agent[:200],
+            )
+        )
+        uow.commit()
     claims = {
         "sub": str(identity.id),
         "username": identity.username,
-        "iat": now,
-        "exp": now + timedelta(minutes=ctx.settings.token_ttl_minutes),
-        "jti": secrets.token_hex(8),
+        "iat": datetime.fromtimestamp(now, UTC),
+        "exp": datetime.fromtimestamp(expires, UTC),
+        "jti": jti,
     }
-    return jwt.encode(claims, jwt_secret(ctx), algorithm=JWT_ALGORITHM)
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def prune_tokens(ctx: Context, now: float | None = None) -> int:
+    """Forget the rows of expired tokens (their expiry refuses them anyway); how many."""
+    with ctx.uow() as uow:
+        count = uow.admin_tokens.prune(time.time() if now is None else now)
+        uow.commit()
+    return count
 
 
 def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
-    """Return the admin a token speaks for, or raise AuthError (401)."""
+    """Return the admin a token speaks for, or raise AuthError (401).
+
+    Besides the signature and expiry, the token's row must exist, not be revoked, and
+    carry the admin's current token generation: one look-up by primary key, joined
+    with the admin it names.
+    """
     if not token:
         raise AuthError("An Auth-token header is required; get a token from POST /auth.")
     try:
@@ -170,15 +246,30 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
             options={"require": ["exp", "iat", "sub"]},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise AuthError("The token has expired; log in again at POST /auth.") from exc
+        raise AuthError("The token has expired; " + LOG_IN_AGAIN) from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("The token is not valid.") from exc
     try:
         admin_id = int(claims["sub"])
     except (TypeError, ValueError) as exc:
         raise AuthError("The token is not valid.") from exc
+    jti = claims.get("jti")
     with ctx.uow() as uow:
-        admin = uow.admins.get(admin_id)
-        if admin is None or admin.username != claims.get("username"):
-            raise AuthError("The admin this token was issued to no longer exists.")
-        return AdminIdentity(admin.id, admin.username)
+        found = uow.admin_tokens.with_admin(jti) if isinstance(jti, str) and jti else None
+        if found is None:
+            if uow.admins.get(admin_id) is None:
+                raise AuthError("The admin this token was issued to no longer exists.")
+            raise AuthError("This token is not known here (or was cleared); " + LOG_IN_AGAIN)
+        row, admin = found
+        if admin.id != admin_id or admin.username != claims.get("username"):
+            raise AuthError("The token is not valid.")
+        if row.revoked_at is not None:
+            raise AuthError(
+                REVOKED_MESSAGES.get(row.revoked_reason or "", REVOKED_MESSAGES["revoked"])
+            )
+        if row.generation != admin.token_generation:
+            raise AuthError(
+                "The admin's password changed or its tokens were revoked after this token "
+                "was issued; " + LOG_IN_AGAIN
+            )
+        return AdminIdentity(admin.id, admin.username, row.jti)

@@ -9,23 +9,11 @@ from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFo
 from mailctl.services.context import Actor, Context
 from mailctl.services.views import TrashView, UserView
 
-MAX_PASSWORD_LENGTH = 1024
-
 
 def hash_new_password(ctx: Context, password: object) -> str:
     """Check a new mailbox password against the policy and hash it with the set scheme."""
-    if not isinstance(password, str) or password == "":
-        raise InvalidInputError("The password is empty.")
-    if "\x00" in password:
-        raise InvalidInputError("The password must not contain a NUL byte.")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidInputError(
-            f"The password is too long ({MAX_PASSWORD_LENGTH} characters at most)."
-        )
-    minimum = ctx.settings.min_password_length
-    if len(password) < minimum:
-        raise InvalidInputError(f"The password is too short ({minimum} characters at least).")
-    return ctx.passwords.hash(password, ctx.settings.password_scheme)
+    plain = passwords.check_new_password(password, ctx.settings.min_password_length)
+    return ctx.passwords.hash(plain, ctx.settings.password_scheme)
 
 
 def parse_id(value: object, what: str) -> int:

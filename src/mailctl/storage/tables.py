@@ -91,6 +91,35 @@ class Admin(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     password: Mapped[str] = mapped_column(String(255), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Raised by a password change or "revoke all": a token is valid only while the
+    # generation it was issued under is the admin's current one.
+    token_generation: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
+
+
+class AdminToken(Base):
+    """A token issued to an admin, by its ``jti``; the token itself is never stored.
+
+    A token is accepted only while its row exists, is not revoked and carries the admin's
+    current ``token_generation``. Times are seconds since the epoch, as in
+    ``login_throttle``; rows are pruned once their token has expired.
+    """
+
+    __tablename__ = "admin_tokens"
+    __table_args__ = (Index("ix_admin_tokens_expires_at", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("admins.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, nullable=False)
+    issued_at: Mapped[float] = mapped_column(Double, nullable=False)
+    expires_at: Mapped[float] = mapped_column(Double, nullable=False)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class AuditEntry(Base):

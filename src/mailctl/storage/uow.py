@@ -11,6 +11,7 @@ from mailctl.storage.database import Database, translate
 from mailctl.storage.keys import AcmeAccounts, AcmeChallenges, Certificates, DkimKeys, Jobs
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
 from mailctl.storage.throttle_rows import LoginThrottles
+from mailctl.storage.token_rows import AdminTokens
 
 
 class UnitOfWork:
@@ -39,6 +40,7 @@ class UnitOfWork:
         self.acme_challenges = AcmeChallenges(self.session)
         self.jobs = Jobs(self.session)
         self.login_throttles = LoginThrottles(self.session)
+        self.admin_tokens = AdminTokens(self.session)
         return self
 
     def __exit__(

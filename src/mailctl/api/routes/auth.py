@@ -1,4 +1,9 @@
-"""``POST /auth``: trade an admin's username and password for a token."""
+"""``/auth``: log in for a token; change the password, log out, list and revoke tokens.
+
+The account's own methods hang below ``/auth``, the path that hands out tokens, and take
+their fields from anywhere (form, urlencoded, JSON, query string) like every other method;
+a token is named by its id (``jti``) in a field, as ``DELETE /users`` names a mailbox.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from mailctl.api.bodies import Token
-from mailctl.api.deps import ClientAddressDep, ContextDep, FieldsDep
-from mailctl.api.openapi import answers, form
-from mailctl.services import auth
+from mailctl.api.bodies import Done, PasswordChanged, Token, TokenList, TokensRevoked
+from mailctl.api.deps import (
+    ClientAddressDep,
+    ContextDep,
+    CurrentAdminDep,
+    FieldsDep,
+    UserAgentDep,
+)
+from mailctl.api.openapi import answers, form, query
+from mailctl.errors import InvalidInputError
+from mailctl.services import accounts, auth
+from mailctl.services.context import Actor
 
 router = APIRouter(tags=["auth"])
 
@@ -19,7 +32,106 @@ router = APIRouter(tags=["auth"])
     openapi_extra=form("username", "password"),
     **answers(Token, 400, 401, 413, 429, 503),
 )
-def create_token(ctx: ContextDep, fields: FieldsDep, address: ClientAddressDep) -> dict[str, Any]:
+def create_token(
+    ctx: ContextDep, fields: FieldsDep, address: ClientAddressDep, agent: UserAgentDep
+) -> dict[str, Any]:
     """Log in; the token goes in the ``Auth-token`` header of every other call."""
-    token = auth.login(ctx, fields.get("username"), fields.get("password"), address)
+    token = auth.login(ctx, fields.get("username"), fields.get("password"), address, agent)
     return {"result": True, "token": token}
+
+
+@router.post(
+    "/auth/password",
+    openapi_extra=form("password", "new_password"),
+    **answers(
+        PasswordChanged,
+        400,
+        401,
+        409,
+        413,
+        429,
+        503,
+        description="Changed; every earlier token is refused, use the new one.",
+    ),
+)
+def change_password(
+    ctx: ContextDep,
+    admin: CurrentAdminDep,
+    fields: FieldsDep,
+    address: ClientAddressDep,
+    agent: UserAgentDep,
+) -> dict[str, Any]:
+    """Change your own password (``password`` is the current one, ``new_password`` the new).
+
+    Tokens issued before, this one included, are refused afterwards; the answer carries
+    a new token.
+    """
+    changed = accounts.change_password(
+        ctx, admin, fields.get("password"), fields.get("new_password"), address, agent
+    )
+    return {
+        "result": True,
+        "msg": f"The password of {changed.username} was changed; "
+        f"{changed.revoked} earlier token(s) no longer work.",
+        "token": changed.token,
+        "revoked": changed.revoked,
+    }
+
+
+@router.post(
+    "/auth/logout",
+    **answers(Done, 401, 404, 503, description="This token is revoked."),
+)
+def logout(ctx: ContextDep, admin: CurrentAdminDep, address: ClientAddressDep) -> dict[str, Any]:
+    """Log out: the token this request carries is refused from now on."""
+    accounts.logout(ctx, admin, address)
+    return {"result": True, "msg": "Logged out; this token no longer works."}
+
+
+@router.get(
+    "/auth/tokens",
+    **answers(TokenList, 401, 503, description="Your tokens that are accepted now, oldest first."),
+)
+def list_tokens(ctx: ContextDep, admin: CurrentAdminDep) -> dict[str, Any]:
+    """Your active tokens: id, issued, expires, and the address and agent that logged in."""
+    return {
+        "result": True,
+        "tokens": [
+            {
+                "id": view.id,
+                "issued": view.issued.isoformat(),
+                "expires": view.expires.isoformat(),
+                "address": view.client_address,
+                "agent": view.user_agent,
+                "current": view.id == admin.token_id,
+            }
+            for view in accounts.list_tokens(ctx, admin.username)
+        ],
+    }
+
+
+@router.delete(
+    "/auth/tokens",
+    openapi_extra=query(optional=("id", "all"), flags=("all",)),
+    **answers(TokensRevoked, 400, 401, 404, 413, 503, description="Revoked."),
+)
+def revoke_tokens(
+    ctx: ContextDep, admin: CurrentAdminDep, fields: FieldsDep, address: ClientAddressDep
+) -> dict[str, Any]:
+    """Revoke one of your tokens (``id``), or all of them (``all=true``, this one included)."""
+    every = fields.flag("all")
+    token_id = (fields.get("id") or "").strip()
+    if every == bool(token_id):
+        raise InvalidInputError(
+            "Give either 'id' (a token id from GET /auth/tokens) or 'all=true'."
+        )
+    actor = Actor(admin.username, address)
+    if every:
+        count = accounts.revoke_all(ctx, actor, admin.username)
+        return {
+            "result": True,
+            "msg": f"{count} token(s) revoked, this one included.",
+            "revoked": count,
+        }
+    accounts.revoke_token(ctx, actor, admin.username, token_id)
+    return {"result": True, "msg": f"The token {token_id} was revoked.", "revoked": 1}
