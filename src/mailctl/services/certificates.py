@@ -71,7 +71,7 @@ def _default_name(ctx: Context, info: tls.CertInfo) -> str:
         if not tls.matches_hostname(info, name):
             raise InvalidInputError(
                 f"The certificate does not cover the mail host name {name} (it is for "
-                f"{_names_text(info)}); give 'name' to store it under another name."
+                f"{_names_text(info)}); give 'name' to store it under one of its names."
             )
         return name
     for candidate in info.names:
@@ -98,17 +98,22 @@ def upload_certificate(
 ) -> InstallResult:
     """Check and install an uploaded chain and key; nothing changes if they are refused.
 
-    The stored name is ``name`` as given; else ``hostname``, which the certificate must
-    be valid for; else the configured mail host name (which it must be valid for too);
-    else the first host name the certificate is for. A certificate is valid for a name
-    as a TLS client decides: its SAN DNS names, or its subject CN when it has none;
-    a wildcard covers one label. After the commit, reconcile writes the files (key 0600) and reloads
-    Postfix and Dovecot. If a daemon refuses them, the previous pair is back on disk and
-    in the table, and ``rolled_back`` says so.
+    The stored name is ``name``; else ``hostname``; else the configured mail host name;
+    else the first host name the certificate is for. Whichever it is, the certificate must
+    be valid for it, so an expiry check for that name reads this certificate. Valid for a
+    name as a TLS client decides: its SAN DNS names, or its subject CN when it has none; a
+    wildcard covers one label. After the commit, reconcile writes the files (key 0600) and
+    reloads Postfix and Dovecot. If a daemon refuses them, the previous pair is back on disk
+    and in the table, and ``rolled_back`` says so.
     """
     info = tls.check_upload(certificate_pem, key_pem, max_bytes=ctx.settings.max_upload_bytes)
     if name:
         chosen = normalize_host_name(name)
+        if not tls.matches_hostname(info, chosen):
+            raise InvalidInputError(
+                f"The certificate does not cover the name {chosen} it would be stored under "
+                f"(it is for {_names_text(info)}); give one of its names."
+            )
     elif hostname:
         chosen = normalize_host_name(hostname)
         if not tls.matches_hostname(info, chosen):

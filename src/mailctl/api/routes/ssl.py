@@ -53,9 +53,9 @@ async def upload_certificate(
 ) -> dict[str, Any] | JSONResponse:
     """Install an uploaded certificate chain and key (file or text fields).
 
-    Stored under ``name`` if given; else ``hostname``, which the certificate must be valid
-    for; else the mail host name (``MAILCTL_MAIL_HOSTNAME``), which it must be valid for;
-    else the host name the certificate names. Valid for a name as a TLS client decides:
+    Stored under ``name`` if given; else ``hostname``; else the mail host name
+    (``MAILCTL_MAIL_HOSTNAME``); else the host name the certificate names. The certificate
+    must be valid for the name it is stored under. Valid for a name as a TLS client decides:
     the SAN's DNS names, or the subject CN when there are none; a wildcard covers one label.
 
     Refused with 400 (413 when too large) before anything changes: bad PEM, a key that is
