@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailctl.certs import probe_certificate
+from mailctl.certs import Targets, probe_certificate
 from mailctl.domain import tls
 from mailctl.domain.names import normalize_host_name
 from mailctl.errors import InvalidInputError, UpstreamError
@@ -151,6 +151,12 @@ def _stored_for(ctx: Context, hostname: str) -> CertificateView | None:
         return best
 
 
+def probe_targets(ctx: Context) -> Targets:
+    """Where a live check may connect: public addresses, the mail host, and what is allowed."""
+    every_private, networks = ctx.settings.probe_private_networks()
+    return Targets(private=every_private, networks=networks, mail_host=ctx.settings.mail_hostname)
+
+
 def _starttls_choice(value: str | None) -> str:
     text = (value or "auto").strip().lower()
     return {"": "auto", "true": "auto", "yes": "auto", "false": "none", "no": "none"}.get(
@@ -171,9 +177,10 @@ def days_left(
     Read from the certificate mailctl stores under that name (or whose DNS names cover
     it), unless ``live`` is set or none is stored: then from a TLS handshake with
     ``hostname:port`` (default: the configured probe port), after STARTTLS when the port
-    or ``starttls`` asks for it. InvalidInputError for a malformed host, port or protocol;
-    UpstreamError when the host does not resolve, refuses, does not answer or fails the
-    handshake. Never a made-up number.
+    or ``starttls`` asks for it: only to an address ``probe_targets`` allows. InvalidInputError
+    for a malformed host, port or protocol, or a refused address; UpstreamError when the
+    host does not resolve or no certificate could be read from it (the message does not
+    tell a closed port from a filtered or open one). Never a made-up number.
     """
     text = hostname.strip() if isinstance(hostname, str) else ""
     if not text:
@@ -194,6 +201,7 @@ def days_left(
             target_port,
             starttls=_starttls_choice(starttls),
             timeout=settings.tls_probe_timeout_seconds,
+            targets=probe_targets(ctx),
         )
     except UpstreamError as exc:
         if live:

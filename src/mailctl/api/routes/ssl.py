@@ -113,8 +113,12 @@ def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[
     """Days until the host name's certificate expires: stored first, else a live check.
 
     ``source`` says which: ``stored`` (a certificate mailctl holds) or ``live`` (a TLS
-    handshake with hostname:port; ``starttls`` auto, smtp, imap, pop3 or none). A host that
-    does not resolve, refuses or does not answer is a 502 with the reason, never a 0.
+    handshake with hostname:port; ``starttls`` auto, smtp, imap, pop3 or none). A live check
+    connects only to public addresses, the mail host's own, and private ones
+    ``MAILCTL_PROBE_PRIVATE_TARGETS`` allows; link-local, multicast and unspecified
+    addresses never (400). A host that does not resolve, or a port no certificate could be
+    read from, is a 502, never a 0; the message does not tell closed, filtered and open
+    ports apart.
     """
     found = certificates.days_left(
         ctx,
