@@ -286,6 +286,9 @@ def test_smtp_without_starttls_is_upstream_error(tmp_path: Path, servers: Server
         ("mx.example.test", 0, None),
         ("mx.example.test", 70000, None),
         ("mx.example.test", 25, "telnet"),
+        ("ad\u200dmin", 443, None),  # IDNA 2003 would drop the joiner and probe "admin"
+        ("example\u3002com", 443, None),  # an ideographic full stop is not a dot here
+        ("xn--a.example", 443, None),  # invalid punycode
     ],
 )
 def test_malformed_target_is_invalid_input(host: str, port: int, starttls: str | None) -> None:
@@ -465,3 +468,14 @@ def test_failure_messages_do_not_map_ports(
     }
     figure("kinds of failing port", len(ports))
     figure("distinct messages", len(messages))
+
+
+def test_a_name_that_does_not_exist_is_invalid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name DNS says does not exist is the caller's mistake (400), not a remote failure."""
+
+    def no_such_name(*_args: object, **_kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    with pytest.raises(InvalidInputError, match="does not exist in DNS"):
+        probe_certificate("nowhere.example.test", 443, timeout=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import re
 import socket
 import ssl
 import time
@@ -15,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from mailctl.certs.targets import Resolved, Targets
+from mailctl.domain.names import normalize_host_name
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import InvalidInputError, UpstreamError
 
@@ -26,7 +26,6 @@ STARTTLS_PROTOCOLS = ("smtp", "imap", "pop3")
 # Ports whose protocol starts in plain text and upgrades; everything else speaks TLS at once.
 STARTTLS_BY_PORT = {25: "smtp", 587: "smtp", 143: "imap", 110: "pop3"}
 
-_HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _MAX_LINE = 4096  # RFC 5321 and RFC 3501 lines are far shorter; more is not a mail server
 _MAX_LINES = 100  # a greeting or capability list longer than this is not a mail server
 
@@ -154,15 +153,13 @@ def _check_host(host: object) -> tuple[str, bool]:
         return str(ipaddress.ip_address(text.strip("[]"))), True
     except ValueError:
         pass
-    name = text[:-1] if text.endswith(".") else text
+    # The same IDNA rules as every other name mailctl takes (UTS 46, IDNA 2008): Python's
+    # own "idna" codec (IDNA 2003) would drop a zero-width joiner and probe "admin" for
+    # "ad\u200dmin", or read "example\u3002com" as example.com.
     try:
-        ascii_name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
+        return normalize_host_name(text), False
+    except InvalidInputError as exc:
         raise InvalidInputError(f"The host {text!r} is not a valid host name.") from exc
-    labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise InvalidInputError(f"The host {text!r} is not a valid host name.")
-    return ascii_name, False
 
 
 def _check_port(port: object) -> int:
@@ -213,6 +210,9 @@ def _resolve(address: str, port: int, where: str) -> list[Resolved]:
     try:
         found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
+        if exc.errno == socket.EAI_NONAME:
+            # The name does not exist: the caller's mistake, not a failing remote party.
+            raise InvalidInputError(f"The host {address} does not exist in DNS.") from exc
         raise UpstreamError(f"The host {address} does not resolve: {exc.strerror}.") from exc
     except (OSError, UnicodeError) as exc:
         raise UpstreamError(f"The host {address} does not resolve.") from exc

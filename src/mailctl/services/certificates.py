@@ -177,10 +177,11 @@ def days_left(
     Read from the certificate mailctl stores under that name (or whose DNS names cover
     it), unless ``live`` is set or none is stored: then from a TLS handshake with
     ``hostname:port`` (default: the configured probe port), after STARTTLS when the port
-    or ``starttls`` asks for it: only to an address ``probe_targets`` allows. InvalidInputError
-    for a malformed host, port or protocol, or a refused address; UpstreamError when the
-    host does not resolve or no certificate could be read from it (the message does not
-    tell a closed port from a filtered or open one). Never a made-up number.
+    or ``starttls`` asks for it: only to an address ``probe_targets`` allows.
+    InvalidInputError for a malformed host, port or protocol, a refused address or a name
+    that does not exist; UpstreamError when the resolver fails or no certificate could be
+    read (the message does not tell a closed port from a filtered or open one). Never a
+    made-up number.
     """
     text = hostname.strip() if isinstance(hostname, str) else ""
     if not text:

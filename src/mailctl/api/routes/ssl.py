@@ -116,9 +116,9 @@ def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[
     handshake with hostname:port; ``starttls`` auto, smtp, imap, pop3 or none). A live check
     connects only to public addresses, the mail host's own, and private ones
     ``MAILCTL_PROBE_PRIVATE_TARGETS`` allows; link-local, multicast and unspecified
-    addresses never (400). A host that does not resolve, or a port no certificate could be
-    read from, is a 502, never a 0; the message does not tell closed, filtered and open
-    ports apart.
+    addresses never (400). A name that does not exist in DNS is a 400 too. A failing
+    resolver, or a port no certificate could be read from, is a 502, never a 0; the
+    message does not tell closed, filtered and open ports apart.
     """
     found = certificates.days_left(
         ctx,
