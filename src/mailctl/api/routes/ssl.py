@@ -12,7 +12,7 @@ from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.fields import Fields
 from mailctl.api.openapi import form
 from mailctl.api.shapes import reload_json
-from mailctl.domain.numbers import ascii_digits
+from mailctl.domain.numbers import ascii_int
 from mailctl.errors import InvalidInputError
 from mailctl.services import certificates
 from mailctl.services.certificates import CertificateView
@@ -100,10 +100,10 @@ def list_certificates(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 def _port(value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
-    text = value.strip()
-    if not ascii_digits(text) or not 1 <= int(text) <= 65535:
+    number = ascii_int(value.strip())
+    if number is None or not 1 <= number <= 65535:
         raise InvalidInputError("The field 'port' must be a number from 1 to 65535.")
-    return int(text)
+    return number
 
 
 @router.post(
