@@ -206,7 +206,7 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
-def _resolve(address: str, port: int, where: str) -> list[Resolved]:
+def _resolve(address: str, port: int) -> list[Resolved]:
     try:
         found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -315,9 +315,9 @@ def probe_certificate(
     only that no certificate could be read from host:port, so the answers do not tell
     an open port from a closed or filtered one; the reason goes to the log.
 
-    Raises InvalidInputError for a malformed host, port or protocol, or a target that
-    ``targets`` refuses, and UpstreamError when the host does not resolve, refuses, does
-    not answer in time, or the handshake fails.
+    Raises InvalidInputError for a malformed host, port or protocol, a target that
+    ``targets`` refuses or a name that does not exist, and UpstreamError when the resolver
+    fails, or the server refuses, does not answer in time, or fails the handshake.
     """
     address, is_ip = _check_host(host)
     port = _check_port(port)
@@ -326,7 +326,7 @@ def probe_certificate(
         raise InvalidInputError("The probe timeout must be a positive number of seconds.")
     sni = server_name if server_name is not None else (None if is_ip else address)
     where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-    resolved = _resolve(address, port, where)
+    resolved = _resolve(address, port)
     _check_targets(targets, address, is_ip, resolved)
     deadline = time.monotonic() + timeout
     try:
