@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic_settings import (
 
 from mailctl.errors import InvalidInputError
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 CONFIG_FILE_ENV = "MAILCTL_CONFIG"
 ENV_PREFIX = "MAILCTL_"
 
@@ -105,6 +107,11 @@ class Settings(BaseSettings):
     renew_before_days: int = Field(default=30, ge=1)
     tls_probe_port: int = Field(default=443, ge=1, le=65535)
     tls_probe_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A live days-left check never connects to link-local, multicast or unspecified
+    # addresses, and to private and loopback ones only for the mail host itself
+    # (mail_hostname and its addresses), unless allowed here: "true" for all of them, or
+    # addresses and networks separated by commas ("10.0.0.0/8,fd00::/8,127.0.0.1").
+    probe_private_targets: str = ""
     max_upload_bytes: int = Field(default=256 * 1024, ge=1024)  # certificate and key uploads
 
     # --- archives ----------------------------------------------------------------------
@@ -132,7 +139,29 @@ class Settings(BaseSettings):
         self.opendkim_dir = self.opendkim_dir.expanduser().absolute()
         self.tls_dir = self.tls_dir.expanduser().absolute()
         self.archive_dir = self.archive_dir.expanduser().absolute()
+        self.probe_private_networks()  # a typo fails at start, not at the first probe
         return self
+
+    def probe_private_networks(self) -> tuple[bool, tuple[IPNetwork, ...]]:
+        """``probe_private_targets`` read: (every private address allowed, allowed networks).
+
+        ValueError names the first entry that is neither true/false nor an address or network.
+        """
+        words = self.probe_private_targets.replace(",", " ").split()
+        if len(words) == 1 and words[0].lower() in ("true", "yes", "1", "on"):
+            return True, ()
+        if not words or (len(words) == 1 and words[0].lower() in ("false", "no", "0", "off")):
+            return False, ()
+        networks: list[IPNetwork] = []
+        for word in words:
+            try:
+                networks.append(ipaddress.ip_network(word, strict=False))
+            except ValueError as exc:
+                raise ValueError(
+                    f"probe_private_targets: {word!r} is not an address or network; give "
+                    "true, false, or a list such as 10.0.0.0/8,fd00::/8"
+                ) from exc
+        return False, tuple(networks)
 
     def reload_commands(self) -> dict[str, list[str]]:
         """Each daemon's reload argv; empty lists (no-ops) unless reloads are enabled."""

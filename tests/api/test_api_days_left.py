@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from tests.conftest import LiveServer
 from tests.pki import self_signed
 
 
@@ -87,6 +88,13 @@ def test_stored_certificate_answers_first(api: httpx.Client) -> None:
     assert datetime.fromisoformat(body["not_after"]) == not_after
 
 
+@pytest.fixture
+def loopback_probes(server: LiveServer) -> None:
+    """Allow live checks of this machine's loopback address, where the test servers listen."""
+    server.ctx.settings.probe_private_targets = "127.0.0.0/8"
+
+
+@pytest.mark.usefixtures("loopback_probes")
 def test_live_handshake_when_nothing_is_stored(api: httpx.Client, tls_server: TlsServer) -> None:
     """Without a stored certificate, a live handshake reads the server's expiry."""
     response = api.post(
@@ -98,15 +106,15 @@ def test_live_handshake_when_nothing_is_stored(api: httpx.Client, tls_server: Tl
     assert datetime.fromisoformat(body["not_after"]) == tls_server.not_after
 
 
+@pytest.mark.usefixtures("loopback_probes")
 def test_refused_port_is_502_without_a_number(api: httpx.Client) -> None:
-    """A refused connection is a 502 with the reason, and no days_left at all."""
-    response = api.post(
-        "/ssl/get-left-days", json={"hostname": "127.0.0.1", "port": _closed_port()}
-    )
+    """A refused connection is a 502 saying no certificate could be read, and no days_left."""
+    port = _closed_port()
+    response = api.post("/ssl/get-left-days", json={"hostname": "127.0.0.1", "port": port})
     assert response.status_code == 502, response.text
     body = response.json()
     assert body["result"] is False
-    assert "refused" in body["msg"]
+    assert f"Could not read a certificate from 127.0.0.1:{port}" in body["msg"]
     assert "days_left" not in body
 
 
@@ -125,3 +133,98 @@ def test_bad_input_is_400(api: httpx.Client, fields: dict[str, str], message: st
     response = api.post("/ssl/get-left-days", data=fields)
     assert response.status_code == 400, response.text
     assert message in response.json()["msg"]
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="POST /ssl/get-left-days refuses link-local, multicast and unspecified targets, and "
+    "private or loopback ones other than the mail host unless configured, with a 400.",
+)
+def test_forbidden_targets_are_400_before_any_connection(
+    api: httpx.Client, server: LiveServer, figure: Callable[[str, object], None]
+) -> None:
+    """169.254.169.254, fe80::1, multicast, 0.0.0.0 always; 127.0.0.1 and 10/8 by default."""
+    never = ["169.254.169.254", "[fe80::1]", "fe80::1", "224.0.0.251", "ff02::1", "0.0.0.0"]  # noqa: S104
+    private = ["127.0.0.1", "localhost", "::1", "10.0.0.1", "192.168.0.1"]
+    for host in never:
+        response = api.post("/ssl/get-left-days", data={"hostname": host, "port": "80"})
+        assert response.status_code == 400, (host, response.text)
+        assert "never probes" in response.json()["msg"]
+    for host in private:
+        response = api.post("/ssl/get-left-days", data={"hostname": host, "port": "80"})
+        assert response.status_code == 400, (host, response.text)
+        assert "MAILCTL_PROBE_PRIVATE_TARGETS" in response.json()["msg"]
+    server.ctx.settings.probe_private_targets = "true"
+    response = api.post("/ssl/get-left-days", data={"hostname": "169.254.169.254", "port": "80"})
+    assert response.status_code == 400, response.text
+    figure("targets refused", len(never) + len(private))
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="The mail host itself (MAILCTL_MAIL_HOSTNAME and its addresses) may be checked live "
+    "without allowing private targets.",
+)
+def test_the_mail_host_itself_may_be_probed(
+    api: httpx.Client, server: LiveServer, tls_server: TlsServer
+) -> None:
+    """With the mail host name localhost, 127.0.0.1 and localhost are allowed; 10/8 is not."""
+    server.ctx.settings.mail_hostname = "localhost"
+    for host in ("127.0.0.1", "localhost"):
+        response = api.post(
+            "/ssl/get-left-days",
+            data={"hostname": host, "port": str(tls_server.port), "live": "true"},
+        )
+        assert response.status_code == 200, (host, response.text)
+        assert response.json()["source"] == "live"
+    refused = api.post("/ssl/get-left-days", data={"hostname": "10.0.0.1", "port": "443"})
+    assert refused.status_code == 400, refused.text
+
+
+@pytest.mark.usefixtures("loopback_probes")
+@pytest.mark.security(
+    finding=11,
+    claim="get-left-days answers a closed, a silent and a non-TLS port with the same message.",
+)
+def test_closed_silent_and_plain_ports_answer_alike(
+    api: httpx.Client, server: LiveServer, figure: Callable[[str, object], None]
+) -> None:
+    """Closed, accepting-but-silent, and plain-text ports: one 502 message, port aside."""
+    server.ctx.settings.tls_probe_timeout_seconds = 1
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen(4)
+    stop = threading.Event()
+
+    def greet() -> None:
+        plain.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = plain.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"+PONG redis_version:7.2.4\r\n")
+
+    thread = threading.Thread(target=greet)
+    thread.start()
+    try:
+        ports = [_closed_port(), silent.getsockname()[1], plain.getsockname()[1]]
+        messages = set()
+        for port in ports:
+            response = api.post(
+                "/ssl/get-left-days", data={"hostname": "127.0.0.1", "port": str(port)}
+            )
+            assert response.status_code == 502, response.text
+            messages.add(response.json()["msg"].replace(f":{port};", ":PORT;"))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        silent.close()
+        plain.close()
+    assert len(messages) == 1, messages
+    assert "redis" not in messages.pop()
+    figure("distinct messages for closed, silent, plain ports", 1)

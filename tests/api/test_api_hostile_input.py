@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import tarfile
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -93,3 +94,35 @@ def test_deeply_nested_trash_manifest(api: httpx.Client, server: LiveServer) -> 
     assert [item["kind"] for item in listed.json()["trash"]] == ["unknown"]
     restored = api.post("/trash/restore", data={"id": entry.name})
     _is_clear_400(restored, "has no readable manifest")
+
+
+@pytest.mark.security(
+    finding=9,
+    claim="Fields holding a 5,000-digit number, a NUL or an unpaired surrogate are a 400 on "
+    "every backend, never a 500.",
+)
+def test_fields_that_are_not_text_or_numbers_are_400(
+    api: httpx.Client, anon: httpx.Client, figure: Callable[[str, object], None]
+) -> None:
+    """port=9999…, a lone surrogate in a pasted certificate, NUL in a login name: 400."""
+    answers = [
+        api.post("/ssl/get-left-days", data={"hostname": "mail.example.com", "port": "9" * 5000}),
+        api.post(
+            "/ssl/upload",
+            content=b'{"ssl_certificate": "\\ud800", "ssl_certificate_key": "x"}',
+            headers={"Content-Type": "application/json"},
+        ),
+        api.post(
+            "/domains",
+            content=b'{"domain": "example.com", "\\udfff": "x"}',
+            headers={"Content-Type": "application/json"},
+        ),
+        anon.post("/auth", json={"username": "admin\x00", "password": "correct horse battery"}),
+        anon.post("/auth", data={"username": "ad\x00min", "password": "x"}),
+        api.post("/domains", params={"domain": "example.com\x00.evil"}),
+    ]
+    for response in answers:
+        assert response.status_code == 400, response.text
+        assert response.json()["result"] is False
+    figure("requests", len(answers))
+    figure("5xx answers", sum(r.status_code >= 500 for r in answers))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from tests.pki import ca_signed, openssl_signed, self_signed
@@ -61,7 +63,7 @@ def test_upload_installs_pair_and_never_returns_the_key(
 
 def test_upload_as_text_fields_with_a_name(api: httpx.Client, server: LiveServer) -> None:
     """Certificate and key pasted as text fields are accepted, stored under ``name``."""
-    chain, key = make_pair(HOST)
+    chain, key = make_pair(HOST, "a.b")
     response = api.post(
         "/ssl/upload",
         data={
@@ -173,3 +175,45 @@ def test_unknown_job_and_challenge_are_404(api: httpx.Client, anon: httpx.Client
     challenge = anon.get("/.well-known/acme-challenge/unknown-token")
     assert challenge.status_code == 404
     assert challenge.json()["result"] is False
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="A certificate is stored only under a name it is valid for (its SANs, else its CN; "
+    "a wildcard covers one label), so an expiry check for a name never reads another's.",
+)
+def test_upload_under_a_name_the_certificate_does_not_cover_is_refused(
+    api: httpx.Client, server: LiveServer, figure: Callable[[str, object], None]
+) -> None:
+    """name= outside the certificate's names is a 400 listing them; nothing is stored."""
+    chain, key = make_pair(HOST)
+    wildcard_chain, wildcard_key = make_pair("*.example.org")
+    cn_chain, cn_key = self_signed("cn-only.example.net", san=False)
+    refused = [
+        (chain, key, "www.example.com"),
+        (chain, key, "example.com"),
+        (wildcard_chain, wildcard_key, "example.org"),
+        (wildcard_chain, wildcard_key, "a.b.example.org"),
+        (cn_chain, cn_key, "other.example.net"),
+    ]
+    for pem, private, name in refused:
+        response = _upload(api, pem, private, name=name)
+        assert response.status_code == 400, (name, response.text)
+        assert response.json()["result"] is False
+        assert f"does not cover the name {name}" in response.json()["msg"]
+    assert api.get("/ssl/certificates").json()["certificates"] == []
+    assert not server.ctx.settings.tls_path.exists() or not any(
+        server.ctx.settings.tls_path.iterdir()
+    )
+
+    accepted = [
+        (chain, key, "Mail.Example.COM."),
+        (wildcard_chain, wildcard_key, "imap.example.org"),
+        (cn_chain, cn_key, "cn-only.example.net"),
+    ]
+    for pem, private, name in accepted:
+        response = _upload(api, pem, private, name=name)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["name"] == name.lower().rstrip(".")
+    figure("uncovered names refused", len(refused))
+    figure("covered names accepted", len(accepted))

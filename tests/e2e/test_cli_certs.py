@@ -24,6 +24,7 @@ def run(database_url: str, tmp_path: Path) -> Run:
         "MAILCTL_DATA_DIR": str(tmp_path / "data"),
         "MAILCTL_DATABASE_URL": database_url,
         "MAILCTL_ADMIN_PASSWORD": "init-password-1",
+        "MAILCTL_PROBE_PRIVATE_TARGETS": "127.0.0.1",  # live checks of the test's own ports
     }
 
     def invoke(*args: str) -> Result:
@@ -99,5 +100,22 @@ def test_status_of_an_unreachable_host_exits_upstream(run: Run) -> None:
         port = sock.getsockname()[1]
     result = run("cert", "status", "127.0.0.1", "--port", str(port))
     assert result.exit_code == 9
-    assert "refused" in result.output
+    assert f"Could not read a certificate from 127.0.0.1:{port}" in result.output
     assert "days left" not in result.output
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="mailctl cert upload --name refuses a name the certificate is not valid for.",
+)
+def test_upload_under_an_uncovered_name_exits_with_input_error(run: Run, tmp_path: Path) -> None:
+    """--name outside the certificate's names exits 2 with the names it is for; nothing stored."""
+    cert, key = _write_pair(tmp_path, "mail.example.com", days=30)
+    refused = run("cert", "upload", str(cert), str(key), "--name", "www.example.com")
+    assert refused.exit_code == 2, refused.output
+    assert "does not cover the name www.example.com" in refused.output
+    assert "mail.example.com" in refused.output
+    assert "www.example.com" not in run("cert", "status").output
+    assert not (tmp_path / "data" / "tls" / "www.example.com").exists()
+    stored = run("cert", "upload", str(cert), str(key), "--name", "mail.example.com")
+    assert stored.exit_code == 0, stored.output

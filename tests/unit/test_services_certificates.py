@@ -99,8 +99,10 @@ def test_upload_not_covering_mail_hostname_is_refused(ctx: Context) -> None:
     pair = make_pair("www.example.com")
     with pytest.raises(InvalidInputError, match=r"does not cover the mail host name"):
         certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
-    named = certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key, name="web.example")
-    assert named.certificate.name == "web.example"
+    named = certificates.upload_certificate(
+        ctx, ACTOR, pair.chain, pair.key, name="www.example.com"
+    )
+    assert named.certificate.name == "www.example.com"
 
 
 def test_cn_only_certificate_for_the_mail_hostname_is_stored_under_it(ctx: Context) -> None:
@@ -137,7 +139,7 @@ def test_refusal_for_the_mail_hostname_lists_the_certificates_names(ctx: Context
         certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key)
     assert refused.value.message == (
         "The certificate does not cover the mail host name mx.example.com (it is for "
-        "www.example.com); give 'name' to store it under another name."
+        "www.example.com); give 'name' to store it under one of its names."
     )
 
 
@@ -252,7 +254,8 @@ def test_days_left_from_a_stored_certificate_covering_the_name(ctx: Context) -> 
 
 def test_days_left_refused_live_check_is_an_error_not_zero(ctx: Context) -> None:
     """No stored certificate and a refused port: an UpstreamError that says both."""
-    with pytest.raises(UpstreamError, match=r"stores no certificate.*refused"):
+    ctx.settings.probe_private_targets = "127.0.0.1"
+    with pytest.raises(UpstreamError, match=r"stores no certificate.*Could not read a cert"):
         certificates.days_left(ctx, "127.0.0.1", port=_closed_port())
 
 
@@ -428,3 +431,22 @@ def test_renew_due_logs_failures_and_skips_uploads(
         assert "connection was refused" in (rows[0].message or "")
         # The account key was kept for the next attempt.
         assert uow.acme_accounts.for_directory(ctx.settings.acme_directory_url) is not None
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="Every path that stores a certificate (upload, ACME) refuses a name it does not cover.",
+)
+def test_install_refuses_a_chain_that_does_not_cover_its_name(ctx: Context) -> None:
+    """The one store step (used by uploads and ACME orders) checks the name; nothing stored."""
+    from mailctl.services.certificate_install import UPLOAD, install_certificate
+
+    pair = make_pair("mail.example.com")
+    with pytest.raises(InvalidInputError, match=r"does not cover the name www\.example\.com"):
+        install_certificate(
+            ctx, ACTOR, "www.example.com", pair.chain, pair.key, pair.not_after, UPLOAD, "test"
+        )
+    assert certificates.list_certificates(ctx) == []
+    with pytest.raises(InvalidInputError, match=r"does not cover the name web\.example"):
+        certificates.upload_certificate(ctx, ACTOR, pair.chain, pair.key, name="web.example")
+    assert certificates.list_certificates(ctx) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import socket
 import ssl
 import threading
@@ -17,8 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mailctl.certs import probe_certificate
+from mailctl.certs import Targets, probe_certificate
 from mailctl.errors import InvalidInputError, UpstreamError
+
+# Most tests here check what the probe reads and says: as mailctl's own checks of its own
+# listeners do, they may connect anywhere and hear every detail of a failure.
+OWN = Targets(trusted=True)
 
 # The plain-text half of a STARTTLS server: it talks over the connection's file, then the
 # server upgrades the socket.
@@ -181,7 +186,7 @@ def test_direct_tls_reports_days_left_and_identity(tmp_path: Path, servers: Serv
     """A certificate valid for 30 days is reported with 29 or 30 days left, its names and hash."""
     cert, context = _valid_for(tmp_path, "www.example.test", days=30)
     port = servers.start(context)
-    result = probe_certificate("127.0.0.1", port, timeout=5)
+    result = probe_certificate("127.0.0.1", port, timeout=5, targets=OWN)
     assert result.days_left in (29, 30)
     assert result.not_after == cert.not_valid_after_utc
     assert result.subject == "CN=www.example.test"
@@ -195,7 +200,7 @@ def test_auto_on_other_port_speaks_tls_at_once(tmp_path: Path, servers: Servers)
     """starttls="auto" on a port that is not a mail port does a direct TLS handshake."""
     _, context = _valid_for(tmp_path, "auto.example.test", days=10)
     port = servers.start(context)
-    result = probe_certificate("localhost", port, starttls="auto", timeout=5)
+    result = probe_certificate("localhost", port, starttls="auto", timeout=5, targets=OWN)
     assert result.subject == "CN=auto.example.test"
     assert result.days_left in (9, 10)
 
@@ -210,7 +215,7 @@ def test_starttls_upgrades_before_reading_the_certificate(
     """After the protocol's STARTTLS exchange the certificate behind it is reported."""
     _, context = _valid_for(tmp_path, f"{protocol}.example.test", days=60)
     port = servers.start(context, preamble)
-    result = probe_certificate("127.0.0.1", port, starttls=protocol, timeout=5)
+    result = probe_certificate("127.0.0.1", port, starttls=protocol, timeout=5, targets=OWN)
     assert result.subject == f"CN={protocol}.example.test"
     assert result.days_left in (59, 60)
 
@@ -222,7 +227,7 @@ def test_expired_certificate_has_negative_days_left(tmp_path: Path, servers: Ser
         tmp_path, "old.example.test", now - dt.timedelta(days=90), now - dt.timedelta(days=3)
     )
     port = servers.start(context)
-    result = probe_certificate("127.0.0.1", port, timeout=5)
+    result = probe_certificate("127.0.0.1", port, timeout=5, targets=OWN)
     assert result.days_left in (-4, -3)
     assert result.not_after < now
 
@@ -231,7 +236,7 @@ def test_refused_port_is_upstream_error() -> None:
     """Nothing listening gives a clear UpstreamError, not a fake zero."""
     port = _closed_port()
     with pytest.raises(UpstreamError) as caught:
-        probe_certificate("127.0.0.1", port, timeout=5)
+        probe_certificate("127.0.0.1", port, timeout=5, targets=OWN)
     assert caught.value.message == f"The server at 127.0.0.1:{port} refused the connection."
 
 
@@ -242,7 +247,7 @@ def test_silent_server_times_out(servers: Servers, starttls: str | None) -> None
     port = int(servers.listen().getsockname()[1])
     started = time.monotonic()
     with pytest.raises(UpstreamError) as caught:
-        probe_certificate("127.0.0.1", port, starttls=starttls, timeout=1)
+        probe_certificate("127.0.0.1", port, starttls=starttls, timeout=1, targets=OWN)
     assert time.monotonic() - started < 3
     assert "within 1 seconds" in caught.value.message
 
@@ -259,7 +264,7 @@ def test_plain_text_server_is_a_tls_failure(tmp_path: Path, servers: Servers) ->
     _, context = _valid_for(tmp_path, "plain.example.test", days=5)
     port = servers.start(context, plain_text_only)
     with pytest.raises(UpstreamError) as caught:
-        probe_certificate("127.0.0.1", port, timeout=5)
+        probe_certificate("127.0.0.1", port, timeout=5, targets=OWN)
     assert caught.value.message.startswith(f"The TLS handshake with 127.0.0.1:{port} failed")
 
 
@@ -268,7 +273,7 @@ def test_smtp_without_starttls_is_upstream_error(tmp_path: Path, servers: Server
     _, context = _valid_for(tmp_path, "plain.example.test", days=5)
     port = servers.start(context, smtp_without_starttls)
     with pytest.raises(UpstreamError) as caught:
-        probe_certificate("127.0.0.1", port, starttls="smtp", timeout=5)
+        probe_certificate("127.0.0.1", port, starttls="smtp", timeout=5, targets=OWN)
     assert "does not offer STARTTLS" in caught.value.message
 
 
@@ -281,9 +286,196 @@ def test_smtp_without_starttls_is_upstream_error(tmp_path: Path, servers: Server
         ("mx.example.test", 0, None),
         ("mx.example.test", 70000, None),
         ("mx.example.test", 25, "telnet"),
+        ("ad\u200dmin", 443, None),  # IDNA 2003 would drop the joiner and probe "admin"
+        ("example\u3002com", 443, None),  # an ideographic full stop is not a dot here
+        ("xn--a.example", 443, None),  # invalid punycode
     ],
 )
 def test_malformed_target_is_invalid_input(host: str, port: int, starttls: str | None) -> None:
     """A malformed host, port or protocol is refused before any connection."""
     with pytest.raises(InvalidInputError):
-        probe_certificate(host, port, starttls=starttls, timeout=1)
+        probe_certificate(host, port, starttls=starttls, timeout=1, targets=OWN)
+
+
+# --- where a probe may go -----------------------------------------------------------------
+
+NEVER = [
+    "169.254.169.254",
+    "169.254.0.1",
+    "fe80::1",
+    "febf::1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "ff02::1",
+    "0.0.0.0",  # noqa: S104 (an address refused, not one bound)
+    "::",
+    "255.255.255.255",
+    "240.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",
+    "2002:a9fe:a9fe::1",
+]
+PRIVATE = ["127.0.0.1", "127.8.9.10", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "fd00::1"]
+PRIVATE += ["100.64.0.1", "::ffff:127.0.0.1", "localhost"]
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every address the probe tries to connect to, recorded; connections still happen."""
+    import mailctl.certs.probe as probe
+
+    seen: list[object] = []
+    real = probe._connect
+
+    def recording(resolved: list[probe.Resolved], deadline: float) -> socket.socket:
+        seen.extend(entry[4][0] for entry in resolved)
+        return real(resolved, deadline)
+
+    monkeypatch.setattr(probe, "_connect", recording)
+    return seen
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="A live certificate check never connects to link-local (169.254.169.254, fe80::/10), "
+    "multicast, unspecified or reserved addresses, even with private targets allowed.",
+)
+@pytest.mark.parametrize("address", NEVER)
+def test_link_local_multicast_unspecified_are_never_probed(
+    address: str, connects: list[object], figure: Callable[[str, object], None]
+) -> None:
+    """Refused as input before any connection, whatever private targets are allowed."""
+    for targets in (Targets(), Targets(private=True), Targets(mail_host=address)):
+        with pytest.raises(InvalidInputError, match="which mailctl never probes"):
+            probe_certificate(address, 443, timeout=1, targets=targets)
+    assert connects == []
+    figure("connections attempted", len(connects))
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="Private and loopback targets are refused unless MAILCTL_PROBE_PRIVATE_TARGETS "
+    "allows them or they are the mail host's own.",
+)
+@pytest.mark.parametrize("address", PRIVATE)
+def test_private_and_loopback_need_to_be_allowed(address: str, connects: list[object]) -> None:
+    """By default a private or loopback target is a 400 naming the setting; no connection."""
+    with pytest.raises(InvalidInputError, match="MAILCTL_PROBE_PRIVATE_TARGETS"):
+        probe_certificate(address, 443, timeout=1)
+    other_network = Targets(networks=(ipaddress.ip_network("198.51.100.0/24"),))
+    with pytest.raises(InvalidInputError, match="not the mail host's"):
+        probe_certificate(address, 443, timeout=1, targets=other_network)
+    assert connects == []
+
+
+def test_allowed_networks_and_the_mail_host_reach_loopback(
+    tmp_path: Path, servers: Servers
+) -> None:
+    """A listed network, every private address, or the mail host's name or address: allowed."""
+    _, context = _valid_for(tmp_path, "local.example.test", days=20)
+    port = servers.start(context)
+    allowed = [
+        Targets(private=True),
+        Targets(networks=(ipaddress.ip_network("127.0.0.0/8"),)),
+        Targets(mail_host="localhost"),  # resolves to 127.0.0.1: the host itself
+        Targets(mail_host="127.0.0.1"),
+    ]
+    for targets in allowed:
+        result = probe_certificate("127.0.0.1", port, timeout=5, targets=targets)
+        assert result.subject == "CN=local.example.test"
+    result = probe_certificate("localhost", port, timeout=5, targets=Targets(mail_host="localhost"))
+    assert result.subject == "CN=local.example.test"
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="A probe resolves its host once and connects to the very address it checked, so a "
+    "name cannot be rebound to a forbidden address between check and connect.",
+)
+def test_one_lookup_and_the_checked_address_is_the_one_connected(
+    tmp_path: Path,
+    servers: Servers,
+    monkeypatch: pytest.MonkeyPatch,
+    connects: list[object],
+    figure: Callable[[str, object], None],
+) -> None:
+    """A name answering 127.0.0.1 first and 169.254.169.254 after: one look-up, 127.0.0.1 used."""
+    _, context = _valid_for(tmp_path, "rebind.example.test", days=20)
+    port = servers.start(context)
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list[object]:
+        if host != "rebind.example.test":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        lookups.append(host)
+        answer = "127.0.0.1" if len(lookups) == 1 else "169.254.169.254"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    allowed = Targets(private=True)
+    result = probe_certificate("rebind.example.test", port, timeout=5, targets=allowed)
+    assert result.subject == "CN=rebind.example.test"
+    assert (lookups, connects) == (["rebind.example.test"], ["127.0.0.1"])
+    # Any forbidden answer among several refuses the whole name.
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda *_a, **_k: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port)),
+        ],
+    )
+    with pytest.raises(InvalidInputError, match=r"169\.254\.169\.254.*never probes"):
+        probe_certificate("mixed.example.test", port, timeout=5, targets=allowed)
+    assert connects == ["127.0.0.1"]
+    figure("look-ups per probe", len(lookups))
+
+
+def banner_then_close(stream: BufferedIOBase) -> None:
+    """A service that is not mail: says something and hangs up."""
+    _say(stream, "-ERR unknown command 'secret-service-v1.2'")
+    raise OSError("done")
+
+
+@pytest.mark.security(
+    finding=11,
+    claim="A failed live check says only that no certificate could be read from host:port: "
+    "its message does not tell an open port from a closed or filtered one.",
+)
+def test_failure_messages_do_not_map_ports(
+    tmp_path: Path, servers: Servers, figure: Callable[[str, object], None]
+) -> None:
+    """Closed, silent, plain-text, banner and no-STARTTLS servers all get one message."""
+    _, context = _valid_for(tmp_path, "x.example.test", days=5)
+    ports = {
+        "closed": (_closed_port(), None),
+        "silent": (int(servers.listen().getsockname()[1]), None),
+        "plain text": (servers.start(context, plain_text_only), None),
+        "other service": (servers.start(context, banner_then_close), None),
+        "no STARTTLS": (servers.start(context, smtp_without_starttls), "smtp"),
+        "other service, smtp": (servers.start(context, banner_then_close), "smtp"),
+    }
+    allowed = Targets(private=True)
+    messages = set()
+    for port, starttls in ports.values():
+        with pytest.raises(UpstreamError) as caught:
+            probe_certificate("127.0.0.1", port, starttls=starttls, timeout=1, targets=allowed)
+        messages.add(caught.value.message.replace(f":{port};", ":PORT;"))
+    assert messages == {
+        "Could not read a certificate from 127.0.0.1:PORT; check the host and port, and "
+        "starttls= for a mail port that upgrades to TLS (smtp, imap, pop3)."
+    }
+    figure("kinds of failing port", len(ports))
+    figure("distinct messages", len(messages))
+
+
+def test_a_name_that_does_not_exist_is_invalid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name DNS says does not exist is the caller's mistake (400), not a remote failure."""
+
+    def no_such_name(*_args: object, **_kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    with pytest.raises(InvalidInputError, match="does not exist in DNS"):
+        probe_certificate("nowhere.example.test", 443, timeout=1)

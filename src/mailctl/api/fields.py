@@ -9,7 +9,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from mailctl.domain.numbers import ascii_digits, loads_limited
+from mailctl.domain.numbers import ascii_digits, ascii_int, loads_limited
 from mailctl.errors import InvalidInputError, TooLargeError
 
 MAX_FIELDS = 64
@@ -73,8 +73,10 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
     """Collect the request's fields whatever the method and content type."""
     fields = Fields(values=dict(request.query_params))
     length = request.headers.get("content-length")
-    if length is not None and ascii_digits(length) and int(length) > max_bytes:
-        raise TooLargeError(f"The request body is larger than {max_bytes} bytes.")
+    if length is not None and ascii_digits(length):
+        size = ascii_int(length)  # None: more digits than any size mailctl takes
+        if size is None or size > max_bytes:
+            raise TooLargeError(f"The request body is larger than {max_bytes} bytes.")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
@@ -101,13 +103,38 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
             for name, value in data.items():
                 scalar = _scalar(value)
                 if scalar is None and value is not None:
-                    raise InvalidInputError(f"The field '{name}' must be a plain value.")
+                    raise InvalidInputError(f"The field '{_shown(name)}' must be a plain value.")
                 if scalar is not None:
                     fields.values[name] = scalar
     for name, value in fields.values.items():
+        _check_text(name, value)
         if len(value) > max_bytes:
-            raise TooLargeError(f"The field '{name}' is too large.")
+            raise TooLargeError(f"The field '{_shown(name)}' is too large.")
+    for name in fields.files:
+        _check_text(name, "")
     return fields
+
+
+def _shown(name: str) -> str:
+    return name.encode("ascii", "backslashreplace").decode("ascii")[:80]
+
+
+def _check_text(name: str, value: str) -> None:
+    """Refuse what no field may hold: NUL, and unpaired surrogates (JSON's "\ud800").
+
+    Neither is text any database, daemon or file name takes; an unpaired surrogate cannot
+    even be written as UTF-8, so letting it through would fail later, as a 500.
+    """
+    for text, what in ((name, "name"), (value, "value")):
+        if "\x00" in text:
+            raise InvalidInputError(f"The field {what} '{_shown(name)}' contains a NUL character.")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"The field {what} '{_shown(name)}' is not valid Unicode text (it holds an "
+                "unpaired surrogate)."
+            ) from exc
 
 
 async def _read_limited(request: Request, max_bytes: int) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mailctl.archive.format import MANIFEST_NAME, Manifest, check_member_path
-from mailctl.domain.numbers import ascii_digits
+from mailctl.domain.numbers import ascii_digits, ascii_int
 from mailctl.errors import HostStateError, InvalidInputError, TooLargeError
 
 BLOCK = 512
@@ -182,9 +182,10 @@ def _members(src: _Gunzip) -> Iterator[_Member]:
             continue
         member_name = overrides.get("path", _text(name))
         if "size" in overrides:
-            if not ascii_digits(overrides["size"]):
+            pax_size = ascii_int(overrides["size"], max_digits=20)
+            if pax_size is None:
                 raise InvalidInputError("The archive is corrupt: a pax size is bad.")
-            size = int(overrides["size"])
+            size = pax_size
         overrides = {}
         shown = member_name[:200]
         if size < 0:

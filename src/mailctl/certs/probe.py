@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
+import logging
 import socket
 import ssl
 import time
@@ -13,14 +13,19 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from mailctl.certs.targets import Resolved, Targets
+from mailctl.domain.names import normalize_host_name
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import InvalidInputError, UpstreamError
+
+log = logging.getLogger("mailctl.probe")
+# The default: public addresses only. Callers that may reach more say so.
+PUBLIC_ONLY = Targets()
 
 STARTTLS_PROTOCOLS = ("smtp", "imap", "pop3")
 # Ports whose protocol starts in plain text and upgrades; everything else speaks TLS at once.
 STARTTLS_BY_PORT = {25: "smtp", 587: "smtp", 143: "imap", 110: "pop3"}
 
-_HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _MAX_LINE = 4096  # RFC 5321 and RFC 3501 lines are far shorter; more is not a mail server
 _MAX_LINES = 100  # a greeting or capability list longer than this is not a mail server
 
@@ -148,15 +153,13 @@ def _check_host(host: object) -> tuple[str, bool]:
         return str(ipaddress.ip_address(text.strip("[]"))), True
     except ValueError:
         pass
-    name = text[:-1] if text.endswith(".") else text
+    # The same IDNA rules as every other name mailctl takes (UTS 46, IDNA 2008): Python's
+    # own "idna" codec (IDNA 2003) would drop a zero-width joiner and probe "admin" for
+    # "ad\u200dmin", or read "example\u3002com" as example.com.
     try:
-        ascii_name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError as exc:
+        return normalize_host_name(text), False
+    except InvalidInputError as exc:
         raise InvalidInputError(f"The host {text!r} is not a valid host name.") from exc
-    labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise InvalidInputError(f"The host {text!r} is not a valid host name.")
-    return ascii_name, False
 
 
 def _check_port(port: object) -> int:
@@ -203,6 +206,91 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
+def _resolve(address: str, port: int) -> list[Resolved]:
+    try:
+        found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        if exc.errno == socket.EAI_NONAME:
+            # The name does not exist: the caller's mistake, not a failing remote party.
+            raise InvalidInputError(f"The host {address} does not exist in DNS.") from exc
+        raise UpstreamError(f"The host {address} does not resolve: {exc.strerror}.") from exc
+    except (OSError, UnicodeError) as exc:
+        raise UpstreamError(f"The host {address} does not resolve.") from exc
+    resolved: list[Resolved] = [
+        entry for entry in found if entry[0] in (socket.AF_INET, socket.AF_INET6)
+    ]
+    if not resolved:
+        raise UpstreamError(f"The host {address} has no IPv4 or IPv6 address.")
+    return resolved
+
+
+def _check_targets(targets: Targets, address: str, is_ip: bool, resolved: list[Resolved]) -> None:
+    # Every address is checked, not just the first: the connection may fall through to any.
+    name = None if is_ip else address
+    for entry in resolved:
+        ip = ipaddress.ip_address(str(entry[4][0]).split("%", 1)[0])
+        reason = targets.refusal(name, ip)
+        if reason is not None:
+            shown = address if is_ip else f"{address} ({ip})"
+            raise InvalidInputError(f"mailctl does not probe {shown}: {reason}.")
+
+
+def _connect(resolved: list[Resolved], deadline: float) -> socket.socket:
+    """Connect to the first resolved address that answers: the ones checked, no new look-up."""
+    failure: OSError = TimeoutError()
+    for family, kind, proto, _, sockaddr in resolved:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure
+
+
+def _detail(exc: Exception, where: str, timeout: float) -> str:
+    if isinstance(exc, UpstreamError):
+        return exc.message
+    if isinstance(exc, ConnectionRefusedError):
+        return f"The server at {where} refused the connection."
+    if isinstance(exc, TimeoutError):
+        return f"The server at {where} did not answer within {timeout:g} seconds."
+    if isinstance(exc, ssl.SSLError):
+        return f"The TLS handshake with {where} failed: {exc.reason or exc}."
+    if isinstance(exc, OSError):
+        return f"The connection to {where} failed: {exc.strerror or exc.__class__.__name__}."
+    return f"The probe of {where} failed: {exc.__class__.__name__}."
+
+
+def _peer_certificate(
+    resolved: list[Resolved],
+    protocol: str | None,
+    sni: str | None,
+    where: str,
+    deadline: float,
+) -> bytes:
+    with _connect(resolved, deadline) as sock:
+        if protocol is not None:
+            talk = _Conversation(sock, deadline, where)
+            _UPGRADES[protocol](talk)
+            talk.expect_clean()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        with _client_context().wrap_socket(sock, server_hostname=sni) as tls:
+            der = tls.getpeercert(binary_form=True)
+    if not der:
+        raise UpstreamError(f"The server at {where} presented no certificate.")
+    return der
+
+
 def probe_certificate(
     host: str,
     port: int = 443,
@@ -210,6 +298,7 @@ def probe_certificate(
     starttls: str | None = None,
     timeout: float = 10.0,
     server_name: str | None = None,
+    targets: Targets = PUBLIC_ONLY,
 ) -> ProbeResult:
     """Connect to ``host:port``, complete a TLS handshake and describe the peer certificate.
 
@@ -220,8 +309,15 @@ def probe_certificate(
     resolution. The certificate is read, not trusted: expired and self-signed ones are
     reported too.
 
-    Raises InvalidInputError for a malformed host, port or protocol, and UpstreamError when
-    the host does not resolve, refuses, does not answer in time, or the handshake fails.
+    The host is resolved once; every address it resolves to must be one ``targets``
+    allows, and the connection goes to those very addresses (a second look-up could
+    answer differently). Unless ``targets`` is trusted, a failure after resolution says
+    only that no certificate could be read from host:port, so the answers do not tell
+    an open port from a closed or filtered one; the reason goes to the log.
+
+    Raises InvalidInputError for a malformed host, port or protocol, a target that
+    ``targets`` refuses or a name that does not exist, and UpstreamError when the resolver
+    fails, or the server refuses, does not answer in time, or fails the handshake.
     """
     address, is_ip = _check_host(host)
     port = _check_port(port)
@@ -230,33 +326,18 @@ def probe_certificate(
         raise InvalidInputError("The probe timeout must be a positive number of seconds.")
     sni = server_name if server_name is not None else (None if is_ip else address)
     where = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    resolved = _resolve(address, port)
+    _check_targets(targets, address, is_ip, resolved)
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            if protocol is not None:
-                talk = _Conversation(sock, deadline, where)
-                _UPGRADES[protocol](talk)
-                talk.expect_clean()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
-            with _client_context().wrap_socket(sock, server_hostname=sni) as tls:
-                der = tls.getpeercert(binary_form=True)
-    except socket.gaierror as exc:
-        raise UpstreamError(f"The host {address} does not resolve: {exc.strerror}.") from exc
-    except ConnectionRefusedError as exc:
-        raise UpstreamError(f"The server at {where} refused the connection.") from exc
-    except TimeoutError as exc:
+        der = _peer_certificate(resolved, protocol, sni, where, deadline)
+    except (UpstreamError, OSError) as exc:
+        detail = _detail(exc, where, timeout)
+        if targets.trusted:
+            raise UpstreamError(detail) from exc
+        log.info("live certificate probe of %s failed: %s", where, detail)
         raise UpstreamError(
-            f"The server at {where} did not answer within {timeout:g} seconds."
+            f"Could not read a certificate from {where}; check the host and port, and "
+            "starttls= for a mail port that upgrades to TLS (smtp, imap, pop3)."
         ) from exc
-    except ssl.SSLError as exc:
-        raise UpstreamError(f"The TLS handshake with {where} failed: {exc.reason or exc}.") from exc
-    except OSError as exc:
-        raise UpstreamError(
-            f"The connection to {where} failed: {exc.strerror or exc.__class__.__name__}."
-        ) from exc
-    if not der:
-        raise UpstreamError(f"The server at {where} presented no certificate.")
     return _read_certificate(der)

@@ -32,8 +32,8 @@ def upload(
     key: Path = typer.Argument(..., help="PEM file: the unencrypted private key."),
     name: str | None = typer.Option(
         None,
-        help="Store under this name (default: the mail host name, which the certificate "
-        "must cover, else the host name it names).",
+        help="Store under this name, which the certificate must cover (default: the mail "
+        "host name, which it must cover too, else the host name it names).",
     ),
     hostname: str | None = typer.Option(
         None, help="Host name the certificate must cover (its SAN, else its CN)."

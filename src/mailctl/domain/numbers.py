@@ -19,6 +19,17 @@ def ascii_digits(text: str) -> bool:
     return _ASCII_DIGITS.fullmatch(text) is not None
 
 
+def ascii_int(text: str, *, max_digits: int = 18) -> int | None:
+    """The number ``text`` spells in ASCII digits, or None if it is anything else.
+
+    More than ``max_digits`` digits is None too: int() refuses strings over 4,300 digits
+    with a ValueError, and no count mailctl reads needs more than 18.
+    """
+    if len(text) > max_digits or not ascii_digits(text):
+        return None
+    return int(text)
+
+
 def json_depth(text: str) -> int:
     """The deepest nesting of arrays and objects in JSON text (strings skipped)."""
     depth = deepest = 0

@@ -92,12 +92,15 @@ def delete_aliases(
             for a in uow.aliases.by_source(wanted_source)
             if wanted_destination is None or a.destination == wanted_destination
         ]
-        if not doomed:
+        views = [AliasView(a.id, a.domain_id, a.source, a.destination) for a in doomed]
+        # Only the rows this transaction deleted count: a racing delete may have read the
+        # same rows, and exactly one of the two removes each.
+        removed = [
+            view for view, alias in zip(views, doomed, strict=True) if uow.aliases.delete(alias)
+        ]
+        if not removed:
             what = f" to {wanted_destination}" if wanted_destination else ""
             raise NotFoundError(f"There is no alias {wanted_source}{what}.")
-        removed = [AliasView(a.id, a.domain_id, a.source, a.destination) for a in doomed]
-        for alias in doomed:
-            uow.aliases.delete(alias)
         uow.audit.add(
             admin=actor.name,
             action="delete_alias",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailctl.domain import tls
+from mailctl.errors import InvalidInputError
 from mailctl.services.agent import ReconcileOutcome, reconcile_safely
 from mailctl.services.context import Actor, Context
 from mailctl.storage.cert_rows import undo_put
@@ -77,7 +78,15 @@ def install_certificate(
     and ``privkey.pem`` from it and reloads Postfix and Dovecot. When the daemons refuse a
     new pair, reconcile puts the previous files back, and the previous pair goes back in
     the table too, so the database never names a pair the daemons do not serve.
+    InvalidInputError, before anything changes, if the chain is not valid for ``name``:
+    whatever stores a certificate, an expiry check for a name reads one that covers it.
     """
+    info = tls.read_chain(chain_pem, max_bytes=STORED_CHAIN_LIMIT)
+    if not tls.matches_hostname(info, name):
+        raise InvalidInputError(
+            f"The certificate does not cover the name {name} it would be stored under "
+            f"(it is for {', '.join(info.names) or 'no host name'})."
+        )
     chain_text = chain_pem.decode("ascii")
     with ctx.uow() as uow:
         current = uow.certificates.by_name(name)

@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailctl.certs import probe_certificate
+from mailctl.certs import Targets, probe_certificate
 from mailctl.domain import tls
 from mailctl.domain.names import normalize_host_name
 from mailctl.errors import InvalidInputError, UpstreamError
@@ -71,7 +71,7 @@ def _default_name(ctx: Context, info: tls.CertInfo) -> str:
         if not tls.matches_hostname(info, name):
             raise InvalidInputError(
                 f"The certificate does not cover the mail host name {name} (it is for "
-                f"{_names_text(info)}); give 'name' to store it under another name."
+                f"{_names_text(info)}); give 'name' to store it under one of its names."
             )
         return name
     for candidate in info.names:
@@ -98,17 +98,22 @@ def upload_certificate(
 ) -> InstallResult:
     """Check and install an uploaded chain and key; nothing changes if they are refused.
 
-    The stored name is ``name`` as given; else ``hostname``, which the certificate must
-    be valid for; else the configured mail host name (which it must be valid for too);
-    else the first host name the certificate is for. A certificate is valid for a name
-    as a TLS client decides: its SAN DNS names, or its subject CN when it has none;
-    a wildcard covers one label. After the commit, reconcile writes the files (key 0600) and reloads
-    Postfix and Dovecot. If a daemon refuses them, the previous pair is back on disk and
-    in the table, and ``rolled_back`` says so.
+    The stored name is ``name``; else ``hostname``; else the configured mail host name;
+    else the first host name the certificate is for. Whichever it is, the certificate must
+    be valid for it, so an expiry check for that name reads this certificate. Valid for a
+    name as a TLS client decides: its SAN DNS names, or its subject CN when it has none; a
+    wildcard covers one label. After the commit, reconcile writes the files (key 0600) and
+    reloads Postfix and Dovecot. If a daemon refuses them, the previous pair is back on disk
+    and in the table, and ``rolled_back`` says so.
     """
     info = tls.check_upload(certificate_pem, key_pem, max_bytes=ctx.settings.max_upload_bytes)
     if name:
         chosen = normalize_host_name(name)
+        if not tls.matches_hostname(info, chosen):
+            raise InvalidInputError(
+                f"The certificate does not cover the name {chosen} it would be stored under "
+                f"(it is for {_names_text(info)}); give one of its names."
+            )
     elif hostname:
         chosen = normalize_host_name(hostname)
         if not tls.matches_hostname(info, chosen):
@@ -146,6 +151,12 @@ def _stored_for(ctx: Context, hostname: str) -> CertificateView | None:
         return best
 
 
+def probe_targets(ctx: Context) -> Targets:
+    """Where a live check may connect: public addresses, the mail host, and what is allowed."""
+    every_private, networks = ctx.settings.probe_private_networks()
+    return Targets(private=every_private, networks=networks, mail_host=ctx.settings.mail_hostname)
+
+
 def _starttls_choice(value: str | None) -> str:
     text = (value or "auto").strip().lower()
     return {"": "auto", "true": "auto", "yes": "auto", "false": "none", "no": "none"}.get(
@@ -166,9 +177,11 @@ def days_left(
     Read from the certificate mailctl stores under that name (or whose DNS names cover
     it), unless ``live`` is set or none is stored: then from a TLS handshake with
     ``hostname:port`` (default: the configured probe port), after STARTTLS when the port
-    or ``starttls`` asks for it. InvalidInputError for a malformed host, port or protocol;
-    UpstreamError when the host does not resolve, refuses, does not answer or fails the
-    handshake. Never a made-up number.
+    or ``starttls`` asks for it: only to an address ``probe_targets`` allows.
+    InvalidInputError for a malformed host, port or protocol, a refused address or a name
+    that does not exist; UpstreamError when the resolver fails or no certificate could be
+    read (the message does not tell a closed port from a filtered or open one). Never a
+    made-up number.
     """
     text = hostname.strip() if isinstance(hostname, str) else ""
     if not text:
@@ -189,6 +202,7 @@ def days_left(
             target_port,
             starttls=_starttls_choice(starttls),
             timeout=settings.tls_probe_timeout_seconds,
+            targets=probe_targets(ctx),
         )
     except UpstreamError as exc:
         if live:

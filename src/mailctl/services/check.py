@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.certs.probe import probe_certificate
+from mailctl.certs.targets import Targets
 from mailctl.domain import tls
 from mailctl.errors import MailctlError
 from mailctl.host import health, install
@@ -34,6 +35,9 @@ from mailctl.services.reconcile import desired_files
 __all__ = ["FAIL", "OK", "SKIP", "CheckReport", "CheckResult", "run_checks"]
 
 TIMEOUT = 30.0
+# The listeners probed are this host's own, from its configuration, not a client's choice:
+# any address, and a failure says exactly what went wrong.
+OWN_LISTENERS = Targets(trusted=True)
 PROBE_DOMAIN = "mailctl-check.invalid"
 PROBE_ADDRESS = f"nobody@{PROBE_DOMAIN}"
 POSTFIX_USER = "postfix"
@@ -280,7 +284,12 @@ class _Checker(Verdicts):
         where = f"{address}:{port}"
         try:
             seen = probe_certificate(
-                address, port, starttls=starttls, timeout=TIMEOUT, server_name=self.cfg.hostname
+                address,
+                port,
+                starttls=starttls,
+                timeout=TIMEOUT,
+                server_name=self.cfg.hostname,
+                targets=OWN_LISTENERS,
             )
         except MailctlError as exc:
             self.add(name, FAIL, exc.message, f"See {self._log(daemon)}.")

@@ -144,10 +144,13 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
         # Aliases that lead to this mailbox alone would accept mail only to bounce it; they
         # go with it (and come back with a restore). Lists naming others stay.
-        orphans = uow.aliases.by_destination(address.email)
-        alias_records = [{"source": a.source, "destination": a.destination} for a in orphans]
-        for alias in orphans:
-            uow.aliases.delete(alias)
+        found = uow.aliases.by_destination(address.email)
+        pairs = [(a, {"source": a.source, "destination": a.destination}) for a in found]
+        # Only what this transaction deleted goes in the manifest: an alias a racing delete
+        # removed must not come back with a restore.
+        deleted = [(a, record) for a, record in pairs if uow.aliases.delete(a)]
+        orphans = [a for a, _ in deleted]
+        alias_records = [record for _, record in deleted]
         uow.audit.add(
             admin=actor.name,
             action="delete_user",

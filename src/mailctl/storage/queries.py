@@ -135,9 +135,9 @@ class Aliases:
             select(Alias).where(Alias.source == source).order_by(Alias.id)
         ).all()
 
-    def delete(self, alias: Alias) -> None:
-        self.session.delete(alias)
-        self.session.flush()
+    def delete(self, alias: Alias) -> bool:
+        """Delete the alias; False if another transaction deleted it first."""
+        return _delete_row(self.session, alias, Alias.id == alias.id)
 
 
 class Admins:

@@ -28,7 +28,7 @@ from mailctl.api.bodies import ExportWritten, Imported, Restored, TrashList
 from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.fields import Fields
 from mailctl.api.openapi import FLAG_VALUES, answers, form, query
-from mailctl.domain.numbers import ascii_digits
+from mailctl.domain.numbers import ascii_digits, ascii_int
 from mailctl.errors import InvalidInputError, TooLargeError
 from mailctl.services import archives, trash
 from mailctl.services.archives import UploadSpool
@@ -177,8 +177,10 @@ async def _receive(request: Request, spool: UploadSpool) -> Fields:
     """Stream the upload into ``spool``; return the fields that came with it."""
     fields = Fields(values=dict(request.query_params))
     length = request.headers.get("content-length")
-    if length is not None and ascii_digits(length) and int(length) > spool.limit + _FORM_OVERHEAD:
-        raise TooLargeError(f"The archive is larger than {spool.limit} bytes.")
+    if length is not None and ascii_digits(length):
+        size = ascii_int(length)  # None: more digits than any size mailctl takes
+        if size is None or size > spool.limit + _FORM_OVERHEAD:
+            raise TooLargeError(f"The archive is larger than {spool.limit} bytes.")
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     form_upload = None
     if kind == b"multipart/form-data":

@@ -20,7 +20,7 @@ from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
 from mailctl.api.fields import Fields
 from mailctl.api.openapi import answers, form
 from mailctl.api.shapes import reload_json
-from mailctl.domain.numbers import ascii_digits
+from mailctl.domain.numbers import ascii_int
 from mailctl.errors import InvalidInputError
 from mailctl.services import certificates
 from mailctl.services.certificates import CertificateView
@@ -61,9 +61,9 @@ async def upload_certificate(
 ) -> dict[str, Any] | JSONResponse:
     """Install an uploaded certificate chain and key (file or text fields).
 
-    Stored under ``name`` if given; else ``hostname``, which the certificate must be valid
-    for; else the mail host name (``MAILCTL_MAIL_HOSTNAME``), which it must be valid for;
-    else the host name the certificate names. Valid for a name as a TLS client decides:
+    Stored under ``name`` if given; else ``hostname``; else the mail host name
+    (``MAILCTL_MAIL_HOSTNAME``); else the host name the certificate names. The certificate
+    must be valid for the name it is stored under. Valid for a name as a TLS client decides:
     the SAN's DNS names, or the subject CN when there are none; a wildcard covers one label.
 
     Refused with 400 (413 when too large) before anything changes: bad PEM, a key that is
@@ -108,10 +108,10 @@ def list_certificates(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 def _port(value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
-    text = value.strip()
-    if not ascii_digits(text) or not 1 <= int(text) <= 65535:
+    number = ascii_int(value.strip())
+    if number is None or not 1 <= number <= 65535:
         raise InvalidInputError("The field 'port' must be a number from 1 to 65535.")
-    return int(text)
+    return number
 
 
 @router.post(
@@ -123,8 +123,12 @@ def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[
     """Days until the host name's certificate expires: stored first, else a live check.
 
     ``source`` says which: ``stored`` (a certificate mailctl holds) or ``live`` (a TLS
-    handshake with hostname:port; ``starttls`` auto, smtp, imap, pop3 or none). A host that
-    does not resolve, refuses or does not answer is a 502 with the reason, never a 0.
+    handshake with hostname:port; ``starttls`` auto, smtp, imap, pop3 or none). A live check
+    connects only to public addresses, the mail host's own, and private ones
+    ``MAILCTL_PROBE_PRIVATE_TARGETS`` allows; link-local, multicast and unspecified
+    addresses never (400). A name that does not exist in DNS is a 400 too. A failing
+    resolver, or a port no certificate could be read from, is a 502, never a 0; the
+    message does not tell closed, filtered and open ports apart.
     """
     found = certificates.days_left(
         ctx,
