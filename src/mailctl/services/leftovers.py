@@ -9,6 +9,8 @@ starts (and before a command that would trip on them):
   holds its lock (several processes may share one data folder);
 * a delete's trash folder still marked pending: undone (the mail goes back) if its rows
   are still there, since the delete was never committed, else finished;
+* a trash folder a restore emptied: removed if the restore was committed, else the mail
+  goes back into it;
 * a maildir without its mailbox row (a create or an import killed before its commit):
   removed if it is an empty skeleton, moved to the trash if it holds anything.
 
@@ -100,6 +102,8 @@ def clean_up(ctx: Context) -> Cleanup:
         with ctx.maildirs.changing(exclusive=True, timeout=CHANGES_WAIT_SECONDS):
             for entry in ctx.maildirs.pending_entries():
                 _settle_delete(ctx, report, entry)
+            for entry in ctx.maildirs.trash_entries():
+                _settle_restore(ctx, report, entry)
             _orphan_maildirs(ctx, report)
     except MailctlError as exc:
         report.add(Leftover("kept", "the maildirs of", ctx.maildirs.mail_root, 0, exc.message))
@@ -230,6 +234,52 @@ def _settle_delete(ctx: Context, report: Cleanup, entry: TrashEntry) -> None:
             f"is back in {destination}",
         )
     )
+
+
+def _settle_restore(ctx: Context, report: Cleanup, entry: TrashEntry) -> None:
+    """A restore died between taking the mail out of the trash and dropping the folder.
+
+    Only a restore takes the mail out of a trash folder, so a folder that says it holds
+    mail and holds none names one. Its rows tell whether it was committed.
+    """
+    manifest = entry.manifest
+    kind, target = manifest.get("kind"), manifest.get("target")
+    if kind not in ("mailbox", "domain") or not isinstance(target, str):
+        return
+    if manifest.get("has_data") is not True or entry.data_path.exists():
+        return
+    what = f"the trash folder of an interrupted restore of {kind} {target}"
+    try:
+        with ctx.uow() as uow:
+            if kind == "domain":
+                restored = uow.domains.by_name(target) is not None
+                destination = ctx.maildirs.domain_path(target)
+            else:
+                restored = uow.users.by_email(target) is not None
+                local_part, domain = target.rsplit("@", 1)
+                destination = ctx.maildirs.mailbox_path(domain, local_part)
+        if restored:
+            ctx.maildirs.purge_trash_entry(entry)
+            report.add(
+                Leftover("removed", what, entry.path, 0, "the restore was committed; it was empty")
+            )
+        elif destination.is_dir() and not destination.is_symlink():
+            size = tree_size(destination)
+            ctx.maildirs.put_back_in_trash(entry, destination)
+            report.add(
+                Leftover(
+                    "undone",
+                    what,
+                    entry.path,
+                    size,
+                    f"it was never committed; the mail is back in the trash from {destination}",
+                )
+            )
+        else:
+            report.add(Leftover("kept", what, entry.path, 0, "its mail is not where it went"))
+    except (MailctlError, ValueError) as exc:
+        detail = exc.message if isinstance(exc, MailctlError) else str(exc)
+        report.add(Leftover("kept", what, entry.path, 0, detail))
 
 
 def _finish(ctx: Context, report: Cleanup, entry: TrashEntry, what: str, why: str) -> None:
