@@ -186,6 +186,7 @@ def _settle_delete(ctx: Context, report: Cleanup, entry: TrashEntry) -> None:
     kind, target = manifest.get("kind"), manifest.get("target")
     what = f"the trash folder of an interrupted delete of {kind} {target}"
     if kind not in ("mailbox", "domain") or not isinstance(target, str):
+        what = "the trash folder of an interrupted delete"
         if not entry.data_path.exists():
             # Killed before its manifest was written, so before any mail moved.
             size = tree_size(entry.path)
@@ -259,6 +260,9 @@ def _settle_restore(ctx: Context, report: Cleanup, entry: TrashEntry) -> None:
                 local_part, domain = target.rsplit("@", 1)
                 destination = ctx.maildirs.mailbox_path(domain, local_part)
         if restored:
+            if sorted(p.name for p in entry.path.iterdir()) != [maildir.MANIFEST]:
+                report.add(Leftover("kept", what, entry.path, 0, "it holds more than its manifest"))
+                return
             ctx.maildirs.purge_trash_entry(entry)
             report.add(
                 Leftover("removed", what, entry.path, 0, "the restore was committed; it was empty")
@@ -277,7 +281,7 @@ def _settle_restore(ctx: Context, report: Cleanup, entry: TrashEntry) -> None:
             )
         else:
             report.add(Leftover("kept", what, entry.path, 0, "its mail is not where it went"))
-    except (MailctlError, ValueError) as exc:
+    except (MailctlError, OSError, ValueError) as exc:
         detail = exc.message if isinstance(exc, MailctlError) else str(exc)
         report.add(Leftover("kept", what, entry.path, 0, detail))
 
