@@ -70,8 +70,8 @@ def test_dead_scratch_goes_live_scratch_stays(ctx: Context, figure) -> None:  # 
     assert len(again.items) == 2
 
 
-def test_scratch_removed_before_its_lock_is_remade(ctx: Context) -> None:
-    """An owner whose new scratch file a clean-up removed before it locked it gets another."""
+def test_scratch_of_an_owner_gone_goes(ctx: Context) -> None:
+    """A scratch file whose owner closed it without removing it (as if killed) goes."""
     directory = ctx.settings.data_dir
     directory.mkdir(parents=True, exist_ok=True)
     fd, path = held_temp_file(directory, ".x.", ".tmp")
