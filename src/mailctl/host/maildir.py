@@ -25,8 +25,9 @@ DATA = "data"
 # a delete killed half-way is told apart from a finished one (see ``settle``).
 PENDING = ".pending-"
 # Held shared while maildirs and their rows change together (create, delete, import,
-# restore), and exclusive by the start-up clean-up that compares them.
-CHANGES_LOCK = ".changes.lock"
+# restore), and exclusive by the start-up clean-up that compares them. It lives in the
+# data folder (the context says where); beside the trash only when none is given.
+CHANGES_LOCK = ".maildirs.lock"
 CHANGES_WAIT_SECONDS = 60.0
 
 
@@ -60,12 +61,18 @@ class Maildirs:
     """
 
     def __init__(
-        self, mail_root: Path, trash_root: Path, uid: int | None = None, gid: int | None = None
+        self,
+        mail_root: Path,
+        trash_root: Path,
+        uid: int | None = None,
+        gid: int | None = None,
+        lock_path: Path | None = None,
     ) -> None:
         self.mail_root = mail_root
         self.trash_root = trash_root
         self.uid = uid
         self.gid = gid
+        self.lock_path = lock_path
 
     def domain_path(self, domain: str) -> Path:
         return self._checked(self.mail_root / domain)
@@ -91,9 +98,14 @@ class Maildirs:
         a maildir whose row is being written, or a delete half-way, of a live process.
         ConflictError after ``timeout`` seconds.
         """
-        self._make_trash_root()
+        lock = self.lock_path or self.trash_root / CHANGES_LOCK
+        if not lock.parent.is_dir():
+            try:
+                lock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise HostStateError(f"Cannot create {lock.parent}: {exc.strerror}.") from exc
         with locked(
-            self.trash_root / CHANGES_LOCK,
+            lock,
             timeout,
             shared=not exclusive,
             busy="Another process is changing the maildirs; try again later.",
