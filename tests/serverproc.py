@@ -42,9 +42,18 @@ def mailctl_env(data_dir: Path, **settings: str) -> dict[str, str]:
 
 @contextmanager
 def serve(
-    tmp_path: Path, admin_password: str, *, initialise: bool = True, **settings: str
+    tmp_path: Path,
+    admin_password: str,
+    *,
+    initialise: bool = True,
+    log_name: str = "serve",
+    **settings: str,
 ) -> Iterator[ServeProcess]:
-    """Run ``mailctl init`` (unless told not to), then ``mailctl serve`` on a free port."""
+    """Run ``mailctl init`` (unless told not to), then ``mailctl serve`` on a free port.
+
+    Its output goes to ``<log_name>.stdout`` and ``.stderr`` in ``tmp_path``: a restart on
+    the same data folder under another name keeps the first run's output.
+    """
     data_dir = tmp_path / "data"
     env = mailctl_env(data_dir, admin_password=admin_password, **settings)
     if initialise:
@@ -53,7 +62,7 @@ def serve(
         )
         assert init.returncode == 0, init.stderr.decode()
     port = free_port()
-    stdout, stderr = tmp_path / "serve.stdout", tmp_path / "serve.stderr"
+    stdout, stderr = tmp_path / f"{log_name}.stdout", tmp_path / f"{log_name}.stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "mailctl", "serve", "--port", str(port)],

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from mailctl import __version__
 from mailctl.api import errors, logs, openapi
@@ -23,6 +24,7 @@ from mailctl.api.routes import (
     users,
 )
 from mailctl.config import Settings, load_settings
+from mailctl.services import leftovers
 from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Context
 
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # What a process killed mid-operation left (one warning each), before any request.
+        await run_in_threadpool(leftovers.clean_up_safely, context)
         yield
         context.close()
 

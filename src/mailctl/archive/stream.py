@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -309,12 +310,12 @@ def write_export(
         manifest, mailbox_dirs, chunk_size, progress, compresslevel=compresslevel
     )
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = _held_temp(path)
     except OSError as exc:
         raise HostStateError(f"Cannot create a file in {path.parent}: {exc.strerror}.") from exc
     size = 0
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, "wb", closefd=False) as handle:
             for chunk in stream:
                 handle.write(chunk)
                 size += len(chunk)
@@ -328,7 +329,23 @@ def write_export(
     except BaseException:
         _discard(tmp_name)
         raise
+    finally:
+        os.close(fd)
     return ExportResult(path, size)
+
+
+def _held_temp(path: Path) -> tuple[int, str]:
+    """A 0600 temporary sibling of ``path``, locked by the returned descriptor until closed.
+
+    The lock tells a start-up clean-up that a live export writes it; the clean-up removes
+    only unlocked ones, holding the lock, so one removed before this locked it is replaced.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            return fd, name
+        os.close(fd)
 
 
 def _discard(name: str) -> None:

@@ -31,7 +31,7 @@ from mailctl.cli.common import (
     reports_errors,
 )
 from mailctl.errors import InvalidInputError
-from mailctl.services import archives
+from mailctl.services import archives, leftovers
 
 
 @contextmanager
@@ -130,6 +130,8 @@ def import_command(
         )
         return
     with context() as ctx, _progress() as progress, archive.open("rb") as handle:
+        # A maildir an earlier import left without its row would refuse this one.
+        leftovers.clean_up(ctx)
         task = progress.add_task(f"Importing {archive.name}", total=total, files="")
         result = archives.import_domain(ctx, actor(), _Counting(handle, progress, task), replace)
     console.print(

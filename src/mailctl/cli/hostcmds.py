@@ -13,7 +13,7 @@ import typer
 
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.errors import HostStateError, UpstreamError
-from mailctl.services import agent
+from mailctl.services import agent, leftovers
 from mailctl.services.agent import AgentRun, ReconcileOutcome
 
 
@@ -95,6 +95,7 @@ def agent_command(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with context() as ctx:
+        leftovers.clean_up_safely(ctx)
         if once:
             run = agent.run_once(ctx)
             _print_run(run)

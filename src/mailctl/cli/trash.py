@@ -20,7 +20,7 @@ from mailctl.cli.common import (
     reports_errors,
 )
 from mailctl.errors import UpstreamError
-from mailctl.services import trash
+from mailctl.services import leftovers, trash
 
 app = typer.Typer(help="Deleted mailboxes and domains: list, restore, purge.", no_args_is_help=True)
 
@@ -100,6 +100,8 @@ def restore(
         _restored(str(answer["kind"]), str(answer["target"]), int(answer["mailboxes"]))
         return
     with context() as ctx:
+        # A maildir a killed create left in the way would refuse the restore.
+        leftovers.clean_up(ctx)
         restored = trash.restore(ctx, actor(), trash_id)
     _restored(restored.kind, restored.target, restored.mailboxes)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.errors import ConflictError, HostStateError
@@ -43,12 +46,12 @@ def write_atomic(
     try:
         # mkstemp creates the file 0600, so a private key is never readable by others,
         # not even for the moment before fchmod.
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = held_temp_file(directory, f".{path.name}.", ".tmp")
     except OSError as exc:
         raise HostStateError(f"Cannot create a file in {directory}: {exc.strerror}.") from exc
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        # The descriptor stays open (and the temporary file locked) until it is renamed.
+        with os.fdopen(fd, "wb", closefd=False) as handle:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
@@ -65,6 +68,8 @@ def write_atomic(
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+    finally:
+        os.close(fd)
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
@@ -99,31 +104,144 @@ def inside(root: Path, path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def locked(path: Path, timeout: float = 60.0) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` for the block; ConflictError after ``timeout`` s.
+def locked(
+    path: Path,
+    timeout: float = 60.0,
+    *,
+    shared: bool = False,
+    busy: str = "Another reconcile is running on this host; try again later.",
+) -> Iterator[None]:
+    """Hold a lock on ``path`` for the block; ConflictError(``busy``) after ``timeout`` s.
 
-    flock locks belong to the open file and vanish when the process dies, so a crashed
-    reconcile never leaves a stale lock behind the way a pid file would.
+    The lock is exclusive unless ``shared``: shared holders run together and keep an
+    exclusive one out. flock locks belong to the open file and vanish when the process
+    dies, so a crashed reconcile never leaves a stale lock behind the way a pid file would.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise HostStateError(f"Cannot open lock file {path}: {exc.strerror or exc}.") from exc
     try:
         deadline = time.monotonic() + timeout
+        kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, kind | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise ConflictError(
-                        "Another reconcile is running on this host; try again later."
-                    ) from None
+                    raise ConflictError(busy) from None
                 time.sleep(_LOCK_POLL_SECONDS)
         try:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# Scratch files and folders of one operation (an upload, an import's staging folder, the
+# temporary sibling of an atomic write) are locked by their owner with flock on the item
+# itself for as long as it lives. A process killed with -9 loses its locks at once, so
+# a clean-up can tell a live operation's scratch from a dead one's without pid files,
+# and several processes sharing one data folder never remove each other's work.
+
+
+def _hold(fd: int) -> bool:
+    # Locked after creation: a clean-up may have removed the item in between (it removes
+    # only while holding the lock). A removed item has no link left; the owner starts over.
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return os.fstat(fd).st_nlink > 0
+
+
+def held_temp_file(directory: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    """A new 0600 file in ``directory``, locked by its (returned) descriptor until closed.
+
+    OSError if it cannot be created.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+        if _hold(fd):
+            return fd, Path(name)
+        os.close(fd)
+
+
+def held_temp_dir(directory: Path, prefix: str) -> tuple[int, Path]:
+    """A new 0700 folder in ``directory`` and a descriptor that keeps it locked until closed.
+
+    OSError if it cannot be created.
+    """
+    while True:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if _hold(fd):
+            return fd, path
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What ``remove_abandoned`` did: removed ``size`` bytes, or found it held, or gone."""
+
+    removed: bool
+    held: bool = False
+    size: int = 0
+
+
+def tree_size(path: Path) -> int:
+    """Bytes in the files under ``path`` (or of the file ``path``); links are not followed."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(info.st_mode):
+        return info.st_size
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for name in filenames:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def remove_abandoned(path: Path) -> Removal:
+    """Remove the scratch file or folder ``path`` unless a live process holds its lock.
+
+    The lock is held while removing, so its owner (see ``held_temp_file``) either kept it
+    all along or finds it gone and makes another. HostStateError if it cannot be removed.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return Removal(removed=False)
+    try:
+        if stat.S_ISLNK(info.st_mode):
+            path.unlink()  # nothing of ours is a link; never follow it
+            return Removal(removed=True)
+        is_dir = stat.S_ISDIR(info.st_mode)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if is_dir else 0)
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return Removal(removed=False)
+    except OSError as exc:
+        raise HostStateError(f"Cannot remove {path}: {exc.strerror or exc}.") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return Removal(removed=False, held=True)
+        if os.fstat(fd).st_nlink == 0:
+            return Removal(removed=False)  # another clean-up was quicker
+        size = tree_size(path)
+        if is_dir:
+            # rmtree works on directory descriptors and never follows a link inside.
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        return Removal(removed=True, size=size)
+    except FileNotFoundError:
+        return Removal(removed=False)
+    except OSError as exc:
+        raise HostStateError(f"Cannot remove {path}: {exc.strerror or exc}.") from exc
     finally:
         os.close(fd)

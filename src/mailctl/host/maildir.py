@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import secrets
 import shutil
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,9 +17,18 @@ from typing import Any
 
 from mailctl.domain.numbers import loads_limited
 from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
+from mailctl.host.fs import locked
 
 MANIFEST = "manifest.json"
 DATA = "data"
+# A delete's trash folder is hidden under this prefix until the delete is committed, so
+# a delete killed half-way is told apart from a finished one (see ``settle``).
+PENDING = ".pending-"
+# Held shared while maildirs and their rows change together (create, delete, import,
+# restore), and exclusive by the start-up clean-up that compares them. It lives in the
+# data folder (the context says where); beside the trash only when none is given.
+CHANGES_LOCK = ".maildirs.lock"
+CHANGES_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -50,12 +61,18 @@ class Maildirs:
     """
 
     def __init__(
-        self, mail_root: Path, trash_root: Path, uid: int | None = None, gid: int | None = None
+        self,
+        mail_root: Path,
+        trash_root: Path,
+        uid: int | None = None,
+        gid: int | None = None,
+        lock_path: Path | None = None,
     ) -> None:
         self.mail_root = mail_root
         self.trash_root = trash_root
         self.uid = uid
         self.gid = gid
+        self.lock_path = lock_path
 
     def domain_path(self, domain: str) -> Path:
         return self._checked(self.mail_root / domain)
@@ -69,6 +86,42 @@ class Maildirs:
         self._make_mail_root()
         _resolved_inside(self.mail_root, path)
         return path
+
+    @contextlib.contextmanager
+    def changing(
+        self, *, exclusive: bool = False, timeout: float = CHANGES_WAIT_SECONDS
+    ) -> Iterator[None]:
+        """Hold the lock under which maildirs and their database rows change together.
+
+        Creates, deletes, imports and restores hold it shared, from their first change on
+        disk to their commit; the start-up clean-up holds it exclusive, so it never sees
+        a maildir whose row is being written, or a delete half-way, of a live process.
+        ConflictError after ``timeout`` seconds.
+        """
+        lock = self.lock_path or self.trash_root / CHANGES_LOCK
+        if not lock.parent.is_dir():
+            try:
+                lock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise HostStateError(f"Cannot create {lock.parent}: {exc.strerror}.") from exc
+        with locked(
+            lock,
+            timeout,
+            shared=not exclusive,
+            busy="Another process is changing the maildirs; try again later.",
+        ):
+            yield
+
+    def _make_trash_root(self) -> None:
+        if not self.trash_root.is_dir():
+            try:
+                # Deleted rows in the manifests hold password hashes and DKIM keys.
+                self.trash_root.mkdir(parents=True, mode=0o700, exist_ok=True)
+                os.chmod(self.trash_root, 0o700)
+            except OSError as exc:
+                raise HostStateError(
+                    f"Cannot create the trash {self.trash_root}: {exc.strerror}."
+                ) from exc
 
     def _make_mail_root(self) -> None:
         # 0755 whatever the umask: the mail user walks through it to its maildirs.
@@ -126,29 +179,36 @@ class Maildirs:
             pass  # not empty or already gone: leave it, never delete mail
 
     def move_to_trash(
-        self, kind: str, target: str, source: Path | None, manifest: dict[str, Any]
+        self,
+        kind: str,
+        target: str,
+        source: Path | None,
+        manifest: dict[str, Any],
+        *,
+        pending: bool = False,
     ) -> TrashEntry:
-        """Move ``source`` (if it exists) into a new trash folder with a manifest."""
+        """Move ``source`` (if it exists) into a new trash folder with a manifest.
+
+        ``pending`` keeps the folder hidden until ``settle``: a delete moves the mail
+        first and commits after, and a folder still pending at start-up names a delete
+        that died in between (its rows tell whether it was committed).
+        """
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        entry_dir = self.trash_root / f"{stamp}-{kind}-{target}-{secrets.token_hex(4)}"
+        name = f"{stamp}-{kind}-{target}-{secrets.token_hex(4)}"
+        entry_dir = self.trash_root / (PENDING + name if pending else name)
+        has_data = source is not None and source.exists()
         full_manifest = {
             "kind": kind,
             "target": target,
             "deleted_at": datetime.now(UTC).isoformat(),
             "original_path": str(source) if source is not None else None,
-            "has_data": False,
+            "has_data": has_data,
             **manifest,
         }
+        self._make_trash_root()
         try:
-            if not self.trash_root.is_dir():
-                # Deleted rows in the manifests hold password hashes and DKIM keys.
-                self.trash_root.mkdir(parents=True, mode=0o700, exist_ok=True)
-                os.chmod(self.trash_root, 0o700)
             entry_dir.mkdir(mode=0o700)
-            if source is not None and source.exists():
-                _resolved_inside(self.mail_root, source)
-                _move(source, entry_dir / DATA)
-                full_manifest["has_data"] = True
+            # The manifest goes first: a folder with mail in it always says what it holds.
             tmp = entry_dir / f".{MANIFEST}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -156,9 +216,56 @@ class Maildirs:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, entry_dir / MANIFEST)
+            if source is not None and has_data:
+                _resolved_inside(self.mail_root, source)
+                _move(source, entry_dir / DATA)
         except OSError as exc:
+            if not (entry_dir / DATA).exists():
+                shutil.rmtree(entry_dir, ignore_errors=True)
             raise HostStateError(f"Could not move {target} to the trash: {exc.strerror}.") from exc
         return TrashEntry(entry_dir, full_manifest)
+
+    def settle(self, entry: TrashEntry) -> TrashEntry:
+        """Make a pending trash folder a visible one, once its delete is committed."""
+        if not entry.path.name.startswith(PENDING):
+            return entry
+        final = self.trash_root / entry.path.name[len(PENDING) :]
+        try:
+            os.rename(entry.path, final)
+        except OSError as exc:
+            raise HostStateError(
+                f"Could not finish moving {entry.path.name} to the trash: {exc.strerror}."
+            ) from exc
+        return TrashEntry(final, entry.manifest)
+
+    def drop_pending(self, entry: TrashEntry) -> None:
+        """Remove a pending trash folder that holds no mail (its delete died before moving it)."""
+        if not entry.path.name.startswith(PENDING) or entry.data_path.exists():
+            raise HostStateError(f"Refusing to drop {entry.path.name}: it may hold mail.")
+        try:
+            shutil.rmtree(entry.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise HostStateError(f"Could not remove {entry.path.name}: {exc.strerror}.") from exc
+
+    def pending_entries(self) -> list[TrashEntry]:
+        """The trash folders of deletes not settled: each one's delete died half-way."""
+        try:
+            names = sorted(os.listdir(self.trash_root))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise HostStateError(f"Cannot list the trash: {exc.strerror}.") from exc
+        entries = []
+        for name in names:
+            path = self.trash_root / name
+            if not name.startswith(PENDING):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    entries.append(TrashEntry(path, _read_manifest(path)))
+        return entries
 
     def restore_from_trash(self, entry: TrashEntry, destination: Path) -> None:
         """Move a trashed maildir back to ``destination`` and drop the trash folder."""
@@ -293,3 +400,53 @@ def _move(source: Path, destination: Path) -> None:
             raise
         # The trash may live on another filesystem than the mail root on a real host.
         shutil.move(str(source), str(destination))
+
+
+def mail_folders(mail_root: Path) -> list[tuple[Path, list[Path]]]:
+    """Every domain folder of the mail root with its mailbox folders, sorted.
+
+    Only real folders count: hidden names, links and plain files are left out.
+    """
+
+    def folders(parent: Path) -> list[Path]:
+        try:
+            names = sorted(os.listdir(parent))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise HostStateError(f"Cannot list {parent}: {exc.strerror}.") from exc
+        found = []
+        for name in names:
+            path = parent / name
+            with contextlib.suppress(FileNotFoundError):
+                if not name.startswith(".") and stat.S_ISDIR(os.lstat(path).st_mode):
+                    found.append(path)
+        return found
+
+    return [(domain, folders(domain)) for domain in folders(mail_root)]
+
+
+def holds_files(path: Path) -> bool:
+    """Whether anything but folders lies under ``path``: mail, an index, a link."""
+    for _dirpath, dirnames, filenames in os.walk(path):
+        if filenames:
+            return True
+        for name in dirnames:
+            if os.path.islink(os.path.join(_dirpath, name)):
+                return True
+    return False
+
+
+def remove_empty_tree(path: Path) -> bool:
+    """Remove ``path`` if it holds only empty folders; False (and nothing removed past the
+    first file met) otherwise. Never removes a file."""
+    if holds_files(path):
+        return False
+    try:
+        for dirpath, _dirnames, _filenames in os.walk(path, topdown=False):
+            os.rmdir(dirpath)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False  # something appeared meanwhile: keep it
+    return True

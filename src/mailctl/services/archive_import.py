@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -26,12 +25,16 @@ from mailctl.errors import (
     InvalidInputError,
     TooLargeError,
 )
-from mailctl.host.fs import ensure_dir
+from mailctl.host.fs import ensure_dir, held_temp_dir, held_temp_file
 from mailctl.services import domains
 from mailctl.services.context import Actor, Context
 
-# Where uploads and staged archives live while an import runs, under data_dir.
+# Where uploads and staged archives live while an import runs, under data_dir. Each is
+# locked by its import (see host.fs.held_temp_file), so a start-up clean-up removes only
+# those of imports that died.
 IMPORTS_DIR = "imports"
+UPLOAD_PREFIX, UPLOAD_SUFFIX = "upload-", ".tar.gz"
+STAGING_PREFIX = "staging-"
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,12 @@ class UploadSpool:
         self.limit = limit
         self.size = 0
         try:
-            fd, name = tempfile.mkstemp(prefix="upload-", suffix=".tar.gz", dir=directory)
+            fd, self.path = held_temp_file(directory, UPLOAD_PREFIX, UPLOAD_SUFFIX)
         except OSError as exc:
             raise HostStateError(f"Cannot store the upload: {exc.strerror}.") from exc
-        self.path = Path(name)
+        # The lock lives as long as one descriptor of the file is open: this one, until
+        # the import that reads the upload is over.
+        self._lock = os.dup(fd)
         self._handle = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
@@ -98,6 +103,7 @@ class UploadSpool:
             self._handle.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        os.close(self._lock)
 
 
 def receive_upload(ctx: Context) -> UploadSpool:
@@ -252,15 +258,20 @@ def import_domain(
     mail root; if the commit fails they are taken back out. The staging directory is
     always removed.
     """
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=_imports_dir(ctx)))
+    try:
+        lock, staging = held_temp_dir(_imports_dir(ctx), STAGING_PREFIX)
+    except OSError as exc:
+        raise HostStateError(f"Cannot stage the archive: {exc.strerror}.") from exc
     try:
         manifest = _extract(ctx, source, staging)
         plan = _plan(manifest)
-        result = _apply(ctx, actor, plan, staging, replace, len(manifest.files))
+        with ctx.maildirs.changing():
+            result = _apply(ctx, actor, plan, staging, replace, len(manifest.files))
     finally:
         # Nothing in staging is a symlink (the reader refuses them), and rmtree does not
         # follow any anyway.
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(lock)
     ctx.changed("domains")
     if plan.keys:
         ctx.changed("dkim")

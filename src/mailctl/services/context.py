@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailctl.config import Settings
-from mailctl.host.maildir import Maildirs
+from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
 from mailctl.storage.database import Database
 from mailctl.storage.timeouts import Timeouts
@@ -50,6 +50,7 @@ class Context:
                 settings.trash_path,
                 uid=settings.mail_uid,
                 gid=settings.mail_gid,
+                lock_path=settings.data_dir / CHANGES_LOCK,
             ),
             passwords=PasswordPool(settings.password_workers),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailctl.domain.names import normalize_domain, parse_address
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.services.context import Actor, Context
-from mailctl.services.mailboxes import hash_new_password
+from mailctl.services.mailboxes import hash_new_password, settle_trash
 from mailctl.services.views import DomainView, TrashView, UserView
 
 
@@ -50,7 +50,7 @@ def create_domain(
                 f"The mailbox {address.email} does not belong to the domain {domain_name}."
             )
         hashed = hash_new_password(ctx, password)
-    with ctx.uow() as uow:
+    with ctx.maildirs.changing(), ctx.uow() as uow:
         if uow.domains.by_name(domain_name) is not None:
             raise ConflictError(f"The domain {domain_name} exists already.")
         domain = uow.domains.add(domain_name)
@@ -88,7 +88,7 @@ def create_domain(
 def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
     """Delete a domain, its mailboxes and aliases; its maildirs move to the trash."""
     domain_name = normalize_domain(name)
-    with ctx.uow() as uow:
+    with ctx.maildirs.changing(), ctx.uow() as uow:
         domain = uow.domains.by_name(domain_name, lock=True)
         if domain is None:
             raise NotFoundError(f"The domain {domain_name} does not exist.")
@@ -131,11 +131,13 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
                 "aliases": aliases,
                 "dkim_keys": dkim_keys,
             },
+            pending=True,
         )
         try:
             uow.commit()
         except MailctlError:
             ctx.maildirs.restore_from_trash(entry, source)
             raise
+        entry = settle_trash(ctx, entry)
     ctx.changed("domains")
     return TrashView(str(entry.path), "domain", domain_name)

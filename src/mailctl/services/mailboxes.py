@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from mailctl.domain import passwords
 from mailctl.domain.names import parse_address
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
+from mailctl.host.maildir import TrashEntry
 from mailctl.services.context import Actor, Context
 from mailctl.services.views import TrashView, UserView
+
+log = logging.getLogger("mailctl.trash")
 
 
 def hash_new_password(ctx: Context, password: object) -> str:
@@ -77,7 +82,7 @@ def create_user(
         hashed = passwords.validate_prehashed(password_hash)
     else:
         hashed = hash_new_password(ctx, password)
-    with ctx.uow() as uow:
+    with ctx.maildirs.changing(), ctx.uow() as uow:
         domain = uow.domains.get(ident)
         if domain is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
@@ -134,7 +139,7 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
     if email is None:
         raise InvalidInputError("The field 'email' is required.")
     address = parse_address(email)
-    with ctx.uow() as uow:
+    with ctx.maildirs.changing(), ctx.uow() as uow:
         user = uow.users.by_email(address.email, lock=True)
         if user is None:
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
@@ -164,15 +169,26 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
             address.email,
             source,
             {"domain": address.domain, "mailboxes": [record], "aliases": alias_records},
+            pending=True,
         )
         try:
             uow.commit()
         except MailctlError:
             ctx.maildirs.restore_from_trash(entry, source)
             raise
+        entry = settle_trash(ctx, entry)
     ctx.changed("users")
     sources = tuple(str(a["source"]) for a in alias_records)
     return TrashView(str(entry.path), "mailbox", address.email, sources)
+
+
+def settle_trash(ctx: Context, entry: TrashEntry) -> TrashEntry:
+    """Show a committed delete's trash folder; the next start-up settles it if this fails."""
+    try:
+        return ctx.maildirs.settle(entry)
+    except MailctlError as exc:
+        log.warning("the delete is done, but %s", exc.message)
+        return entry
 
 
 def find_user(ctx: Context, email: object) -> UserView:

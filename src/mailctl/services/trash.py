@@ -17,6 +17,9 @@ from mailctl.services.context import Actor, Context
 
 log = logging.getLogger("mailctl.trash")
 
+# The kind of a trash entry that holds a maildir found on disk without its mailbox row.
+ORPHAN_KIND = "maildir"
+
 
 @dataclass(frozen=True)
 class TrashItem:
@@ -154,9 +157,18 @@ def restore(ctx: Context, actor: Actor, trash_id: object) -> Restored:
     that exists again is never overwritten (ConflictError). If the commit fails, the
     mail goes back to the trash and nothing else changed.
     """
-    entry = ctx.maildirs.trash_entry(trash_id)
+    with ctx.maildirs.changing():
+        return _restore(ctx, actor, ctx.maildirs.trash_entry(trash_id))
+
+
+def _restore(ctx: Context, actor: Actor, entry: TrashEntry) -> Restored:
     manifest = entry.manifest
     kind = manifest.get("kind")
+    if kind == ORPHAN_KIND:
+        raise InvalidInputError(
+            f"The trash entry {entry.path.name} is a maildir found without its mailbox; "
+            "there are no rows to restore. Its mail is in the entry's data folder."
+        )
     if kind not in ("mailbox", "domain"):
         raise InvalidInputError(
             f"The trash entry {entry.path.name} has no readable manifest; it cannot be restored."
