@@ -84,6 +84,22 @@ def test_a_well_formed_archive_is_accepted(tmp_path: Path) -> None:
     assert manifest.files[0].path == MESSAGE
 
 
+def test_an_archive_with_its_manifest_first_is_accepted(tmp_path: Path) -> None:
+    """A manifest as the first member is read before any file, in one pass."""
+    archive = gzip.compress(
+        _tar([(_info(MESSAGE, size=len(BODY)), BODY)], _manifest({MESSAGE: BODY}).to_json(), True)
+    )
+
+    class _OnePass(io.BytesIO):
+        def seekable(self) -> bool:
+            return False
+
+    manifest = verify_and_extract(_OnePass(archive), tmp_path / "staging", **LIMITS)
+
+    assert (tmp_path / "staging" / MESSAGE).read_bytes() == BODY
+    assert manifest.files[0].path == MESSAGE
+
+
 def _with_member(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
     listed = {MESSAGE: BODY}
     members = [(_info(MESSAGE, size=len(BODY)), BODY), (info, data)]
@@ -148,11 +164,20 @@ BROKEN: dict[str, tuple[Callable[[], bytes], str]] = {
         lambda: gzip.compress(_tar([(_info(MESSAGE, size=5), BODY)])),
         "has no manifest.json",
     ),
-    "manifest first": (
+    "manifest in the middle": (
         lambda: gzip.compress(
-            _tar([(_info(MESSAGE, size=5), BODY)], _manifest({MESSAGE: BODY}).to_json(), True)
+            _tar(
+                [
+                    (_info(MESSAGE, size=5), BODY),
+                    (
+                        _info("manifest.json", size=len(_manifest({MESSAGE: BODY}).to_json())),
+                        _manifest({MESSAGE: BODY}).to_json(),
+                    ),
+                    (_info("maildirs/alice/cur/later", size=5), BODY),
+                ]
+            )
         ),
-        "must be the last member",
+        "must be the first or the last member",
     ),
     "manifest not json": (
         lambda: gzip.compress(_tar([], b"{not json")),
