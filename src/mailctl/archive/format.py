@@ -64,6 +64,9 @@ MAX_PATH_BYTES = 1024
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# ASCII names without '/', '\\' or control characters, none of them '.' or '..' (checked by
+# the caller, with the length and depth), below maildirs/.
+_PLAIN_PATH = re.compile(r"maildirs(?:/(?!\.(?:/|$))[\x20-\x2e\x30-\x5b\x5d-\x7e]{1,255})+")
 
 
 def check_member_path(
@@ -77,6 +80,13 @@ def check_member_path(
     MAX_PATH_BYTES or more than ``max_depth`` components deep. Clean paths have exactly
     one spelling, so duplicate checks on the strings are duplicate checks on the files.
     """
+    if (
+        _PLAIN_PATH.fullmatch(path)
+        and len(path) <= MAX_PATH_BYTES
+        and path.count("/") < max_depth
+        and ".." not in path
+    ):
+        return path  # the common case, checked at once; the rest says what is wrong
     if not path:
         raise InvalidInputError(f"{what} has an empty name.")
     shown = path[:200]
@@ -292,6 +302,9 @@ _TOP_KEYS = (
 )
 
 
+_FILE_KEYS = ("path", "size", "sha256", "mtime_ns")
+
+
 def _version(raw: object) -> int:
     if type(raw) is not int or raw != FORMAT_VERSION:
         raise InvalidInputError(
@@ -336,7 +349,23 @@ def _directory(raw: object, index: int, max_depth: int) -> str:
 
 
 def _file(raw: object, index: int, max_depth: int) -> FileEntry:
-    f = _entry(raw, index, "files", ("path", "size", "sha256", "mtime_ns"))
+    if type(raw) is dict and len(raw) == len(_FILE_KEYS):
+        # The common case, checked at once; anything else goes the long way and is told
+        # what is wrong.
+        path, size = raw.get("path"), raw.get("size")
+        sha256, mtime_ns = raw.get("sha256"), raw.get("mtime_ns")
+        if (
+            type(path) is str
+            and type(size) is int
+            and size >= 0
+            and type(sha256) is str
+            and _SHA256_HEX.fullmatch(sha256)
+            and type(mtime_ns) is int
+            and -(2**63) <= mtime_ns < 2**63
+        ):
+            path = check_member_path(path, what="Manifest file", max_depth=max_depth)
+            return FileEntry(path, size, sha256, mtime_ns)
+    f = _entry(raw, index, "files", _FILE_KEYS)
     path = _text(f["path"], "file path")
     return FileEntry(
         path=check_member_path(path, what="Manifest file", max_depth=max_depth),
@@ -361,6 +390,8 @@ def _object(
 ) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidInputError(f"{what} is not a JSON object.")
+    if len(raw) == len(keys) and all(key in raw for key in keys):
+        return raw
     missing = [k for k in keys if k not in raw]
     if missing:
         raise InvalidInputError(f"{what} lacks {', '.join(missing)}.")

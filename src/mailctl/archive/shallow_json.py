@@ -24,7 +24,13 @@ _WS = re.compile(r"[ \t\n\r]*")
 # costs linear time, never exponential backtracking.
 _STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _STRING_RE = re.compile(_STRING, re.DOTALL)
-_FLAT_OBJECT = re.compile(r'\{[^"{}\[\]]*(?:' + _STRING + r'[^"{}\[\]]*)*\}', re.DOTALL)
+_FLAT = r'\{[^"{}\[\]]*(?:' + _STRING + r'[^"{}\[\]]*)*\}'
+_FLAT_OBJECT = re.compile(_FLAT, re.DOTALL)
+# A run of list items that are flat objects or strings, decoded by one call of the
+# standard decoder instead of one each: most of a manifest is such runs.
+_ITEM = f"(?:{_FLAT}|{_STRING})"
+_RUN = re.compile(f"{_ITEM}(?:[ \\t\\n\\r]*,[ \\t\\n\\r]*{_ITEM})*", re.DOTALL)
+_RUN_CHARS = 256 * 1024
 _DECODER = json.JSONDecoder()
 
 
@@ -86,7 +92,16 @@ class ShallowJson:
             char = self._peek()
             if char == "[":
                 raise self._nested()
-            yield self._decode(_FLAT_OBJECT) if char == "{" else self.scalar()
+            run = _RUN.match(self.text, self.pos, self.pos + _RUN_CHARS)
+            if run is not None:
+                try:
+                    values = json.loads(f"[{run.group()}]")
+                except ValueError as exc:
+                    raise self._bad("a value is malformed") from exc
+                self.pos = run.end()
+                yield from values
+            else:
+                yield self._decode(_FLAT_OBJECT) if char == "{" else self.scalar()
             if self._separator("]"):
                 return
 
@@ -112,15 +127,17 @@ class ShallowJson:
     def _decode(self, shape: re.Pattern[str] | None) -> object:
         end = None
         if shape is not None:
-            match = shape.match(self.text, self.pos)
+            match = shape.match(self.text, self.pos, self.pos + self.max_item_chars)
             if match is None:
-                raise self._nested() if shape is _FLAT_OBJECT else self._bad("bad string")
+                if shape is not _FLAT_OBJECT:
+                    raise self._bad("bad string")
+                if shape.match(self.text, self.pos, self.pos + 2 * self.max_item_chars):
+                    raise InvalidInputError(
+                        f"{self.what} has an entry in {self._key!r} of more than "
+                        f"{self.max_item_chars} characters."
+                    )
+                raise self._nested()
             end = match.end()
-            if end - self.pos > self.max_item_chars:
-                raise InvalidInputError(
-                    f"{self.what} has an entry in {self._key!r} of more than "
-                    f"{self.max_item_chars} characters."
-                )
         try:
             value, stop = _DECODER.raw_decode(self.text, self.pos)
         except (ValueError, RecursionError) as exc:
