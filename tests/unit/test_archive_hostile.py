@@ -17,6 +17,7 @@ import pytest
 
 from mailctl.archive import MailboxEntry, Manifest, verify_and_extract
 from mailctl.archive.format import FileEntry
+from mailctl.config import Settings
 from mailctl.errors import HostStateError, InvalidInputError, TooLargeError
 
 LIMITS = {"max_total_bytes": 1 << 20, "max_files": 100}
@@ -357,3 +358,41 @@ def test_invalid_manifest_values_are_refused(
 ) -> None:
     """Manifest values that could not be restored faithfully are refused on load."""
     _refused(tmp_path, gzip.compress(_tar([], _json_with(**changes))), InvalidInputError, message)
+
+
+def _bytes_written() -> int:
+    with open("/proc/self/io") as counters:
+        return next(int(line.split()[1]) for line in counters if line.startswith("wchar:"))
+
+
+@pytest.mark.security(
+    finding=5,
+    claim="With the default limits, a gzip bomb (1 GiB of zeros in 4.7 MB, no "
+    "manifest) is refused after inflating 16 MiB, without writing a byte of it to disk.",
+)
+def test_gzip_bomb_with_default_limits_writes_nothing(
+    tmp_path: Path, gigabyte_of_zeros: Path, figure: Callable[[str, object], None]
+) -> None:
+    """The finding's bomb under the default settings: refused early, nothing on disk."""
+    settings = Settings(data_dir=tmp_path / "data")
+    bomb = _bomb(tmp_path, _info(MESSAGE, size=GIB).tobuf(tarfile.PAX_FORMAT), gigabyte_of_zeros)
+    staging = tmp_path / "staging"
+    before, started = _bytes_written(), time.monotonic()
+
+    with pytest.raises(TooLargeError, match="times its size"):
+        verify_and_extract(
+            bomb,
+            staging,
+            max_total_bytes=settings.max_import_bytes,
+            max_files=settings.max_import_files,
+            max_ratio=settings.max_import_ratio,
+            max_manifest_bytes=settings.max_import_manifest_bytes,
+            max_depth=settings.max_import_depth,
+        )
+
+    written = _bytes_written() - before
+    figure("archive bytes", bomb.stat().st_size)
+    figure("bytes written before refusal", written)
+    figure("seconds", round(time.monotonic() - started, 2))
+    assert list(staging.iterdir()) == []
+    assert written < 64 * 1024
