@@ -7,7 +7,7 @@ moved to another one::
     maildirs/<localpart>/cur/<message>       one regular-file member per file, in walk order
     maildirs/<localpart>/.Sent/cur/<message> (Dovecot folders, index files, uidlists too)
     ...
-    manifest.json                            always the LAST member
+    manifest.json                            the LAST member (an importer also takes it first)
 
 The tar is POSIX pax (UTF-8 names of any length), compressed as one gzip stream. Only
 directories and regular files appear under ``maildirs/``: symlinks, hard links, devices
@@ -16,8 +16,9 @@ are deliveries still in progress (they move to ``new/`` when complete), so only 
 empty ``tmp/`` directory is kept.
 
 The manifest comes last because the exporter computes each file's size and SHA-256
-while streaming it, reading every file exactly once and never seeking back. It is a
-UTF-8 JSON object::
+while streaming it, reading every file exactly once and never seeking back; the
+importer therefore reads an archive twice (see reader). It is a UTF-8 JSON object of
+exactly this shape, nested no deeper::
 
     {
       "version": 1,
@@ -235,22 +236,6 @@ class Manifest:
                 values[key] = reader.scalar()
                 if key == "version":
                     _version(values[key])
-        return cls._build(values)
-
-    @classmethod
-    def from_dict(cls, raw: object, *, max_depth: int = MAX_PATH_DEPTH) -> Manifest:
-        """Build a manifest from parsed JSON, checking every key, type and path."""
-        obj = _object(raw, "The manifest", _TOP_KEYS)
-        _version(obj["version"])
-        values = dict(obj)
-        for key, convert in _ENTRIES.items():
-            values[key] = [
-                convert(item, index, max_depth) for index, item in enumerate(_list(obj[key], key))
-            ]
-        return cls._build(values)
-
-    @classmethod
-    def _build(cls, values: dict[str, Any]) -> Manifest:
         missing = [key for key in _TOP_KEYS if key not in values]
         if missing:
             raise InvalidInputError(f"The manifest lacks {', '.join(missing)}.")
@@ -399,12 +384,6 @@ def _object(
     unknown = sorted(set(raw) - set(keys) - set(optional))
     if unknown:
         raise InvalidInputError(f"{what} has unknown keys: {', '.join(map(str, unknown))}.")
-    return raw
-
-
-def _list(raw: object, what: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise InvalidInputError(f"The manifest's {what} is not a JSON list.")
     return raw
 
 
