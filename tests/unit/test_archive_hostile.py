@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 import time
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -396,3 +397,27 @@ def test_gzip_bomb_with_default_limits_writes_nothing(
     figure("seconds", round(time.monotonic() - started, 2))
     assert list(staging.iterdir()) == []
     assert written < 64 * 1024
+
+
+AMPLIFYING = {
+    "empty lists": ('"files"', "[]"),
+    "short strings": ('"files"', '"ab"'),
+    "empty objects": ('"directories"', "{}"),
+    "numbers": ('"mailboxes"', "12345"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(AMPLIFYING))
+def test_a_manifest_shaped_to_swell_in_memory_is_refused_at_once(shape: str) -> None:
+    """8 MB of tiny list items (20x as Python objects) is refused holding little more."""
+    key, item = AMPLIFYING[shape]
+    text = '{"version": 1, ' + key + ": [" + ",".join([item] * (8_000_000 // len(item))) + "]}"
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInputError):
+            Manifest.from_json(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 8 * 1024 * 1024

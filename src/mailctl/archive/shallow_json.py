@@ -27,9 +27,11 @@ _STRING_RE = re.compile(_STRING, re.DOTALL)
 _FLAT = r'\{[^"{}\[\]]*(?:' + _STRING + r'[^"{}\[\]]*)*\}'
 _FLAT_OBJECT = re.compile(_FLAT, re.DOTALL)
 # A run of list items that are flat objects or strings, decoded by one call of the
-# standard decoder instead of one each: most of a manifest is such runs.
+# standard decoder instead of one each: most of a manifest is such runs. At most 1024
+# items and 256 KiB: the regex engine keeps some state per repetition, and the decoder
+# builds every item of the run before the caller sees the first.
 _ITEM = f"(?:{_FLAT}|{_STRING})"
-_RUN = re.compile(f"{_ITEM}(?:[ \\t\\n\\r]*,[ \\t\\n\\r]*{_ITEM})*", re.DOTALL)
+_RUN = re.compile(f"{_ITEM}(?:[ \\t\\n\\r]*,[ \\t\\n\\r]*{_ITEM}){{0,1023}}", re.DOTALL)
 _RUN_CHARS = 256 * 1024
 _DECODER = json.JSONDecoder()
 
