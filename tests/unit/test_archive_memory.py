@@ -98,6 +98,7 @@ print(json.dumps({"baseline_kib": baseline, "peak_kib": kib("VmHWM"), "outcome":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.security(
     finding=10,
     claim="Importing an archive whose manifest is 60 MB (260,000 files) peaks at under "
