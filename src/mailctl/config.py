@@ -116,8 +116,15 @@ class Settings(BaseSettings):
 
     # --- archives ----------------------------------------------------------------------
     archive_dir: Path | None = None  # default: {data_dir}/exports
-    max_import_bytes: int = Field(default=20 * 1024**3, ge=1024)  # unpacked size limit
+    # Checked while an archive inflates, before any mail is written: the bytes of its
+    # files (also the cap on the upload itself), its files and folders, how many times
+    # its size it may inflate to (a gzip bomb's is near 1000, mail's rarely above 10),
+    # its manifest's size, and how deep its paths may nest (maildirs/<localpart>/...).
+    max_import_bytes: int = Field(default=20 * 1024**3, ge=1024)
     max_import_files: int = Field(default=2_000_000, ge=1)
+    max_import_ratio: int = Field(default=200, ge=2)
+    max_import_manifest_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    max_import_depth: int = Field(default=32, ge=3, le=256)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 import time
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from mailctl.archive import MailboxEntry, Manifest, verify_and_extract
 from mailctl.archive.format import FileEntry
+from mailctl.config import Settings
 from mailctl.errors import HostStateError, InvalidInputError, TooLargeError
 
 LIMITS = {"max_total_bytes": 1 << 20, "max_files": 100}
@@ -79,6 +81,22 @@ def test_a_well_formed_archive_is_accepted(tmp_path: Path) -> None:
     manifest = verify_and_extract(
         io.BytesIO(_archive({MESSAGE: BODY})), tmp_path / "staging", **LIMITS
     )
+
+    assert (tmp_path / "staging" / MESSAGE).read_bytes() == BODY
+    assert manifest.files[0].path == MESSAGE
+
+
+def test_an_archive_with_its_manifest_first_is_accepted(tmp_path: Path) -> None:
+    """A manifest as the first member is read before any file, in one pass."""
+    archive = gzip.compress(
+        _tar([(_info(MESSAGE, size=len(BODY)), BODY)], _manifest({MESSAGE: BODY}).to_json(), True)
+    )
+
+    class _OnePass(io.BytesIO):
+        def seekable(self) -> bool:
+            return False
+
+    manifest = verify_and_extract(_OnePass(archive), tmp_path / "staging", **LIMITS)
 
     assert (tmp_path / "staging" / MESSAGE).read_bytes() == BODY
     assert manifest.files[0].path == MESSAGE
@@ -148,11 +166,20 @@ BROKEN: dict[str, tuple[Callable[[], bytes], str]] = {
         lambda: gzip.compress(_tar([(_info(MESSAGE, size=5), BODY)])),
         "has no manifest.json",
     ),
-    "manifest first": (
+    "manifest in the middle": (
         lambda: gzip.compress(
-            _tar([(_info(MESSAGE, size=5), BODY)], _manifest({MESSAGE: BODY}).to_json(), True)
+            _tar(
+                [
+                    (_info(MESSAGE, size=5), BODY),
+                    (
+                        _info("manifest.json", size=len(_manifest({MESSAGE: BODY}).to_json())),
+                        _manifest({MESSAGE: BODY}).to_json(),
+                    ),
+                    (_info("maildirs/alice/cur/later", size=5), BODY),
+                ]
+            )
         ),
-        "must be the last member",
+        "must be the first or the last member",
     ),
     "manifest not json": (
         lambda: gzip.compress(_tar([], b"{not json")),
@@ -332,3 +359,65 @@ def test_invalid_manifest_values_are_refused(
 ) -> None:
     """Manifest values that could not be restored faithfully are refused on load."""
     _refused(tmp_path, gzip.compress(_tar([], _json_with(**changes))), InvalidInputError, message)
+
+
+def _bytes_written() -> int:
+    with open("/proc/self/io") as counters:
+        return next(int(line.split()[1]) for line in counters if line.startswith("wchar:"))
+
+
+@pytest.mark.security(
+    finding=5,
+    claim="With the default limits, a gzip bomb (1 GiB of zeros in 4.7 MB, no "
+    "manifest) is refused after inflating 16 MiB, without writing a byte of it to disk.",
+)
+def test_gzip_bomb_with_default_limits_writes_nothing(
+    tmp_path: Path, gigabyte_of_zeros: Path, figure: Callable[[str, object], None]
+) -> None:
+    """The finding's bomb under the default settings: refused early, nothing on disk."""
+    settings = Settings(data_dir=tmp_path / "data")
+    bomb = _bomb(tmp_path, _info(MESSAGE, size=GIB).tobuf(tarfile.PAX_FORMAT), gigabyte_of_zeros)
+    staging = tmp_path / "staging"
+    before, started = _bytes_written(), time.monotonic()
+
+    with pytest.raises(TooLargeError, match="times its size"):
+        verify_and_extract(
+            bomb,
+            staging,
+            max_total_bytes=settings.max_import_bytes,
+            max_files=settings.max_import_files,
+            max_ratio=settings.max_import_ratio,
+            max_manifest_bytes=settings.max_import_manifest_bytes,
+            max_depth=settings.max_import_depth,
+        )
+
+    written = _bytes_written() - before
+    figure("archive bytes", bomb.stat().st_size)
+    figure("bytes written before refusal", written)
+    figure("seconds", round(time.monotonic() - started, 2))
+    assert list(staging.iterdir()) == []
+    assert written < 64 * 1024
+
+
+AMPLIFYING = {
+    "empty lists": ('"files"', "[]"),
+    "short strings": ('"files"', '"ab"'),
+    "empty objects": ('"directories"', "{}"),
+    "numbers": ('"mailboxes"', "12345"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(AMPLIFYING))
+def test_a_manifest_shaped_to_swell_in_memory_is_refused_at_once(shape: str) -> None:
+    """8 MB of tiny list items (20x as Python objects) is refused holding little more."""
+    key, item = AMPLIFYING[shape]
+    text = '{"version": 1, ' + key + ": [" + ",".join([item] * (8_000_000 // len(item))) + "]}"
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInputError):
+            Manifest.from_json(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 8 * 1024 * 1024

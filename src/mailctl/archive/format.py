@@ -7,7 +7,7 @@ moved to another one::
     maildirs/<localpart>/cur/<message>       one regular-file member per file, in walk order
     maildirs/<localpart>/.Sent/cur/<message> (Dovecot folders, index files, uidlists too)
     ...
-    manifest.json                            always the LAST member
+    manifest.json                            the LAST member (an importer also takes it first)
 
 The tar is POSIX pax (UTF-8 names of any length), compressed as one gzip stream. Only
 directories and regular files appear under ``maildirs/``: symlinks, hard links, devices
@@ -16,8 +16,9 @@ are deliveries still in progress (they move to ``new/`` when complete), so only 
 empty ``tmp/`` directory is kept.
 
 The manifest comes last because the exporter computes each file's size and SHA-256
-while streaming it, reading every file exactly once and never seeking back. It is a
-UTF-8 JSON object::
+while streaming it, reading every file exactly once and never seeking back; the
+importer therefore reads an archive twice (see reader). It is a UTF-8 JSON object of
+exactly this shape, nested no deeper::
 
     {
       "version": 1,
@@ -43,37 +44,68 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mailctl.domain.numbers import loads_limited
+from mailctl.archive.shallow_json import ShallowJson
 from mailctl.errors import InvalidInputError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 MAILDIRS_DIR = "maildirs"
+# Folders and files may nest this many path components deep (maildirs/<localpart>/...)
+# unless the caller allows otherwise; Dovecot's own folder layouts stay far below it.
+MAX_PATH_DEPTH = 32
+# Linux refuses longer names (NAME_MAX); a whole path stays well inside PATH_MAX once
+# joined to the staging and mail folders.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 1024
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# ASCII names without '/', '\\' or control characters, none of them '.' or '..' (checked by
+# the caller, with the length and depth), below maildirs/.
+_PLAIN_PATH = re.compile(r"maildirs(?:/(?!\.(?:/|$))[\x20-\x2e\x30-\x5b\x5d-\x7e]{1,255})+")
 
 
-def check_member_path(path: str, *, what: str = "Archive member") -> str:
+def check_member_path(
+    path: str, *, what: str = "Archive member", max_depth: int = MAX_PATH_DEPTH
+) -> str:
     """Return ``path`` if it is a safe relative POSIX path under ``maildirs/``.
 
     Refused (InvalidInputError): empty, absolute, ``.``/``..``/empty components,
-    backslashes, NUL characters, anything outside ``maildirs/``, and
-    ``maildirs/`` itself. Clean paths have exactly one spelling, so duplicate checks on
-    the strings are duplicate checks on the files.
+    backslashes, NUL and other control characters (a newline included), anything
+    outside ``maildirs/``, ``maildirs/`` itself, names over MAX_NAME_BYTES, paths over
+    MAX_PATH_BYTES or more than ``max_depth`` components deep. Clean paths have exactly
+    one spelling, so duplicate checks on the strings are duplicate checks on the files.
     """
+    if (
+        _PLAIN_PATH.fullmatch(path)
+        and len(path) <= MAX_PATH_BYTES
+        and path.count("/") < max_depth
+        and ".." not in path
+    ):
+        return path  # the common case, checked at once; the rest says what is wrong
     if not path:
         raise InvalidInputError(f"{what} has an empty name.")
+    shown = path[:200]
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidInputError(f"{what} {shown!r}... is longer than {MAX_PATH_BYTES} bytes.")
     if path.startswith("/"):
         raise InvalidInputError(f"{what} {path!r} is an absolute path.")
     if "\\" in path:
         raise InvalidInputError(f"{what} {path!r} contains a backslash.")
     if "\x00" in path:
         raise InvalidInputError(f"{what} {path!r} contains a NUL character.")
+    if _CONTROL.search(path):
+        raise InvalidInputError(f"{what} {path!r} contains a control character.")
     parts = path.split("/")
+    if len(parts) > max_depth:
+        raise InvalidInputError(f"{what} {shown!r} is nested more than {max_depth} levels deep.")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts):
+        raise InvalidInputError(f"{what} {shown!r} has a name over {MAX_NAME_BYTES} bytes.")
     if ".." in parts:
         raise InvalidInputError(f"{what} {path!r} contains '..'.")
     if any(part in ("", ".") for part in parts):
@@ -119,7 +151,7 @@ class DkimKeyEntry:
     active: bool | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One archived file: member path, byte size, SHA-256 (hex) and mtime (ns)."""
 
@@ -178,68 +210,44 @@ class Manifest:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
-        """Parse and validate manifest bytes; InvalidInputError says what is wrong."""
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"The archive manifest is not valid JSON: {exc}.") from exc
-        raw = loads_limited(text, "The archive manifest")
-        return cls.from_dict(raw)
+    def from_json(cls, data: bytes | str, *, max_depth: int = MAX_PATH_DEPTH) -> Manifest:
+        """Parse and validate a manifest; InvalidInputError says what is wrong.
 
-    @classmethod
-    def from_dict(cls, raw: object) -> Manifest:
-        """Build a manifest from parsed JSON, checking every key, type and path."""
-        obj = _object(raw, "The manifest", _TOP_KEYS)
-        version = obj["version"]
-        if type(version) is not int or version != FORMAT_VERSION:
-            raise InvalidInputError(
-                f"The archive has format version {version!r}; this mailctl reads version "
-                f"{FORMAT_VERSION}."
-            )
+        The JSON is read value by value (see shallow_json), each list entry checked and
+        kept in its compact form as it is read: memory stays near the size of the text,
+        whatever shape a hostile manifest takes. Paths may be ``max_depth`` deep.
+        """
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(f"The archive manifest is not valid JSON: {exc}.") from exc
+        reader = ShallowJson(data, "The archive manifest")
+        values: dict[str, Any] = {}
+        for key in reader.members():
+            if key not in _TOP_KEYS:
+                raise InvalidInputError(f"The manifest has unknown keys: {key}.")
+            if key in _ENTRIES:
+                convert = _ENTRIES[key]
+                values[key] = [
+                    convert(item, index, max_depth) for index, item in enumerate(reader.items())
+                ]
+            else:
+                values[key] = reader.scalar()
+                if key == "version":
+                    _version(values[key])
+        missing = [key for key in _TOP_KEYS if key not in values]
+        if missing:
+            raise InvalidInputError(f"The manifest lacks {', '.join(missing)}.")
         manifest = cls(
-            domain=_text(obj["domain"], "domain"),
-            generated_at=_timestamp(obj["generated_at"]),
-            mailboxes=[
-                MailboxEntry(
-                    email=_text(m["email"], "mailbox email"),
-                    password=_text(m["password"], "mailbox password"),
-                    maildir=check_member_path(_text(m["maildir"], "maildir"), what="Maildir"),
-                )
-                for m in _objects(obj["mailboxes"], "mailboxes", ("email", "password", "maildir"))
-            ],
-            aliases=[
-                AliasEntry(_text(a["source"], "alias source"), _text(a["destination"], "alias"))
-                for a in _objects(obj["aliases"], "aliases", ("source", "destination"))
-            ],
-            dkim_keys=[
-                DkimKeyEntry(
-                    selector=_text(k["selector"], "DKIM selector"),
-                    key_type=_text(k["key_type"], "DKIM key type"),
-                    private_pem=_text(k["private_pem"], "DKIM private key"),
-                    active=_flag(k["active"], "DKIM key active flag") if "active" in k else None,
-                )
-                for k in _objects(
-                    obj["dkim_keys"],
-                    "dkim_keys",
-                    ("selector", "key_type", "private_pem"),
-                    optional=("active",),
-                )
-            ],
-            directories=[
-                check_member_path(_text(d, "directory"), what="Manifest directory")
-                for d in _list(obj["directories"], "directories")
-            ],
-            files=[
-                FileEntry(
-                    path=check_member_path(_text(f["path"], "file path"), what="Manifest file"),
-                    size=_natural(f["size"], "file size"),
-                    sha256=_sha256(f["sha256"]),
-                    mtime_ns=_mtime_ns(f["mtime_ns"]),
-                )
-                for f in _objects(obj["files"], "files", ("path", "size", "sha256", "mtime_ns"))
-            ],
-            version=version,
+            domain=_text(values["domain"], "domain"),
+            generated_at=_timestamp(values["generated_at"]),
+            mailboxes=values["mailboxes"],
+            aliases=values["aliases"],
+            dkim_keys=values["dkim_keys"],
+            directories=values["directories"],
+            files=values["files"],
+            version=_version(values["version"]),
         )
         manifest.check_consistent()
         return manifest
@@ -279,11 +287,96 @@ _TOP_KEYS = (
 )
 
 
+_FILE_KEYS = ("path", "size", "sha256", "mtime_ns")
+
+
+def _version(raw: object) -> int:
+    if type(raw) is not int or raw != FORMAT_VERSION:
+        raise InvalidInputError(
+            f"The archive has format version {raw!r}; this mailctl reads version {FORMAT_VERSION}."
+        )
+    return raw
+
+
+def _entry(
+    raw: object, index: int, what: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return _object(raw, f"Entry {index} of the manifest's {what}", keys, optional)
+
+
+def _mailbox(raw: object, index: int, max_depth: int) -> MailboxEntry:
+    m = _entry(raw, index, "mailboxes", ("email", "password", "maildir"))
+    return MailboxEntry(
+        email=_text(m["email"], "mailbox email"),
+        password=_text(m["password"], "mailbox password"),
+        maildir=check_member_path(_text(m["maildir"], "maildir"), what="Maildir"),
+    )
+
+
+def _alias(raw: object, index: int, max_depth: int) -> AliasEntry:
+    a = _entry(raw, index, "aliases", ("source", "destination"))
+    return AliasEntry(_text(a["source"], "alias source"), _text(a["destination"], "alias"))
+
+
+def _dkim_key(raw: object, index: int, max_depth: int) -> DkimKeyEntry:
+    k = _entry(raw, index, "dkim_keys", ("selector", "key_type", "private_pem"), ("active",))
+    return DkimKeyEntry(
+        selector=_text(k["selector"], "DKIM selector"),
+        key_type=_text(k["key_type"], "DKIM key type"),
+        private_pem=_text(k["private_pem"], "DKIM private key"),
+        active=_flag(k["active"], "DKIM key active flag") if "active" in k else None,
+    )
+
+
+def _directory(raw: object, index: int, max_depth: int) -> str:
+    path = _text(raw, "directory")
+    return check_member_path(path, what="Manifest directory", max_depth=max_depth)
+
+
+def _file(raw: object, index: int, max_depth: int) -> FileEntry:
+    if type(raw) is dict and len(raw) == len(_FILE_KEYS):
+        # The common case, checked at once; anything else goes the long way and is told
+        # what is wrong.
+        path, size = raw.get("path"), raw.get("size")
+        sha256, mtime_ns = raw.get("sha256"), raw.get("mtime_ns")
+        if (
+            type(path) is str
+            and type(size) is int
+            and size >= 0
+            and type(sha256) is str
+            and _SHA256_HEX.fullmatch(sha256)
+            and type(mtime_ns) is int
+            and -(2**63) <= mtime_ns < 2**63
+        ):
+            path = check_member_path(path, what="Manifest file", max_depth=max_depth)
+            return FileEntry(path, size, sha256, mtime_ns)
+    f = _entry(raw, index, "files", _FILE_KEYS)
+    path = _text(f["path"], "file path")
+    return FileEntry(
+        path=check_member_path(path, what="Manifest file", max_depth=max_depth),
+        size=_natural(f["size"], "file size"),
+        sha256=_sha256(f["sha256"]),
+        mtime_ns=_mtime_ns(f["mtime_ns"]),
+    )
+
+
+# The manifest's lists, and how each entry becomes its compact form.
+_ENTRIES: dict[str, Callable[[object, int, int], Any]] = {
+    "mailboxes": _mailbox,
+    "aliases": _alias,
+    "dkim_keys": _dkim_key,
+    "directories": _directory,
+    "files": _file,
+}
+
+
 def _object(
     raw: object, what: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidInputError(f"{what} is not a JSON object.")
+    if len(raw) == len(keys) and all(key in raw for key in keys):
+        return raw
     missing = [k for k in keys if k not in raw]
     if missing:
         raise InvalidInputError(f"{what} lacks {', '.join(missing)}.")
@@ -292,21 +385,6 @@ def _object(
     if unknown:
         raise InvalidInputError(f"{what} has unknown keys: {', '.join(map(str, unknown))}.")
     return raw
-
-
-def _list(raw: object, what: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise InvalidInputError(f"The manifest's {what} is not a JSON list.")
-    return raw
-
-
-def _objects(
-    raw: object, what: str, keys: tuple[str, ...], optional: tuple[str, ...] = ()
-) -> list[dict[str, Any]]:
-    return [
-        _object(item, f"Entry {i} of the manifest's {what}", keys, optional)
-        for i, item in enumerate(_list(raw, what))
-    ]
 
 
 def _text(raw: object, what: str) -> str:

@@ -232,6 +232,10 @@ def _checked_name(rel: str, name: str) -> str:
         ) from exc
     if "\\" in name:
         raise HostStateError(f"{rel}/{name!r} contains a backslash and cannot be archived.")
+    if any(ord(char) < 0x20 or char == "\x7f" for char in name):
+        raise HostStateError(
+            f"{rel}/{name!r} contains a control character and cannot be archived; rename it."
+        )
     return name
 
 

@@ -64,6 +64,19 @@ class _Counting:
         self._progress.update(self._task, completed=self._done)
         return data
 
+    def seekable(self) -> bool:
+        return self._handle.seekable()
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        # The importer reads an archive whose manifest comes last twice: check, then unpack.
+        position = self._handle.seek(offset, whence)
+        self._done = position
+        self._progress.update(self._task, completed=position)
+        return position
+
 
 @reports_errors
 def export_command(

@@ -132,6 +132,19 @@ class _Capped:
             raise TooLargeError(f"The archive is larger than {self._limit} bytes.")
         return data
 
+    def seekable(self) -> bool:
+        seekable = getattr(self._source, "seekable", None)
+        return bool(seekable()) if seekable is not None else False
+
+    def tell(self) -> int:
+        return cast(BinaryIO, self._source).tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # The reader rewinds to where it started for its second pass.
+        position = cast(BinaryIO, self._source).seek(offset, whence)
+        self._read = 0
+        return position
+
 
 @dataclass(frozen=True)
 class _Mailbox:
@@ -198,8 +211,15 @@ def _plan(manifest: Manifest) -> _Plan:
 
 
 def _extract(ctx: Context, source: Path | Readable, staging: Path) -> Manifest:
-    limit = ctx.settings.max_import_bytes
-    limits = {"max_total_bytes": limit, "max_files": ctx.settings.max_import_files}
+    settings = ctx.settings
+    limit = settings.max_import_bytes
+    limits = {
+        "max_total_bytes": limit,
+        "max_files": settings.max_import_files,
+        "max_ratio": settings.max_import_ratio,
+        "max_manifest_bytes": settings.max_import_manifest_bytes,
+        "max_depth": settings.max_import_depth,
+    }
     if isinstance(source, Path):
         try:
             size = source.stat().st_size
@@ -208,8 +228,15 @@ def _extract(ctx: Context, source: Path | Readable, staging: Path) -> Manifest:
         if size > limit:
             raise TooLargeError(f"The archive is larger than {limit} bytes.")
         return verify_and_extract(source, staging, **limits)
-    # The reader only ever calls read(size): any Readable does.
-    return verify_and_extract(cast(BinaryIO, _Capped(source, limit)), staging, **limits)
+    capped = _Capped(source, limit)
+    if capped.seekable():
+        # The reader only ever calls read, seekable, tell and seek: any such Readable does.
+        return verify_and_extract(cast(BinaryIO, capped), staging, **limits)
+    # A stream read once: the archive's manifest may come last, so it is read twice.
+    with receive_upload(ctx) as spool:
+        while data := capped.read(1024 * 1024):
+            spool.write(data)
+        return verify_and_extract(spool.finish(), staging, **limits)
 
 
 def _own_tree(root: Path, uid: int | None, gid: int | None) -> None:
