@@ -1,15 +1,17 @@
 """``kill -9`` in the middle of each long operation, then a restart that converges.
 
 Each test runs the real ``mailctl serve`` (or CLI) as its own process, stops it with SIGKILL
-at the worst moment without any hook in mailctl: a slow upload, a FIFO read by the
-importer, a SIGSTOP as soon as the export's temporary file appears, or a database table
-lock that holds a create or delete between its change on disk and its commit. Then it
-restarts, and checks that the log names each leftover, that none is left, that the
-database and the maildirs agree, and that the operation can be done again.
+at the worst moment without any hook in mailctl: a slow upload, the maildirs' change lock
+held by the test while an import waits for it, a SIGSTOP as soon as the export's temporary
+file appears, or a database table lock that holds a create or delete between its change on
+disk and its commit. Then it restarts, and checks that the log names each leftover, that
+none is left, that the database and the maildirs agree, and that the operation can be done
+again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -25,6 +27,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from tests.serverproc import ServeProcess, mailctl_env, serve
+
+from mailctl.host.maildir import CHANGES_LOCK
 
 ADMIN_PASSWORD = "a fine admin password"
 MAIL_MIB = 8  # incompressible mail, so export and import take a moment
@@ -200,20 +204,21 @@ def test_import_killed_mid_upload_and_mid_unpack(tmp_path: Path, figure: Figure)
         figure("seconds to restart and converge after the upload", round(seconds, 2))
         figure("seconds the clean-up took after the upload", _cleanup_seconds(log))
 
-    # Now an import from the command line, fed through a FIFO and killed while unpacking.
-    fifo = tmp_path / "archive.fifo"
-    os.mkfifo(fifo)
+    # Now an import from the command line, killed once its mail is unpacked into staging:
+    # the test holds the maildirs' change lock, so the import waits there with its staging
+    # folder full (an import checks the whole archive before it unpacks any mail).
+    archive_file = tmp_path / "again.tar.gz"
+    archive_file.write_bytes(data)
     env = mailctl_env(tmp_path / "data")
+    changes = os.open(tmp_path / "data" / CHANGES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(changes, fcntl.LOCK_EX)
     cli = subprocess.Popen(
-        [sys.executable, "-m", "mailctl", "import", str(fifo)],
+        [sys.executable, "-m", "mailctl", "import", str(archive_file)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    writer = fifo.open("wb")
     try:
-        writer.write(data[: int(len(data) * 0.7)])
-        writer.flush()
         _wait_for(
             "mail unpacked into staging",
             lambda: [p for p in imports.glob("staging-*") if tree_size(p) > len(data) // 3],
@@ -232,10 +237,10 @@ def test_import_killed_mid_upload_and_mid_unpack(tmp_path: Path, figure: Figure)
         left_staging = tree_size(imports)
         _kill(cli)
     finally:
-        with suppress(BrokenPipeError):
-            writer.close()
         if cli.poll() is None:
             _kill(cli)
+        fcntl.flock(changes, fcntl.LOCK_UN)
+        os.close(changes)
     figure("bytes left by the import killed mid-unpack", left_staging)
     assert left_staging > len(data) // 3
 
