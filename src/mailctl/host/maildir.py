@@ -9,7 +9,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,21 +251,7 @@ class Maildirs:
 
     def pending_entries(self) -> list[TrashEntry]:
         """The trash folders of deletes not settled: each one's delete died half-way."""
-        try:
-            names = sorted(os.listdir(self.trash_root))
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise HostStateError(f"Cannot list the trash: {exc.strerror}.") from exc
-        entries = []
-        for name in names:
-            path = self.trash_root / name
-            if not name.startswith(PENDING):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISDIR(os.lstat(path).st_mode):
-                    entries.append(TrashEntry(path, _read_manifest(path)))
-        return entries
+        return self._entries(lambda name: name.startswith(PENDING))
 
     def restore_from_trash(self, entry: TrashEntry, destination: Path) -> None:
         """Move a trashed maildir back to ``destination`` and drop the trash folder."""
@@ -285,6 +271,10 @@ class Maildirs:
         A folder whose manifest is missing or unreadable is listed with an empty manifest,
         so it can still be seen and purged; symlinks and plain files are ignored.
         """
+        return self._entries(lambda name: not name.startswith("."))
+
+    def _entries(self, wanted: Callable[[str], bool]) -> list[TrashEntry]:
+        """The trash's folders whose names ``wanted`` accepts, in name order, with manifests."""
         try:
             names = sorted(os.listdir(self.trash_root))
         except FileNotFoundError:
@@ -292,9 +282,7 @@ class Maildirs:
         except OSError as exc:
             raise HostStateError(f"Cannot list the trash: {exc.strerror}.") from exc
         entries = []
-        for name in names:
-            if name.startswith("."):
-                continue
+        for name in filter(wanted, names):
             path = self.trash_root / name
             try:
                 if not stat.S_ISDIR(os.lstat(path).st_mode):
