@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     reload_dovecot: str = "doveadm reload"
     reload_opendkim: str = "service opendkim restart"
     reload_timeout_seconds: float = Field(default=30.0, gt=0)
+    # How long a reconcile (after a change, or `mailctl reconcile`) waits for another one.
+    reconcile_lock_wait_seconds: float = Field(default=60.0, ge=0, le=3600)
     agent_interval_seconds: float = Field(default=60.0, gt=0)
 
     # --- DKIM ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from mailctl.cli.main import app as cli_app
 from mailctl.services import certificates, jobs
-from mailctl.services.agent import Renewals
+from mailctl.services.acme_orders import Renewals
 from mailctl.services.context import Context
 from mailctl.storage.tables import AcmeAccount, AcmeChallenge, Job
 

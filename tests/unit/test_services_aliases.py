@@ -42,9 +42,6 @@ def test_add_is_audited_and_deleting_the_domain_removes_aliases(ctx: Context) ->
 
 def test_aliases_change_no_host_file(ctx: Context) -> None:
     """Postfix reads aliases from the database: adding one renders nothing on this host."""
-    from mailctl.services import agent
-
-    agent.reconcile_on_change(ctx)
     view, _ = domains.create_domain(ctx, ACTOR, "example.com")
     key_table = ctx.settings.opendkim_path / "KeyTable"
     before = key_table.stat().st_mtime_ns

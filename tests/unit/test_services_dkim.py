@@ -10,7 +10,8 @@ import pytest
 
 from mailctl.domain.dkim import dns_record
 from mailctl.errors import InvalidInputError, NotFoundError, UpstreamError
-from mailctl.services import agent, dkim, domains
+from mailctl.services import agent, dkim, domains, reconcile
+from mailctl.services.acme_orders import Renewals
 from mailctl.services.context import Actor, Context
 
 ACTOR = Actor("tester", "192.0.2.7")
@@ -206,37 +207,41 @@ def test_get_key_of_unknown_domain(ctx: Context) -> None:
         dkim.get_key(ctx, "nowhere.example")
 
 
-def test_change_listener_registers_once_and_skips_mailbox_changes(ctx: Context) -> None:
-    """reconcile_on_change is idempotent, and a mailbox change renders nothing."""
-    agent.reconcile_on_change(ctx)
-    agent.reconcile_on_change(ctx)
-    assert len(ctx.change_listeners) == 1
-    ctx.changed("users")
+def test_a_change_reconciles_without_registration_but_a_mailbox_change_renders_nothing(
+    ctx: Context,
+) -> None:
+    """Any context reconciles after a change of rendered state; a mailbox change skips it."""
+    assert ctx.changed("users").report.written == []
     assert not ctx.settings.opendkim_path.exists()
-    ctx.changed("domains")
+    outcome = ctx.changed("domains")
+    assert outcome.ok
+    assert str(ctx.settings.opendkim_path / "KeyTable") in outcome.report.written
     assert (ctx.settings.opendkim_path / "KeyTable").read_text() == ""
+    assert ctx.last_reconcile == outcome
 
 
 def test_reconcile_error_after_a_change_is_logged_not_raised(
     ctx: Context, caplog: pytest.LogCaptureFixture
 ) -> None:
     """When the files cannot be written, the committed change stands and the error is logged."""
-    agent.reconcile_on_change(ctx)
     ctx.settings.opendkim_path.parent.mkdir(parents=True, exist_ok=True)
     ctx.settings.opendkim_path.write_text("a file where a folder should be")
-    with caplog.at_level(logging.ERROR, logger="mailctl.agent"):
+    with caplog.at_level(logging.ERROR, logger="mailctl.reconcile"):
         view, _ = domains.create_domain(ctx, ACTOR, "example.com")
     assert domains.get_domain(ctx, "example.com") == view
     assert "reconcile failed: Cannot create directory" in caplog.text
+    assert ctx.last_reconcile is not None
+    assert ctx.last_reconcile.error is not None
+    assert ctx.last_reconcile.error.startswith("Cannot create directory")
 
 
 def test_run_once_renews_then_reconciles(ctx: Context) -> None:
     """A pass calls the renewer with the context and then renders the files."""
     seen: list[Context] = []
 
-    def renew(context: Context) -> agent.Renewals:
+    def renew(context: Context) -> Renewals:
         seen.append(context)
-        return agent.Renewals(renewed=["mx.example.com"])
+        return Renewals(renewed=["mx.example.com"])
 
     run = agent.run_once(ctx, renew=renew)
     assert seen == [ctx]
@@ -254,14 +259,14 @@ def test_run_once_reconciles_even_when_renewal_fails(ctx: Context) -> None:
         uow.dkim_keys.add(row.id, "mail", "ed25519", dkim.dkim.generate_key("ed25519"))
         uow.commit()
 
-    def renew(_context: Context) -> agent.Renewals:
+    def renew(_context: Context) -> Renewals:
         raise UpstreamError("The ACME server refused the order.")
 
     run = agent.run_once(ctx, renew=renew)
     assert not run.ok
     assert run.renew_error == "The ACME server refused the order."
     assert (ctx.settings.opendkim_path / "keys/example.com/mail.private").exists()
-    assert not agent.run_once(ctx, renew=lambda _c: agent.Renewals()).reconcile.report.changed
+    assert not agent.run_once(ctx, renew=lambda _c: Renewals()).reconcile.report.changed
 
 
 def test_run_forever_stops_when_told(ctx: Context) -> None:
@@ -274,7 +279,7 @@ def test_run_forever_stops_when_told(ctx: Context) -> None:
         if len(runs) == 3:
             stop.set()
 
-    passes = agent.run_forever(ctx, 0.01, stop, on_run=on_run, renew=lambda _c: agent.Renewals())
+    passes = agent.run_forever(ctx, 0.01, stop, on_run=on_run, renew=lambda _c: Renewals())
     assert passes == 3
     assert runs[0].reconcile.report.changed
     assert not runs[1].reconcile.report.changed
@@ -288,9 +293,9 @@ def test_unexpected_reconcile_error_is_an_outcome(
     def broken(_ctx: Context) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(agent, "reconcile", broken)
-    with caplog.at_level(logging.ERROR, logger="mailctl.agent"):
-        outcome = agent.reconcile_safely(ctx)
+    monkeypatch.setattr(reconcile, "reconcile", broken)
+    with caplog.at_level(logging.ERROR, logger="mailctl.reconcile"):
+        outcome = reconcile.reconcile_safely(ctx)
     assert not outcome.ok
     assert outcome.error == "Reconcile failed unexpectedly; the log has the details."
     assert "RuntimeError: boom" in caplog.text

@@ -25,7 +25,6 @@ from mailctl.api.routes import (
 )
 from mailctl.config import Settings, load_settings
 from mailctl.services import leftovers
-from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Context
 
 DESCRIPTION = (
@@ -60,8 +59,6 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
         redirect_slashes=False,
     )
     app.state.ctx = context
-    # The embedded default: this process renders the host files after each committed change.
-    reconcile_on_change(context)
     errors.install(app)
     logs.install()
     for module in ROUTERS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailctl.services.agent import ReconcileOutcome
+from mailctl.services.reconcile import ReconcileOutcome
 
 
 def reload_json(outcome: ReconcileOutcome) -> dict[str, Any]:

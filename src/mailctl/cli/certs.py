@@ -40,7 +40,7 @@ def upload(
     ),
 ) -> None:
     """Install a certificate chain and its key; refused before anything changes if wrong."""
-    with context() as ctx:
+    with context(reports_reload=True) as ctx:
         limit = ctx.settings.max_upload_bytes
         chain_pem = _read(certificate, "certificate file", limit)
         key_pem = _read(key, "key file", limit)

@@ -18,7 +18,6 @@ from mailctl.config import Settings, load_settings
 from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import MailctlError, reported
 from mailctl.services import domains
-from mailctl.services.agent import reconcile_on_change
 from mailctl.services.context import Actor, Context
 from mailctl.services.private_files import secure_files
 
@@ -46,26 +45,26 @@ def checked_settings(create_database: bool = False, **overrides: Any) -> Setting
 
 
 @contextmanager
-def context(initialised: bool = True) -> Iterator[Context]:
+def context(initialised: bool = True, reports_reload: bool = False) -> Iterator[Context]:
     """The context of one command; a committed change re-renders this host's files.
 
     Unless ``initialised`` is False (`mailctl init` itself), a database `mailctl init`
     has not set up is refused at once, with that advice, and nothing is created.
 
-    The same listener as the API's (``reconcile_on_change``): a change made here renders
-    exactly the files the same change made through the API would. The change stands if
-    that fails; the command says so and `mailctl reconcile` (or the agent) tries again.
+    The services reconcile after each committed change (``Context.changed``), as they do
+    for the API: a change made here renders exactly the files the same change made through
+    the API would. The change stands if that fails; unless the command ``reports_reload``
+    itself, this says so, and `mailctl reconcile` (or the agent) tries again.
     """
     ctx = Context.from_settings(checked_settings(create_database=not initialised))
-    listener = reconcile_on_change(ctx)
     try:
         if initialised:
             ctx.database.require_schema()
         yield ctx
     finally:
         ctx.close()
-    if listener.last is not None and not listener.last.ok:
-        outcome = listener.last
+    outcome = ctx.last_reconcile
+    if outcome is not None and not outcome.ok and not reports_reload:
         reason = outcome.error or "; ".join(
             f"reload of {problem.daemon} failed ({problem.status}): {problem.detail.strip()}"
             for problem in outcome.report.failures

@@ -72,7 +72,7 @@ def add_key(
     key_type: str | None = typer.Option(None, "--key-type", help=_KEY_TYPE_HELP),
 ) -> None:
     """Give a domain a DKIM key, or show the one it has."""
-    with context() as ctx:
+    with context(reports_reload=True) as ctx:
         result = dkim.add_key(ctx, actor(), domain, selector, key_type)
     _report(result)
 
@@ -95,7 +95,7 @@ def rotate_key(
     The retired key stops signing but stays listed (`mailctl dkim list`, `mailctl dns`):
     keep its DNS record until mail signed with it has arrived, then `mailctl dkim rm`.
     """
-    with context() as ctx:
+    with context(reports_reload=True) as ctx:
         result = dkim.rotate_key(ctx, actor(), domain, selector, key_type)
     _report(result)
 
@@ -136,7 +136,7 @@ def remove_key(
     """Delete one key of a domain (once its DNS record is no longer needed)."""
     if not yes:
         typer.confirm(f"Delete the DKIM key {selector} of {domain}?", abort=True)
-    with context() as ctx:
+    with context(reports_reload=True) as ctx:
         removed = dkim.remove_key(ctx, actor(), domain, selector)
     console.print(f"Deleted the DKIM key {removed.selector} of {removed.domain}.", highlight=False)
     if removed.was_active:

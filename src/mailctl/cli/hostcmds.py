@@ -14,7 +14,8 @@ import typer
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.errors import HostStateError, UpstreamError
 from mailctl.services import agent, leftovers
-from mailctl.services.agent import AgentRun, ReconcileOutcome
+from mailctl.services.agent import AgentRun
+from mailctl.services.reconcile import ReconcileOutcome, reconcile_safely
 
 
 def print_outcome(outcome: ReconcileOutcome) -> None:
@@ -51,7 +52,7 @@ def print_outcome(outcome: ReconcileOutcome) -> None:
 def reconcile_command() -> None:
     """Render this host's OpenDKIM and TLS files from the database, once."""
     with context() as ctx:
-        outcome = agent.reconcile_safely(ctx)
+        outcome = reconcile_safely(ctx)
     print_outcome(outcome)
     if not outcome.ok:
         raise typer.Exit(HostStateError.exit_code)

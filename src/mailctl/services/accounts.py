@@ -126,13 +126,7 @@ def _store_password(
             )
         revoked = uow.admin_tokens.revoke_all(admin_id, now, "password")
         uow.admin_tokens.prune(now)
-        uow.audit.add(
-            admin=actor.name,
-            action="change_admin_password",
-            target=username,
-            client_address=actor.address,
-            detail=f"{revoked} token(s) revoked",
-        )
+        uow.audit.record(actor, "change_admin_password", username, f"{revoked} token(s) revoked")
         uow.commit()
     return revoked
 
@@ -193,12 +187,7 @@ def _revoke_one(ctx: Context, actor: Actor, username: str, token_id: str, reason
             raise NotFoundError(f"There is no active token with id {token_id[:64]}.")
         row.revoked_at = now
         row.revoked_reason = reason
-        uow.audit.add(
-            admin=actor.name,
-            action="logout" if reason == "logout" else "revoke_token",
-            target=token_id[:64],
-            client_address=actor.address,
-        )
+        uow.audit.record(actor, "logout" if reason == "logout" else "revoke_token", token_id[:64])
         uow.commit()
 
 
@@ -211,12 +200,6 @@ def revoke_all(ctx: Context, actor: Actor, username: str) -> int:
             raise NotFoundError(f"There is no admin {username}.")
         revoked = uow.admin_tokens.revoke_all(admin_id, now, "revoked")
         uow.admin_tokens.prune(now)
-        uow.audit.add(
-            admin=actor.name,
-            action="revoke_tokens",
-            target=username,
-            client_address=actor.address,
-            detail=f"{revoked} token(s) revoked",
-        )
+        uow.audit.record(actor, "revoke_tokens", username, f"{revoked} token(s) revoked")
         uow.commit()
     return revoked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,11 +23,19 @@ from mailctl.errors import (
 )
 from mailctl.host.fs import ensure_dir, write_atomic
 from mailctl.services import jobs
-from mailctl.services.agent import Renewals
 from mailctl.services.certificate_install import ACME, install_certificate
 from mailctl.services.context import Actor, Context
 
 log = logging.getLogger("mailctl.certificates")
+
+
+@dataclass(frozen=True)
+class Renewals:
+    """One renewal pass: the certificates renewed, and why each failed one failed."""
+
+    renewed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
 
 JOB_KIND = "acme"
 CHALLENGE_DIR = Path(".well-known") / "acme-challenge"

@@ -64,13 +64,7 @@ def add_alias(
                     f"The alias {wanted_source} to {wanted_destination} exists already."
                 )
         alias = uow.aliases.add(ident, wanted_source, wanted_destination)
-        uow.audit.add(
-            admin=actor.name,
-            action="create_alias",
-            target=wanted_source,
-            client_address=actor.address,
-            detail=f"to {wanted_destination}",
-        )
+        uow.audit.record(actor, "create_alias", wanted_source, f"to {wanted_destination}")
         uow.commit()
         view = AliasView(alias.id, ident, alias.source, alias.destination)
     ctx.changed("aliases")
@@ -101,12 +95,8 @@ def delete_aliases(
         if not removed:
             what = f" to {wanted_destination}" if wanted_destination else ""
             raise NotFoundError(f"There is no alias {wanted_source}{what}.")
-        uow.audit.add(
-            admin=actor.name,
-            action="delete_alias",
-            target=wanted_source,
-            client_address=actor.address,
-            detail="to " + "; ".join(a.destination for a in removed),
+        uow.audit.record(
+            actor, "delete_alias", wanted_source, "to " + "; ".join(a.destination for a in removed)
         )
         uow.commit()
     ctx.changed("aliases")

@@ -343,12 +343,11 @@ def _apply(
             uow.aliases.add(domain.id, alias_source, destination)
         for selector, key_type, pem, active in plan.keys:
             uow.dkim_keys.add(domain.id, selector, key_type, pem, active)
-        uow.audit.add(
-            admin=actor.name,
-            action="import_domain",
-            target=plan.domain,
-            client_address=actor.address,
-            detail=f"{len(plan.mailboxes)} mailboxes, {files} files"
+        uow.audit.record(
+            actor,
+            "import_domain",
+            plan.domain,
+            f"{len(plan.mailboxes)} mailboxes, {files} files"
             + (", replacing the existing domain" if exists else ""),
         )
         uow.flush()

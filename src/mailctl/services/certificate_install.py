@@ -8,9 +8,8 @@ from pathlib import Path
 
 from mailctl.domain import tls
 from mailctl.errors import InvalidInputError
-from mailctl.services.agent import ReconcileOutcome, reconcile_safely
 from mailctl.services.context import Actor, Context
-from mailctl.storage.cert_rows import undo_put
+from mailctl.services.reconcile import ReconcileOutcome
 from mailctl.storage.tables import Certificate
 
 UPLOAD, ACME = "upload", "acme"
@@ -97,27 +96,25 @@ def install_certificate(
         )
         row = uow.certificates.put(name, chain_text, key_pem.decode("ascii"), not_after, source)
         view = certificate_view(ctx, row)
-        uow.audit.add(
-            admin=actor.name,
-            action=action,
-            target=name,
-            client_address=actor.address,
-            detail=f"sha256 {view.fingerprint_sha256}, valid until {not_after:%Y-%m-%d}",
+        uow.audit.record(
+            actor,
+            action,
+            name,
+            f"sha256 {view.fingerprint_sha256}, valid until {not_after:%Y-%m-%d}",
         )
         uow.commit()
-    outcome = reconcile_safely(ctx)
+    outcome = ctx.changed("certificates")
     rolled_back = False
     if outcome.report.failures:
         # The daemons refused the new files and reconcile put the old ones back; the table
         # follows, or the next reconcile would hand the daemons the refused pair again.
         with ctx.uow() as uow:
-            if undo_put(uow.session, name, chain_text, previous):
-                uow.audit.add(
-                    admin=actor.name,
-                    action="rollback_certificate",
-                    target=name,
-                    client_address=actor.address,
-                    detail="the daemons refused the new pair; the previous one is back",
+            if uow.certificates.undo_put(name, chain_text, previous):
+                uow.audit.record(
+                    actor,
+                    "rollback_certificate",
+                    name,
+                    "the daemons refused the new pair; the previous one is back",
                 )
                 uow.commit()
                 rolled_back = True

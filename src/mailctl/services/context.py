@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mailctl.config import Settings
 from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
+from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
 from mailctl.storage.database import Database
 from mailctl.storage.timeouts import Timeouts
 from mailctl.storage.uow import UnitOfWork
@@ -29,8 +30,11 @@ class Context:
     settings: Settings
     database: Database
     maildirs: Maildirs
-    # Called after a committed change, so the host files can be brought in line with it.
+    # Told of every committed change after this host's files followed it (observers only:
+    # the reconcile itself is not a listener, so no entry point can forget it).
     change_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    # The outcome of the latest reconcile after a change, for a command to report.
+    last_reconcile: ReconcileOutcome | None = None
     passwords: PasswordPool = field(default_factory=lambda: PasswordPool(os.cpu_count() or 1))
     _jwt_secret: str | None = None
 
@@ -58,10 +62,22 @@ class Context:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database)
 
-    def changed(self, what: str) -> None:
-        """Tell the listeners (reconcile) that committed state about ``what`` changed."""
+    def changed(self, what: str) -> ReconcileOutcome:
+        """Bring this host's files in line with a committed change of ``what``, then tell
+        the listeners; returns the reconcile's outcome (empty if no file depends on ``what``).
+
+        Every service that changes what the daemons read calls this after its commit, so
+        the change reaches the host the same way whoever called the service (API, CLI,
+        agent, import, restore). It never raises for a reconcile failure: the change
+        stands, the outcome says why the files lag, and the next run tries again. It runs
+        in the caller's thread and is bounded (``reconcile.reconcile``).
+        """
+        outcome = after_change(self, what)
+        if what not in NO_FILES_CHANGE:
+            self.last_reconcile = outcome
         for listener in list(self.change_listeners):
             listener(what)
+        return outcome
 
     def close(self) -> None:
         self.database.dispose()

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from mailctl.domain import dkim
 from mailctl.domain.names import normalize_domain
 from mailctl.errors import ConflictError, InvalidInputError, NotFoundError
-from mailctl.services.agent import ReconcileOutcome, reconcile_safely
 from mailctl.services.context import Actor, Context
-from mailctl.storage.dkim_rows import lock_domain
+from mailctl.services.reconcile import ReconcileOutcome, reconcile_safely
 from mailctl.storage.tables import DkimKey
 
 CREATED = "created"
@@ -159,7 +158,7 @@ def add_key(
     action = CREATED if replaced is None else ROTATED
     with ctx.uow() as uow:
         row = uow.domains.by_name(name)
-        if row is None or not lock_domain(uow.session, row.id):
+        if row is None or not uow.dkim_keys.lock_domain(row.id):
             raise NotFoundError(f"The domain {name} does not exist.")
         current = uow.dkim_keys.active_for_domain(row.id)
         raced = current is not None and current.selector != replaced
@@ -187,17 +186,16 @@ def add_key(
                 detail += f"; replaces selector {replaced}"
             elif replaced is not None:
                 detail += f"; retires selector {replaced}"
-            uow.audit.add(
-                admin=actor.name,
-                action="rotate_dkim_key" if replaced is not None else "create_dkim_key",
-                target=name,
-                client_address=actor.address,
-                detail=detail,
+            uow.audit.record(
+                actor,
+                "rotate_dkim_key" if replaced is not None else "create_dkim_key",
+                name,
+                detail,
             )
             view = _view(name, key)
             uow.commit()
     retired = replaced if action == ROTATED and replaced != view.selector else None
-    return DkimResult(view, action, reconcile_safely(ctx), retired)
+    return DkimResult(view, action, ctx.changed("dkim"), retired)
 
 
 def rotate_key(
@@ -233,19 +231,18 @@ def remove_key(ctx: Context, actor: Actor, domain: str, selector: str) -> DkimRe
     wanted = dkim.validate_selector(selector)
     with ctx.uow() as uow:
         row = uow.domains.by_name(name)
-        if row is None or not lock_domain(uow.session, row.id):
+        if row is None or not uow.dkim_keys.lock_domain(row.id):
             raise NotFoundError(f"The domain {name} does not exist.")
         key = next((k for k in uow.dkim_keys.for_domain(row.id) if k.selector == wanted), None)
         if key is None:
             raise NotFoundError(f"The domain {name} has no DKIM key with the selector {wanted}.")
         was_active = key.active
         uow.dkim_keys.delete(key)
-        uow.audit.add(
-            admin=actor.name,
-            action="delete_dkim_key",
-            target=name,
-            client_address=actor.address,
-            detail=f"selector {wanted}" + ("; was signing" if was_active else "; retired"),
+        uow.audit.record(
+            actor,
+            "delete_dkim_key",
+            name,
+            f"selector {wanted}" + ("; was signing" if was_active else "; retired"),
         )
         uow.commit()
-    return DkimRemoval(name, wanted, was_active, reconcile_safely(ctx))
+    return DkimRemoval(name, wanted, was_active, ctx.changed("dkim"))

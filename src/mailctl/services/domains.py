@@ -54,21 +54,11 @@ def create_domain(
         if uow.domains.by_name(domain_name) is not None:
             raise ConflictError(f"The domain {domain_name} exists already.")
         domain = uow.domains.add(domain_name)
-        uow.audit.add(
-            admin=actor.name,
-            action="create_domain",
-            target=domain_name,
-            client_address=actor.address,
-        )
+        uow.audit.record(actor, "create_domain", domain_name)
         user_view = None
         if address is not None and hashed is not None:
             user = uow.users.add(domain.id, address.email, hashed)
-            uow.audit.add(
-                admin=actor.name,
-                action="create_user",
-                target=address.email,
-                client_address=actor.address,
-            )
+            uow.audit.record(actor, "create_user", address.email)
             user_view = UserView(user.id, domain.id, user.email)
         ctx.maildirs.domain_path(domain_name)  # refuse before commit if the path is unsafe
         created = None
@@ -113,12 +103,8 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
         if not uow.domains.delete(domain):
             # A concurrent delete won; it made the one trash entry.
             raise NotFoundError(f"The domain {domain_name} does not exist.")
-        uow.audit.add(
-            admin=actor.name,
-            action="delete_domain",
-            target=domain_name,
-            client_address=actor.address,
-            detail=f"{len(users)} mailboxes, {len(aliases)} aliases",
+        uow.audit.record(
+            actor, "delete_domain", domain_name, f"{len(users)} mailboxes, {len(aliases)} aliases"
         )
         source = ctx.maildirs.domain_path(domain_name)
         entry = ctx.maildirs.move_to_trash(

@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 
 from mailctl.errors import ConflictError, MailctlError, NotFoundError, ThrottledError
 from mailctl.services.context import Context
-from mailctl.storage.cert_rows import release_stale_lock
 from mailctl.storage.tables import Job
 
 log = logging.getLogger("mailctl.jobs")
@@ -101,7 +100,7 @@ def claim(ctx: Context, kind: str, target: str, lock_key: str, stale_after: floa
             if holder is None:
                 continue  # it ended between our insert and this look-up
             idle_since = datetime.now(UTC) - timedelta(seconds=stale_after)
-            if attempt == 0 and release_stale_lock(uow.session, lock_key, idle_since):
+            if attempt == 0 and uow.jobs.release_stale_lock(lock_key, idle_since):
                 uow.commit()
                 log.warning("job %s for %s was abandoned; its lock is released", holder.id, target)
                 continue

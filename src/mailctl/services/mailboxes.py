@@ -89,12 +89,7 @@ def create_user(
         if uow.users.by_email(address.email) is not None:
             raise ConflictError(f"The mailbox {address.email} exists already.")
         user = uow.users.add(ident, address.email, hashed)
-        uow.audit.add(
-            admin=actor.name,
-            action="create_user",
-            target=address.email,
-            client_address=actor.address,
-        )
+        uow.audit.record(actor, "create_user", address.email)
         existed = ctx.maildirs.mailbox_path(domain_name, address.local_part).exists()
         ctx.maildirs.create_mailbox(domain_name, address.local_part)
         try:
@@ -122,12 +117,7 @@ def change_password(
         if user is None or user.domain_id != did:
             raise NotFoundError(f"There is no user with id {uid} in the domain with id {did}.")
         user.password = hashed
-        uow.audit.add(
-            admin=actor.name,
-            action="change_password",
-            target=user.email,
-            client_address=actor.address,
-        )
+        uow.audit.record(actor, "change_password", user.email)
         uow.commit()
         view = UserView(user.id, user.domain_id, user.email)
     ctx.changed("users")
@@ -156,12 +146,11 @@ def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
         deleted = [(a, record) for a, record in pairs if uow.aliases.delete(a)]
         orphans = [a for a, _ in deleted]
         alias_records = [record for _, record in deleted]
-        uow.audit.add(
-            admin=actor.name,
-            action="delete_user",
-            target=address.email,
-            client_address=actor.address,
-            detail=f"with aliases {', '.join(a.source for a in orphans)}" if orphans else None,
+        uow.audit.record(
+            actor,
+            "delete_user",
+            address.email,
+            f"with aliases {', '.join(a.source for a in orphans)}" if orphans else None,
         )
         source = ctx.maildirs.mailbox_path(address.domain, address.local_part)
         entry = ctx.maildirs.move_to_trash(

@@ -3,6 +3,12 @@
 gather (database rows, files on disk) → decide (a pure plan) → apply (atomic writes,
 deletes, reloads of only the daemons whose files changed). Running it twice in a row
 changes nothing the second time.
+
+Every committed change reaches the host through ``Context.changed``, which calls
+``reconcile_safely`` here; so the API, the CLI, the agent, imports and restores render
+the same files for the same change. How long that may take is bounded (see
+``reconcile``): the wait for another run's lock by ``reconcile_lock_wait_seconds``, each
+daemon reload by ``reload_timeout_seconds``.
 """
 
 from __future__ import annotations
@@ -10,7 +16,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from mailctl.config import Settings
+from mailctl.errors import MailctlError, reported
 from mailctl.host import daemons as host_daemons
 from mailctl.host.fs import ensure_dir, locked
 from mailctl.host.plan import plan, read_actual
@@ -22,12 +31,24 @@ from mailctl.host.render import (
     render_opendkim,
     render_tls,
 )
-from mailctl.services.context import Context
 from mailctl.services.stack_record import reload_commands
+from mailctl.storage.uow import UnitOfWork
 
 log = logging.getLogger("mailctl.reconcile")
 
 LOCK_NAME = ".reconcile.lock"
+
+# Changes that only touch tables Postfix and Dovecot read directly; no rendered file
+# depends on them, so they need no reconcile. Any other kind of change is reconciled.
+NO_FILES_CHANGE = frozenset({"users", "aliases", "admins"})
+
+
+class Wiring(Protocol):
+    """What reconcile needs of a process's wiring (``Context`` has it): settings, a database."""
+
+    settings: Settings
+
+    def uow(self) -> UnitOfWork: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,7 @@ class ReconcileReport:
         return not self.failures
 
 
-def desired_files(ctx: Context) -> list[DesiredFile]:
+def desired_files(ctx: Wiring) -> list[DesiredFile]:
     """Everything the daemons should find on disk, computed from the database."""
     settings = ctx.settings
     with ctx.uow() as uow:
@@ -82,8 +103,13 @@ def desired_files(ctx: Context) -> list[DesiredFile]:
     ]
 
 
-def reconcile(ctx: Context) -> ReconcileReport:
-    """Render, compare, write what differs, reload whom it concerns; one run at a time."""
+def reconcile(ctx: Wiring) -> ReconcileReport:
+    """Render, compare, write what differs, reload whom it concerns; one run at a time.
+
+    Bounded: a run waits at most ``reconcile_lock_wait_seconds`` for another run on this
+    host (then ConflictError), and each reload at most ``reload_timeout_seconds``; with the
+    three daemons that is the longest a caller (an API request included) can be held.
+    """
     settings = ctx.settings
     managed = {
         key_dir(settings.opendkim_path): frozenset({"opendkim"}),
@@ -91,7 +117,7 @@ def reconcile(ctx: Context) -> ReconcileReport:
     }
     ensure_dir(settings.opendkim_path, 0o755)
     ensure_dir(settings.tls_path, 0o755)
-    with locked(settings.opendkim_path / LOCK_NAME):
+    with locked(settings.opendkim_path / LOCK_NAME, settings.reconcile_lock_wait_seconds):
         desired = desired_files(ctx)
         actual = read_actual(desired, [d for d in managed if d.exists()])
         decided = plan(desired, actual, managed)
@@ -117,3 +143,57 @@ def reconcile(ctx: Context) -> ReconcileReport:
             problem.detail,
         )
     return report
+
+
+@dataclass(frozen=True)
+class ReconcileOutcome:
+    """One reconcile run as a caller reports it: what changed, or why it could not run."""
+
+    report: ReconcileReport = field(default_factory=ReconcileReport)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the run completed and every needed reload succeeded."""
+        return self.error is None and self.report.ok
+
+
+def reconcile_safely(ctx: Wiring) -> ReconcileOutcome:
+    """Run reconcile; its errors come back in the outcome (and the log) instead of raising.
+
+    Callers run this after a change is committed: the change stands whatever happens to
+    the files, and the next run (the agent, or the next change) tries again.
+    """
+    try:
+        report = reconcile(ctx)
+    except (MailctlError, OSError) as exc:
+        shown = reported(exc)  # a full disk says so, whichever write met it
+        if shown is None:
+            log.exception("reconcile failed unexpectedly")
+            return ReconcileOutcome(error="Reconcile failed unexpectedly; the log has the details.")
+        log.error("reconcile failed: %s", shown.message)
+        return ReconcileOutcome(error=shown.message)
+    except Exception:
+        # The change is committed whatever went wrong here; reporting it as failed would
+        # make a caller retry something that already happened.
+        log.exception("reconcile failed unexpectedly")
+        return ReconcileOutcome(error="Reconcile failed unexpectedly; the log has the details.")
+    if report.changed:
+        log.info(
+            "reconcile wrote %d, deleted %d, reloaded %s",
+            len(report.written),
+            len(report.deleted),
+            ", ".join(report.reloaded) or "nothing",
+        )
+    return ReconcileOutcome(report=report)
+
+
+def after_change(ctx: Wiring, what: str) -> ReconcileOutcome:
+    """Reconcile after a committed change of ``what``, unless no rendered file depends on it.
+
+    A change of only mailboxes, aliases or admins (``NO_FILES_CHANGE``) renders nothing
+    and returns an empty outcome at once.
+    """
+    if what in NO_FILES_CHANGE:
+        return ReconcileOutcome()
+    return reconcile_safely(ctx)

@@ -210,13 +210,7 @@ def _restore_mailbox(
             if alias_domain is not None and not again:
                 uow.aliases.add(alias_domain.id, source, target)
                 restored_aliases += 1
-        uow.audit.add(
-            admin=actor.name,
-            action="restore_user",
-            target=mailbox.email,
-            client_address=actor.address,
-            detail=entry.path.name,
-        )
+        uow.audit.record(actor, "restore_user", mailbox.email, entry.path.name)
         uow.flush()
         _commit_with_move(ctx, uow.commit, entry, destination)
     ctx.maildirs.create_mailbox(domain_name, mailbox.local_part)
@@ -246,12 +240,11 @@ def _restore_domain(
             uow.aliases.add(domain.id, source, target)
         for key in keys:
             uow.dkim_keys.add(domain.id, key.selector, key.key_type, key.private_key, key.active)
-        uow.audit.add(
-            admin=actor.name,
-            action="restore_domain",
-            target=domain_name,
-            client_address=actor.address,
-            detail=f"{entry.path.name}: {len(mailboxes)} mailboxes, {len(aliases)} aliases",
+        uow.audit.record(
+            actor,
+            "restore_domain",
+            domain_name,
+            f"{entry.path.name}: {len(mailboxes)} mailboxes, {len(aliases)} aliases",
         )
         uow.flush()
         _commit_with_move(ctx, uow.commit, entry, destination)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, select
 from sqlalchemy.orm import Session
@@ -169,11 +169,33 @@ class Admins:
         self.session.flush()
 
 
+class Acting(Protocol):
+    """Who an audit entry names: the acting user, and the address it came from, if any."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def address(self) -> str | None: ...
+
+
 class Audit:
     """Writes and reads ``audit_log``."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def record(
+        self, actor: Acting, action: str, target: str, detail: str | None = None
+    ) -> AuditEntry:
+        """Record that ``actor`` did ``action`` to ``target``, in this transaction."""
+        return self.add(
+            admin=actor.name,
+            action=action,
+            target=target,
+            client_address=actor.address,
+            detail=detail,
+        )
 
     def add(
         self,

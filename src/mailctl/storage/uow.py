@@ -7,8 +7,10 @@ from types import TracebackType
 from sqlalchemy import exc
 from sqlalchemy.orm import Session
 
+from mailctl.storage.certificate_rows import AcmeAccounts, AcmeChallenges, Certificates
 from mailctl.storage.database import Database, translate
-from mailctl.storage.keys import AcmeAccounts, AcmeChallenges, Certificates, DkimKeys, Jobs
+from mailctl.storage.dkim_rows import DkimKeys
+from mailctl.storage.job_rows import Jobs
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
 from mailctl.storage.throttle_rows import LoginThrottles
 from mailctl.storage.token_rows import AdminTokens
