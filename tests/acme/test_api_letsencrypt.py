@@ -20,7 +20,7 @@ from tests.pki import self_signed
 from typer.testing import CliRunner
 
 from mailctl.cli.main import app as cli_app
-from mailctl.services import certificates, jobs
+from mailctl.services import certificates
 from mailctl.services.acme_orders import Renewals
 from mailctl.services.context import Context
 from mailctl.storage.tables import AcmeAccount, AcmeChallenge, Job
@@ -58,7 +58,7 @@ def acme_api(ctx: Context, pebble: PebbleServer) -> Iterator[AcmeApi]:
                 yield AcmeApi(client, ctx)
         finally:
             # No order may outlive the test's database.
-            assert jobs.runner().wait(JOB_WAIT_SECONDS)
+            assert ctx.job_runner.wait(JOB_WAIT_SECONDS)
 
 
 def _wait_for_job(client: httpx.Client, job_id: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from tests.pki import ca_signed, self_signed
 from mailctl.errors import InvalidInputError, NotFoundError, ThrottledError, UpstreamError
 from mailctl.services import certificates, dkim, domains, jobs
 from mailctl.services.context import Actor, Context
+from mailctl.services.job_runner import JobRunner
 from mailctl.services.reconcile import reconcile
 from mailctl.storage.tables import Job
 
@@ -341,7 +342,7 @@ def test_background_job_reports_progress_and_outcome(ctx: Context) -> None:
     job_id = jobs.start(ctx, "test", "t.example", "test:t", 600, work)
     assert jobs.get_job(ctx, job_id).state in ("pending", "running")
     gate.set()
-    assert jobs.runner().wait(10)
+    assert ctx.job_runner.wait(10)
     done = jobs.get_job(ctx, job_id)
     assert (done.state, done.message) == ("succeeded", "all done")
     assert seen == ["step one"]
@@ -356,7 +357,7 @@ def test_background_job_failure_keeps_the_message(ctx: Context) -> None:
         raise UpstreamError("The ACME server said no.")
 
     job_id = jobs.start(ctx, "test", "t.example", "test:t", 600, work)
-    assert jobs.runner().wait(10)
+    assert ctx.job_runner.wait(10)
     done = jobs.get_job(ctx, job_id)
     assert (done.state, done.message) == ("failed", "The ACME server said no.")
     with ctx.uow() as uow:
@@ -365,7 +366,7 @@ def test_background_job_failure_keeps_the_message(ctx: Context) -> None:
 
 def test_full_queue_is_throttled_and_claims_nothing(ctx: Context) -> None:
     """A full runner refuses with 429 before any job row is made."""
-    runner = jobs.JobRunner(workers=1, queued=1)
+    runner = JobRunner(workers=1, queued=1)
     runner.reserve()
     with pytest.raises(ThrottledError):
         runner.reserve()

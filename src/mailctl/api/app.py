@@ -48,7 +48,9 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
         # What a process killed mid-operation left (one warning each), before any request.
         await run_in_threadpool(leftovers.clean_up_safely, context)
         yield
-        context.close()
+        # Background jobs stop with the app: those not started are recorded as cancelled,
+        # running ones get a bounded wait (Context.close).
+        await run_in_threadpool(context.close)
 
     app = FastAPI(
         title="mailctl",

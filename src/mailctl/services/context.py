@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 from mailctl.config import Settings
 from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
+from mailctl.services.job_runner import JobRunner
 from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
 from mailctl.storage.database import Database
 from mailctl.storage.timeouts import Timeouts
 from mailctl.storage.uow import UnitOfWork
+
+# How long closing a context waits for background jobs still running.
+JOB_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class Context:
     # The outcome of the latest reconcile after a change, for a command to report.
     last_reconcile: ReconcileOutcome | None = None
     passwords: PasswordPool = field(default_factory=lambda: PasswordPool(os.cpu_count() or 1))
+    # The background jobs of this process (ACME orders); they stop with it (``close``).
+    job_runner: JobRunner = field(default_factory=JobRunner)
     _jwt_secret: str | None = None
 
     @classmethod
@@ -79,5 +85,8 @@ class Context:
             listener(what)
         return outcome
 
-    def close(self) -> None:
+    def close(self, job_wait: float = JOB_WAIT_SECONDS) -> None:
+        """Stop the job runner (jobs not started are recorded as cancelled; running ones
+        get ``job_wait`` seconds), then close the database's connections."""
+        self.job_runner.close(job_wait)
         self.database.dispose()

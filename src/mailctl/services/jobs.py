@@ -1,4 +1,4 @@
-"""Background jobs: a row per job in the database, run on a small bounded thread pool.
+"""Background jobs: a row per job in the database, run on the Context's bounded job runner.
 
 The job row is the only shared state: any API replica can report on a job, and its
 ``lock_key`` (unique, set while the job runs) keeps two jobs for one target apart even
@@ -8,22 +8,18 @@ when they were started on different replicas.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mailctl.errors import ConflictError, MailctlError, NotFoundError, ThrottledError
+from mailctl.errors import ConflictError, MailctlError, NotFoundError
 from mailctl.services.context import Context
 from mailctl.storage.tables import Job
 
 log = logging.getLogger("mailctl.jobs")
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
-MAX_WORKERS = 2
-MAX_QUEUED = 16  # running and waiting together; more is refused with 429
 MAX_MESSAGE = 2000
 
 Progress = Callable[[str], None]
@@ -187,71 +183,19 @@ def _finish_logged(ctx: Context, job_id: str, succeeded: bool, message: str) -> 
         log.error("job %s: could not record its end: %s", job_id, exc.message)
 
 
-class JobRunner:
-    """A bounded pool of threads for background jobs, with a bounded queue in front."""
-
-    def __init__(self, workers: int = MAX_WORKERS, queued: int = MAX_QUEUED) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailctl-job")
-        self._slots = threading.BoundedSemaphore(queued)
-        self._futures: set[Future[JobView]] = set()
-        self._lock = threading.Lock()
-
-    def reserve(self) -> None:
-        """Take a slot before creating a job row; ThrottledError if the queue is full."""
-        if not self._slots.acquire(blocking=False):
-            raise ThrottledError("Too many background jobs are waiting; try again later.")
-
-    def release(self) -> None:
-        """Give back a slot taken by ``reserve`` that no job will use."""
-        self._slots.release()
-
-    def submit(self, ctx: Context, job_id: str, work: Work) -> None:
-        """Run the job in the pool; the caller has reserved a slot for it."""
-        future = self._pool.submit(run, ctx, job_id, work)
-        with self._lock:
-            self._futures.add(future)
-        future.add_done_callback(self._done)
-
-    def _done(self, future: Future[JobView]) -> None:
-        with self._lock:
-            self._futures.discard(future)
-        self._slots.release()
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every submitted job; True if all ended."""
-        with self._lock:
-            pending = list(self._futures)
-        for future in pending:
-            try:
-                future.result(timeout=timeout)
-            except TimeoutError:
-                return False
-        return True
-
-
-_runner: JobRunner | None = None
-_runner_lock = threading.Lock()
-
-
-def runner() -> JobRunner:
-    """The process-wide job runner, made on first use."""
-    global _runner
-    with _runner_lock:
-        if _runner is None:
-            _runner = JobRunner()
-        return _runner
-
-
 def start(
     ctx: Context, kind: str, target: str, lock_key: str, stale_after: float, work: Work
 ) -> str:
     """Claim ``lock_key`` for a new job, run ``work`` in the background, return the job id."""
-    pool = runner()
+    pool = ctx.job_runner
     pool.reserve()
     try:
         job_id = claim(ctx, kind, target, lock_key, stale_after)
     except BaseException:
         pool.release()
         raise
-    pool.submit(ctx, job_id, work)
+    pool.submit(
+        lambda: run(ctx, job_id, work),
+        lambda: _finish_logged(ctx, job_id, False, "Cancelled: the server stopped before it ran."),
+    )
     return job_id
