@@ -299,9 +299,8 @@ def import_domain(
         # follow any anyway.
         shutil.rmtree(staging, ignore_errors=True)
         os.close(lock)
-    ctx.changed("domains")
-    if plan.keys:
-        ctx.changed("dkim")
+    # One reconcile renders both; listeners hear whether keys came with the domain.
+    ctx.changed("dkim" if plan.keys else "domains")
     return result
 
 
