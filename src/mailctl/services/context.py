@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mailctl.config import Settings
 from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
+from mailctl.services.throttle import Limits, LoginThrottle
 from mailctl.storage.database import Database
 from mailctl.storage.timeouts import Timeouts
 from mailctl.storage.uow import UnitOfWork
@@ -32,7 +33,12 @@ class Context:
     # Called after a committed change, so the host files can be brought in line with it.
     change_listeners: list[Callable[[str], None]] = field(default_factory=list)
     passwords: PasswordPool = field(default_factory=lambda: PasswordPool(os.cpu_count() or 1))
+    # Counts admin logins (in the database, shared by every process) with the settings' limits.
+    throttle: LoginThrottle = field(init=False)
     _jwt_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        self.throttle = LoginThrottle(Limits.from_settings(self.settings), self.uow)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
