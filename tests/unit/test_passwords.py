@@ -15,6 +15,7 @@ from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 from mailctl.domain.passwords import (
     DEFAULT_SCHEME,
     SCHEMES,
+    check_new_password,
     hash_password,
     needs_rehash,
     scheme_of,
@@ -205,6 +206,30 @@ def test_bad_new_passwords_are_refused(plain: str, message: str) -> None:
     """Empty, NUL-containing, over-long and unencodable passwords are refused with a reason."""
     with pytest.raises(InvalidInputError, match=message):
         hash_password(plain)
+
+
+@pytest.mark.parametrize(
+    ("plain", "message", "hashed_too"),
+    [
+        (None, "The password is empty.", False),
+        ("", "The password is empty.", True),
+        ("abc\x00defghijkl", "contains a NUL character", True),
+        ("x" * 1025, "too long: 1025 characters; at most 1024", True),
+        ("short", "too short: 5 characters; at least 12", False),
+        ("bad \ud800 surrogate!", "not valid Unicode", True),
+    ],
+)
+def test_the_policy_for_new_passwords_is_one(plain: object, message: str, hashed_too: bool) -> None:
+    """The services' check and hash_password refuse with the same words (one policy).
+
+    hash_password knows no minimum length (that is a setting) and takes only text.
+    """
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        check_new_password(plain, min_length=12)
+    if hashed_too:
+        assert isinstance(plain, str)
+        with pytest.raises(InvalidInputError, match=re.escape(message)):
+            hash_password(plain)
 
 
 def test_a_password_of_the_maximum_length_is_accepted() -> None:
