@@ -10,11 +10,12 @@ import subprocess
 import bcrypt
 import pytest
 from argon2.low_level import Type, hash_secret
+from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 
-from mailctl.domain import _crypt
 from mailctl.domain.passwords import (
     DEFAULT_SCHEME,
     SCHEMES,
+    check_new_password,
     hash_password,
     needs_rehash,
     scheme_of,
@@ -75,6 +76,33 @@ SHA_VECTORS = [
 ]
 # The classic MD5-crypt example: the salt is cut at eight characters.
 MD5_VECTOR = ("$1$saltstring", "Hello world!", "$1$saltstri$YMyguxXMBpd2TEZ.vS/3q1")
+
+
+_LIBRARY = {"1": md5_crypt, "5": sha256_crypt, "6": sha512_crypt}
+
+
+def crypt(plain: str, setting: str) -> str:
+    """What crypt(3) returns for ``setting``, computed by the library mailctl verifies with.
+
+    crypt(3) raises rounds below 1000 to 1000 and cuts the salt at 16 characters (8 for
+    MD5-crypt); the library refuses such settings instead, so they are clamped here.
+    """
+    ident, rest = setting[1], setting[3:]
+    options: dict[str, object] = {"salt": rest.split("$", 1)[0][:8]}
+    if ident == "1":
+        return str(_LIBRARY[ident].using(**options).hash(plain))
+    named = rest.startswith("rounds=")
+    if named:
+        digits, _, rest = rest[len("rounds=") :].partition("$")
+    # Without rounds= in the setting crypt(3) does 5000; the library's default is higher.
+    options = {"rounds": max(int(digits), 1000) if named else 5000}
+    options["salt"] = rest.split("$", 1)[0][:16]
+    result = str(_LIBRARY[ident].using(**options).hash(plain))
+    if named and options["rounds"] == 5000 and "$rounds=" not in result:
+        # crypt(3) repeats rounds=5000 when the setting names it; the library leaves it
+        # out, the default being 5000. The checksum is the same either way.
+        result = result.replace(f"${ident}$", f"${ident}$rounds=5000$", 1)
+    return result
 
 
 def argon2(variant: Type, *, m: int = 64 * 1024, t: int = 3, p: int = 1) -> str:
@@ -180,6 +208,30 @@ def test_bad_new_passwords_are_refused(plain: str, message: str) -> None:
         hash_password(plain)
 
 
+@pytest.mark.parametrize(
+    ("plain", "message", "hashed_too"),
+    [
+        (None, "The password is empty.", False),
+        ("", "The password is empty.", True),
+        ("abc\x00defghijkl", "contains a NUL character", True),
+        ("x" * 1025, "too long: 1025 characters; at most 1024", True),
+        ("short", "too short: 5 characters; at least 12", False),
+        ("bad \ud800 surrogate!", "not valid Unicode", True),
+    ],
+)
+def test_the_policy_for_new_passwords_is_one(plain: object, message: str, hashed_too: bool) -> None:
+    """The services' check and hash_password refuse with the same words (one policy).
+
+    hash_password knows no minimum length (that is a setting) and takes only text.
+    """
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        check_new_password(plain, min_length=12)
+    if hashed_too:
+        assert isinstance(plain, str)
+        with pytest.raises(InvalidInputError, match=re.escape(message)):
+            hash_password(plain)
+
+
 def test_a_password_of_the_maximum_length_is_accepted() -> None:
     """A password of exactly 1024 characters hashes and verifies."""
     plain = "y" * 1024
@@ -214,17 +266,17 @@ def test_long_passwords_still_work_with_the_other_schemes() -> None:
 
 @pytest.mark.parametrize(("setting", "plain", "expected"), SHA_VECTORS)
 def test_sha_crypt_matches_the_published_vectors(setting: str, plain: str, expected: str) -> None:
-    """SHA-crypt reproduces the specification's vectors and verifies them."""
-    assert _crypt.crypt(plain.encode(), setting) == expected
+    """The library reproduces the specification's SHA-crypt vectors, and they verify."""
+    assert crypt(plain, setting) == expected
     scheme = "SHA256-CRYPT" if expected.startswith("$5$") else "SHA512-CRYPT"
     assert verify_password(plain, "{" + scheme + "}" + expected)
     assert not verify_password(plain + " ", "{" + scheme + "}" + expected)
 
 
 def test_md5_crypt_matches_the_published_vector() -> None:
-    """MD5-crypt reproduces the classic example and verifies it."""
+    """The library reproduces the classic MD5-crypt example, and it verifies."""
     setting, plain, expected = MD5_VECTOR
-    assert _crypt.crypt(plain.encode(), setting) == expected
+    assert crypt(plain, setting) == expected
     assert verify_password(plain, "{MD5-CRYPT}" + expected)
     assert not verify_password("hello world!", "{MD5-CRYPT}" + expected)
 
@@ -244,14 +296,14 @@ def test_openssl_crypt_strings_match_and_verify(
     """Strings from `openssl passwd` equal ours for the same salt and verify as stored rows."""
     reference = openssl_passwd(flag, plain, salt)
     assert reference.startswith(f"${ident}${salt}$")
-    assert _crypt.crypt(plain.encode(), f"${ident}${salt}") == reference
+    assert crypt(plain, f"${ident}${salt}") == reference
     assert verify_password(plain, "{" + scheme + "}" + reference)
     assert not verify_password(plain.upper(), "{" + scheme + "}" + reference)
 
 
 def test_old_md5_crypt_rows_verify_in_every_spelling() -> None:
     """An MD5-crypt row verifies with {MD5-CRYPT}, {MD5}, {CRYPT} or no prefix at all."""
-    row = _crypt.crypt(PASSWORD.encode(), "$1$" + _crypt.make_salt(8))
+    row = crypt(PASSWORD, "$1$oldrow.8")
     for stored in ("{MD5-CRYPT}" + row, "{MD5}" + row, "{CRYPT}" + row, "{md5-crypt}" + row, row):
         assert verify_password(PASSWORD, stored), stored
         assert not verify_password("wrong", stored), stored
@@ -261,8 +313,8 @@ def test_old_md5_crypt_rows_verify_in_every_spelling() -> None:
 
 def test_bare_crypt_strings_verify() -> None:
     """Unprefixed $6$, $5$ and $2y$ strings verify like Dovecot's CRYPT scheme."""
-    sha512 = _crypt.crypt(PASSWORD.encode(), "$6$abcdefgh")
-    sha256 = _crypt.crypt(PASSWORD.encode(), "$5$abcdefgh")
+    sha512 = crypt(PASSWORD, "$6$abcdefgh")
+    sha256 = crypt(PASSWORD, "$5$abcdefgh")
     blf = blowfish(4, ident=b"2b").replace("$2b$", "$2y$", 1)
     for stored, scheme in ((sha512, "SHA512-CRYPT"), (sha256, "SHA256-CRYPT"), (blf, "BLF-CRYPT")):
         assert verify_password(PASSWORD, stored)
@@ -288,7 +340,7 @@ def test_migrated_bcrypt_rows_compare_the_first_72_bytes_like_dovecot() -> None:
 
 def _garbled() -> list[str]:
     """Stored values that are not verifiable hashes of PASSWORD, built from real ones."""
-    sha = "{SHA512-CRYPT}" + _crypt.crypt(PASSWORD.encode(), "$6$abcdefgh")
+    sha = "{SHA512-CRYPT}" + crypt(PASSWORD, "$6$abcdefgh")
     arg = "{ARGON2ID}" + argon2(Type.ID, m=1024)
     blf = "{BLF-CRYPT}" + blowfish(4)
     return [
@@ -335,7 +387,7 @@ def test_garbled_hashes_verify_as_false_without_raising(stored: str) -> None:
 
 def test_rows_with_absurd_costs_are_refused_without_computing() -> None:
     """Rows whose cost would take minutes or gigabytes verify as False at once."""
-    sha = _crypt.crypt(PASSWORD.encode(), "$6$abcdefgh")
+    sha = crypt(PASSWORD, "$6$abcdefgh")
     assert not verify_password(
         PASSWORD, "{SHA512-CRYPT}" + sha.replace("$6$", "$6$rounds=999999999$")
     )
@@ -348,7 +400,8 @@ def test_rows_with_absurd_costs_are_refused_without_computing() -> None:
 @pytest.mark.parametrize("plain", ["", "\ud800", "x" * 5000, "a\x00b"])
 def test_odd_passwords_verify_as_false_without_raising(plain: str) -> None:
     """Empty, unencodable, NUL-containing or huge candidates are just wrong, not errors."""
-    stored = "{SHA512-CRYPT}" + _crypt.crypt(b"a\x00b", "$6$abcdefgh")
+    # Dovecot (C strings) would compare "a" for "a\x00b"; mailctl refuses the candidate.
+    stored = "{SHA512-CRYPT}" + crypt("a", "$6$abcdefgh")
     assert verify_password(plain, stored) is False
 
 
@@ -375,14 +428,14 @@ def test_scheme_of_names_the_verifying_scheme(stored: str, expected: str | None)
 
 def test_needs_rehash_flags_weaker_or_foreign_rows() -> None:
     """Rows in another scheme, unprefixed, malformed or with weaker parameters need rehashing."""
-    ours_sha = _crypt.crypt(PASSWORD.encode(), "$6$rounds=100000$" + "s" * 16)
+    ours_sha = crypt(PASSWORD, "$6$rounds=100000$" + "s" * 16)
     assert not needs_rehash("{SHA512-CRYPT}" + ours_sha, "SHA512-CRYPT")
     assert needs_rehash("{SHA512-CRYPT}" + ours_sha)  # the default is ARGON2ID
     assert needs_rehash(ours_sha, "SHA512-CRYPT")  # does not name its scheme
     assert needs_rehash("{CRYPT}" + ours_sha, "SHA512-CRYPT")
-    default_rounds = _crypt.crypt(PASSWORD.encode(), "$6$" + "s" * 16)
+    default_rounds = crypt(PASSWORD, "$6$" + "s" * 16)
     assert needs_rehash("{SHA512-CRYPT}" + default_rounds, "SHA512-CRYPT")
-    short_salt = _crypt.crypt(PASSWORD.encode(), "$6$rounds=100000$short")
+    short_salt = crypt(PASSWORD, "$6$rounds=100000$short")
     assert needs_rehash("{SHA512-CRYPT}" + short_salt, "SHA512-CRYPT")
 
     assert not needs_rehash("{ARGON2ID}" + argon2(Type.ID))
@@ -407,9 +460,9 @@ def test_needs_rehash_refuses_a_scheme_we_cannot_create() -> None:
 
 def _prehashed_ok() -> list[tuple[str, str]]:
     """Pre-hashed inputs a migration may bring, with the normalised value expected back."""
-    sha512 = _crypt.crypt(PASSWORD.encode(), "$6$abcdefgh")
-    sha256 = _crypt.crypt(PASSWORD.encode(), "$5$rounds=656000$abcdefgh")
-    md5 = _crypt.crypt(PASSWORD.encode(), "$1$abcdefgh")
+    sha512 = crypt(PASSWORD, "$6$abcdefgh")
+    sha256 = crypt(PASSWORD, "$5$rounds=656000$abcdefgh")
+    md5 = crypt(PASSWORD, "$1$abcdefgh")
     arg_id, arg_i = argon2(Type.ID, m=1024), argon2(Type.I, m=1024, p=4)
     blf_y = blowfish(4).replace("$2b$", "$2y$", 1)
     return [
@@ -435,7 +488,7 @@ def test_validate_prehashed_accepts_and_normalises(given: str, expected: str) ->
 
 def _prehashed_bad() -> list[tuple[str, str]]:
     """Pre-hashed inputs to refuse, with a word the error message must contain."""
-    sha = _crypt.crypt(PASSWORD.encode(), "$6$abcdefgh")
+    sha = crypt(PASSWORD, "$6$abcdefgh")
     arg = argon2(Type.ID, m=1024)
     return [
         ("", "printable"),
@@ -464,3 +517,30 @@ def test_validate_prehashed_refuses(given: str, message: str) -> None:
     """Unknown schemes, plaintext, malformed hashes and absurd costs are refused with a reason."""
     with pytest.raises(InvalidInputError, match=re.escape(message)):
         validate_prehashed(given)
+
+
+def test_the_hash_cost_can_be_lowered_for_a_test_suite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lowered module constants (and a rebuilt hasher) give cheap hashes that still verify."""
+    from mailctl.domain import passwords
+
+    production = hash_password(PASSWORD)
+    for name, value in [
+        ("ARGON2_TIME_COST", 1),
+        ("ARGON2_MEMORY_KIB", 8),
+        ("BCRYPT_COST", 4),
+        ("SHA512_CRYPT_ROUNDS", 1000),
+    ]:
+        monkeypatch.setattr(passwords, name, value)
+    monkeypatch.setattr(passwords, "_hasher", passwords.argon2_hasher())
+
+    cheap = {scheme: hash_password(PASSWORD, scheme) for scheme in SCHEMES}
+    assert "$m=8,t=1,p=1$" in cheap["ARGON2ID"]
+    assert cheap["BLF-CRYPT"].startswith("{BLF-CRYPT}$2b$04$")
+    assert cheap["SHA512-CRYPT"].startswith("{SHA512-CRYPT}$6$rounds=1000$")
+    for scheme, stored in cheap.items():
+        assert verify_password(PASSWORD, stored)
+        assert not needs_rehash(stored, scheme)
+    assert not needs_rehash(production)  # stronger than asked for is fine
+
+    monkeypatch.undo()
+    assert all(needs_rehash(stored, scheme) for scheme, stored in cheap.items())

@@ -6,13 +6,14 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import Type, verify_secret
+from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 
-from mailctl.domain import _crypt
 from mailctl.errors import InvalidInputError
 
 SCHEMES: tuple[str, ...] = ("ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT")
@@ -21,9 +22,12 @@ DEFAULT_SCHEME = "ARGON2ID"
 VERIFY_ONLY_SCHEMES: tuple[str, ...] = ("ARGON2I", "SHA256-CRYPT", "MD5-CRYPT")
 _VERIFIABLE = SCHEMES + VERIFY_ONLY_SCHEMES
 
+# The password policy's fixed bounds; the minimum length is a setting (see check_new_password).
 MAX_PASSWORD_LENGTH = 1024
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores everything after the 72nd byte
 
+# The cost of new hashes. They are read when a hash is made or judged by needs_rehash, so a
+# test suite may lower them (and rebuild ``_hasher`` with argon2_hasher()) to run fast.
 # Dovecot verifies Argon2 through libsodium, whose hashing API knows one lane only.
 ARGON2_TIME_COST = 3
 ARGON2_MEMORY_KIB = 64 * 1024
@@ -39,6 +43,9 @@ SHA_CRYPT_SALT_CHARS = 16
 # Bounds on any row we import or verify: beyond them one login would pin a CPU for minutes
 # or allocate gigabytes, so such rows are refused rather than computed.
 _MAX_SHA_ROUNDS = 1_000_000
+# crypt(3)'s rounds when a SHA-crypt string names none, and the least it accepts.
+_SHA_ROUNDS_DEFAULT = 5000
+_SHA_ROUNDS_MIN = 1000
 _MAX_BCRYPT_COST = 16
 _MAX_ARGON2_MEMORY_KIB = 1024 * 1024
 _MAX_ARGON2_TIME_COST = 64
@@ -51,16 +58,34 @@ _ARGON2 = re.compile(
 )
 _BCRYPT = re.compile(r"^\$(2[aby])\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _CRYPT_IDS = {"$1$": "MD5-CRYPT", "$5$": "SHA256-CRYPT", "$6$": "SHA512-CRYPT"}
+# A $1$, $5$ or $6$ string exactly as crypt(3) writes it: rounds without sign or leading
+# zero, a salt of at most 8 (MD5) or 16 (SHA) characters and a checksum of the right length,
+# both in crypt's base-64 alphabet. Anything else is refused before the library sees it.
+_CRYPT_STRING = re.compile(
+    r"^\$(?:(?P<md5>1)\$(?P<md5_salt>[./0-9A-Za-z]{0,8})\$(?P<md5_sum>[./0-9A-Za-z]{22})"
+    r"|(?P<sha>[56])\$(?:rounds=(?P<rounds>[1-9][0-9]{0,8})\$)?(?P<sha_salt>[./0-9A-Za-z]{0,16})"
+    r"\$(?P<sha_sum>[./0-9A-Za-z]{43}|[./0-9A-Za-z]{86}))$"
+)
+_SHA_CHECKSUM_LENGTH = {"5": 43, "6": 86}
+# The maintained implementations of the crypt(3) schemes, by ``$id$``.
+_CRYPT_HANDLERS: dict[str, Any] = {"1": md5_crypt, "5": sha256_crypt, "6": sha512_crypt}
 _ARGON2_TYPES = {"ARGON2ID": ("argon2id", Type.ID), "ARGON2I": ("argon2i", Type.I)}
 
-_hasher = PasswordHasher(
-    time_cost=ARGON2_TIME_COST,
-    memory_cost=ARGON2_MEMORY_KIB,
-    parallelism=ARGON2_PARALLELISM,
-    hash_len=ARGON2_HASH_BYTES,
-    salt_len=ARGON2_SALT_BYTES,
-    type=Type.ID,
-)
+
+def argon2_hasher() -> PasswordHasher:
+    """An Argon2id hasher with the module's current ARGON2_* parameters."""
+    return PasswordHasher(
+        time_cost=ARGON2_TIME_COST,
+        memory_cost=ARGON2_MEMORY_KIB,
+        parallelism=ARGON2_PARALLELISM,
+        hash_len=ARGON2_HASH_BYTES,
+        salt_len=ARGON2_SALT_BYTES,
+        type=Type.ID,
+    )
+
+
+# The one hasher new ARGON2ID hashes come from.
+_hasher = argon2_hasher()
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,15 @@ class _Stored:
     scheme: str  # uppercase: "ARGON2ID", "SHA512-CRYPT", or an unknown prefix as written
     body: str  # the hash after the prefix
     explicit: bool  # whether the row names that exact scheme in its own prefix
+
+
+@dataclass(frozen=True)
+class _CryptString:
+    """A $1$, $5$ or $6$ crypt(3) string taken apart."""
+
+    ident: str  # "1", "5" or "6"
+    rounds: int | None  # as written; None when the string names none
+    salt: str
 
 
 @dataclass(frozen=True)
@@ -134,46 +168,56 @@ def _parse_argon2(body: str) -> _Argon2 | None:
     return _Argon2(variant, int(memory), int(time_cost), int(lanes), salt_bytes, hash_bytes)
 
 
+def _parse_crypt(body: str) -> _CryptString | None:
+    """Take a $1$, $5$ or $6$ string apart; None unless it is exactly as crypt(3) writes it."""
+    match = _CRYPT_STRING.match(body)
+    if match is None:
+        return None
+    if match["md5"]:
+        return _CryptString("1", None, match["md5_salt"])
+    ident = match["sha"]
+    if len(match["sha_sum"]) != _SHA_CHECKSUM_LENGTH[ident]:
+        return None
+    rounds = None if match["rounds"] is None else int(match["rounds"])
+    if rounds is not None and rounds < _SHA_ROUNDS_MIN:
+        return None
+    return _CryptString(ident, rounds, match["sha_salt"])
+
+
 def _bcrypt_cost(body: str) -> int | None:
     """The cost of a ``$2a$``/``$2b$``/``$2y$`` string; None if it is not one."""
     match = _BCRYPT.match(body)
     return None if match is None else int(match.group(2))
 
 
-def _check_plain(plain: str) -> bytes:
-    """The UTF-8 bytes of a new password, or InvalidInputError saying what is wrong with it."""
-    if not plain:
+def check_new_password(plain: object, min_length: int = 1) -> str:
+    """Apply the password policy to a new password; return it unchanged.
+
+    The one place the policy lives: the services check mailbox and admin passwords with
+    it (``min_length`` from the settings) and hash_password checks every password it
+    hashes. Raises InvalidInputError, without repeating the password, when it is not
+    text, is empty, holds a NUL character (Dovecot sees passwords as C strings), is
+    shorter than ``min_length`` or longer than MAX_PASSWORD_LENGTH characters, or cannot
+    be encoded as UTF-8 (an unpaired surrogate).
+    """
+    if not isinstance(plain, str) or plain == "":
         raise InvalidInputError("The password is empty.")
     if "\x00" in plain:
         raise InvalidInputError("The password contains a NUL character, which is not allowed.")
     if len(plain) > MAX_PASSWORD_LENGTH:
         raise InvalidInputError(
-            f"The password is {len(plain)} characters long; at most "
+            f"The password is too long: {len(plain)} characters; at most "
             f"{MAX_PASSWORD_LENGTH} are allowed."
         )
+    if len(plain) < min_length:
+        raise InvalidInputError(
+            f"The password is too short: {len(plain)} characters; at least "
+            f"{min_length} are required."
+        )
     try:
-        return plain.encode("utf-8")
+        plain.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidInputError("The password is not valid Unicode text.") from exc
-
-
-def check_new_password(plain: object, min_length: int) -> str:
-    """Apply the password policy to a new mailbox or admin password; return it unchanged.
-
-    Raises InvalidInputError, without repeating the password, when it is not text, is
-    empty, holds a NUL byte, or is shorter than ``min_length`` or longer than
-    MAX_PASSWORD_LENGTH characters.
-    """
-    if not isinstance(plain, str) or plain == "":
-        raise InvalidInputError("The password is empty.")
-    if "\x00" in plain:
-        raise InvalidInputError("The password must not contain a NUL byte.")
-    if len(plain) > MAX_PASSWORD_LENGTH:
-        raise InvalidInputError(
-            f"The password is too long ({MAX_PASSWORD_LENGTH} characters at most)."
-        )
-    if len(plain) < min_length:
-        raise InvalidInputError(f"The password is too short ({min_length} characters at least).")
     return plain
 
 
@@ -194,7 +238,7 @@ def hash_password(plain: str, scheme: str = DEFAULT_SCHEME) -> str:
     MAX_PASSWORD_LENGTH characters, an unknown scheme, or a password longer than 72 bytes
     for BLF-CRYPT (which would silently ignore the rest).
     """
-    secret = _check_plain(plain)
+    secret = check_new_password(plain).encode("utf-8")
     name = _check_scheme(scheme)
     if name == "ARGON2ID":
         return "{ARGON2ID}" + _hasher.hash(secret)
@@ -205,8 +249,8 @@ def hash_password(plain: str, scheme: str = DEFAULT_SCHEME) -> str:
                 f"one is {len(secret)} bytes long; choose a shorter password or another scheme."
             )
         return "{BLF-CRYPT}" + bcrypt.hashpw(secret, bcrypt.gensalt(BCRYPT_COST)).decode("ascii")
-    salt = _crypt.make_salt(SHA_CRYPT_SALT_CHARS)
-    return "{SHA512-CRYPT}" + _crypt.crypt(secret, f"$6$rounds={SHA512_CRYPT_ROUNDS}${salt}")
+    sha = sha512_crypt.using(rounds=SHA512_CRYPT_ROUNDS, salt_size=SHA_CRYPT_SALT_CHARS)
+    return "{SHA512-CRYPT}" + str(sha.hash(secret))
 
 
 def _verify_argon2(secret: bytes, scheme: str, body: str) -> bool:
@@ -214,6 +258,14 @@ def _verify_argon2(secret: bytes, scheme: str, body: str) -> bool:
     try:
         return verify_secret(body.encode("ascii"), secret, _ARGON2_TYPES[scheme][1])
     except (VerificationError, InvalidHashError, ValueError):
+        return False
+
+
+def _verify_crypt(secret: bytes, body: str) -> bool:
+    """Check a well-formed $1$, $5$ or $6$ body whose rounds are within our bounds."""
+    try:
+        return bool(_CRYPT_HANDLERS[body[1]].verify(secret, body))
+    except (ValueError, TypeError):
         return False
 
 
@@ -250,7 +302,7 @@ def verify_password(plain: str, stored: str) -> bool:
         return _verify_argon2(secret, resolved.scheme, resolved.body)
     if resolved.scheme == "BLF-CRYPT":
         return _verify_bcrypt(secret, resolved.body)
-    return _crypt.verify(secret, resolved.body)
+    return _verify_crypt(secret, resolved.body)
 
 
 def scheme_of(stored: str) -> str | None:
@@ -289,11 +341,11 @@ def needs_rehash(stored: str, scheme: str = DEFAULT_SCHEME) -> bool:
         cost = _bcrypt_cost(resolved.body)
         # $2a$ strings may come from implementations with the old sign-extension bug.
         return cost is None or cost < BCRYPT_COST or resolved.body.startswith("$2a$")
-    parsed = _crypt.parse(resolved.body)
+    parsed = _parse_crypt(resolved.body)
     return (
         parsed is None
         or parsed.ident != "6"
-        or (parsed.rounds or _crypt.SHA_ROUNDS_DEFAULT) < SHA512_CRYPT_ROUNDS
+        or (parsed.rounds or _SHA_ROUNDS_DEFAULT) < SHA512_CRYPT_ROUNDS
         or len(parsed.salt) < SHA_CRYPT_SALT_CHARS
     )
 
@@ -320,7 +372,9 @@ def _problem(scheme: str, body: str) -> str | None:
         if not 4 <= cost <= _MAX_BCRYPT_COST:
             return f"its bcrypt cost {cost} is outside 4 to {_MAX_BCRYPT_COST}"
         return None
-    parsed = _crypt.parse(body)
+    # Checked here, before the library computes anything: a hostile row cannot make one
+    # login spend minutes (rounds) or reach a parser we have not bounded.
+    parsed = _parse_crypt(body)
     if parsed is None or _CRYPT_IDS.get(body[:3]) != scheme:
         return f"it is not a well-formed {scheme} hash"
     if (parsed.rounds or 0) > _MAX_SHA_ROUNDS:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from mailctl.domain import passwords
 from mailctl.errors import AuthError, ConflictError, InvalidInputError, NotFoundError
-from mailctl.services import auth, throttle
+from mailctl.services import auth
 from mailctl.services.context import Actor, Context
 
 WRONG_CURRENT_PASSWORD = "The current password is not correct."  # noqa: S105 - a message
@@ -66,7 +66,7 @@ def change_password(
     if new_password == current_password:
         raise InvalidInputError("The new password is the same as the current one.")
     passwords.check_new_password(new_password, ctx.settings.min_password_length)
-    attempt = throttle.begin_attempt(ctx, client_address, identity.username)
+    attempt = ctx.throttle.begin_attempt(client_address, identity.username)
     with ctx.uow() as uow:
         admin = uow.admins.get(identity.id)
         if admin is None:
@@ -74,7 +74,7 @@ def change_password(
         stored = admin.password
     if not ctx.passwords.verify(current_password, stored):
         raise AuthError(WRONG_CURRENT_PASSWORD)
-    throttle.attempt_succeeded(ctx, attempt)
+    ctx.throttle.attempt_succeeded(attempt)
     hashed = _hash_new(ctx, new_password)
     revoked = _store_password(
         ctx,

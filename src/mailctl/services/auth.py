@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import jwt
 
+from mailctl.domain import passwords
 from mailctl.errors import (
     AuthError,
     ConflictError,
@@ -18,15 +19,12 @@ from mailctl.errors import (
     NotFoundError,
     UnavailableError,
 )
-from mailctl.services import throttle
 from mailctl.services.context import Actor, Context
 from mailctl.storage.tables import AdminToken
 
 JWT_ALGORITHM = "HS256"
 JWT_SECRET_NAME = "jwt_secret"  # noqa: S105 - the row name, not a secret
 BAD_CREDENTIALS = "Username/password is not correct"
-# Verified when the username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH_SOURCE = "mailctl-no-such-admin"
 # Rows of expired tokens are dropped now and then, on a login, rather than on every one.
 PRUNE_CHANCE = 0.05
 LOG_IN_AGAIN = "log in again at POST /auth."
@@ -55,16 +53,6 @@ class InitResult:
     admin_created: bool
     generated_password: str | None
     secret_created: bool
-
-
-_dummy_hash: str | None = None
-
-
-def _dummy(ctx: Context) -> str:
-    global _dummy_hash
-    if _dummy_hash is None:
-        _dummy_hash = ctx.passwords.hash(_DUMMY_HASH_SOURCE)
-    return _dummy_hash
 
 
 def validate_admin_username(username: object) -> str:
@@ -154,7 +142,7 @@ def login(
     """Check an admin's credentials and return a signed token (HS256, with expiry)."""
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise AuthError(BAD_CREDENTIALS)
-    attempt = throttle.begin_attempt(ctx, client_address, username)
+    attempt = ctx.throttle.begin_attempt(client_address, username)
     with ctx.uow() as uow:
         admin = uow.admins.by_username(username)
         stored = admin.password if admin is not None else None
@@ -163,10 +151,16 @@ def login(
         # the generation, so a token won with the old password is born revoked.
         generation = admin.token_generation if admin is not None else 0
     # The hash is checked outside the transaction: it takes long, and holds no row.
-    ok = ctx.passwords.verify(password, stored if stored is not None else _dummy(ctx))
-    if identity is None or not ok:
+    # An unknown username is checked against a dummy hash, so it costs what a wrong password
+    # does.
+    checked = stored if stored is not None else ctx.passwords.dummy_hash()
+    ok = ctx.passwords.verify(password, checked)
+    if identity is None or stored is None or not ok:
         raise AuthError(BAD_CREDENTIALS)
-    throttle.attempt_succeeded(ctx, attempt)
+    ctx.throttle.attempt_succeeded(attempt)
+    # Housekeeping, like the pruning below: a busy database must not fail the login.
+    with contextlib.suppress(UnavailableError):
+        _rehash_if_weaker(ctx, identity.id, password, stored)
     if random.random() < PRUNE_CHANCE:  # noqa: S311 - spreading work, not a secret
         # Housekeeping: a busy database must not fail the login; a later one prunes.
         with contextlib.suppress(UnavailableError):
@@ -174,6 +168,23 @@ def login(
     return issue_token(
         ctx, identity, generation=generation, client_address=client_address, user_agent=user_agent
     )
+
+
+def _rehash_if_weaker(ctx: Context, admin_id: int, password: str, stored: str) -> bool:
+    """Replace a stored hash weaker than the ones made now by a fresh one; whether it did.
+
+    Runs after a successful login, the only time the plain password is known: a row of
+    an older scheme or cost (a migrated SHA512-CRYPT row, an Argon2id row of lower cost)
+    gets today's scheme and cost. The row changes only if it still holds the hash that
+    was checked, so a password change meanwhile wins; tokens stay valid (same password).
+    """
+    if not passwords.needs_rehash(stored):
+        return False
+    fresh = ctx.passwords.hash(password)
+    with ctx.uow() as uow:
+        replaced = uow.admins.rehash(admin_id, stored, fresh)
+        uow.commit()
+    return replaced
 
 
 def issue_token(

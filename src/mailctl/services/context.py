@@ -11,6 +11,7 @@ from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
 from mailctl.services.job_runner import JobRunner
 from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
+from mailctl.services.throttle import Limits, LoginThrottle
 from mailctl.storage.database import Database
 from mailctl.storage.timeouts import Timeouts
 from mailctl.storage.uow import UnitOfWork
@@ -42,7 +43,12 @@ class Context:
     passwords: PasswordPool = field(default_factory=lambda: PasswordPool(os.cpu_count() or 1))
     # The background jobs of this process (ACME orders); they stop with it (``close``).
     job_runner: JobRunner = field(default_factory=JobRunner)
+    # Counts admin logins (in the database, shared by every process) with the settings' limits.
+    throttle: LoginThrottle = field(init=False)
     _jwt_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        self.throttle = LoginThrottle(Limits.from_settings(self.settings), self.uow)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:

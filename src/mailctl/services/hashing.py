@@ -2,6 +2,9 @@
 
 An Argon2id hash takes 64 MiB while it is computed; two hundred logins at once would
 otherwise take the server past a gigabyte. Callers wait for a slot instead.
+
+The cost of new hashes is the one ``domain.passwords`` sets in its module constants
+(ARGON2_*, BCRYPT_COST, SHA512_CRYPT_ROUNDS, and ``_hasher`` built by argon2_hasher()).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from mailctl.domain import passwords
 
 T = TypeVar("T")
 
+# The password behind the dummy hash; nobody logs in with it, as no admin row holds it.
+_DUMMY_SOURCE = "mailctl-no-such-admin"
+
 
 class PasswordPool:
     """Runs password hashes and verifications, at most ``size`` at any moment."""
@@ -23,6 +29,8 @@ class PasswordPool:
             raise ValueError("a password pool needs at least one slot")
         self.size = size
         self._slots = threading.BoundedSemaphore(size)
+        self._dummy: str | None = None
+        self._dummy_lock = threading.Lock()
 
     def run(self, work: Callable[[], T]) -> T:
         """Run ``work`` once a slot is free, on the calling thread."""
@@ -34,3 +42,14 @@ class PasswordPool:
 
     def verify(self, plain: str, stored: str) -> bool:
         return self.run(lambda: passwords.verify_password(plain, stored))
+
+    def dummy_hash(self) -> str:
+        """A default-scheme hash to verify when a username is unknown, made once per pool.
+
+        Checking a password against it costs what checking a real admin's does, so a
+        wrong username cannot be told from a wrong password by the time it takes.
+        """
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = self.hash(_DUMMY_SOURCE)
+            return self._dummy

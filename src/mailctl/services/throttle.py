@@ -4,6 +4,9 @@ Every attempt is counted *before* its password is checked, in a transaction that
 the counter rows, so concurrent guesses cannot slip past the limit and a refused guess
 costs no hash. Counters are per client address and per (address, username): a guesser
 elsewhere cannot lock an admin out of the address the admin logs in from.
+
+A process holds one LoginThrottle, in its Context; the counts themselves live in the
+database, so every process on it shares them.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import ipaddress
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailctl.config import Settings
 from mailctl.errors import ThrottledError
-from mailctl.services.context import Context
 from mailctl.storage.tables import LoginThrottleRow
+from mailctl.storage.uow import UnitOfWork
 
 # Expired rows are dropped now and then rather than on every attempt.
 PURGE_CHANCE = 0.02
@@ -93,53 +97,66 @@ def _forget_if_idle(row: LoginThrottleRow, now: float) -> None:
         row.blocked_until = None
 
 
-def begin_attempt(ctx: Context, address: str | None, username: str) -> Attempt:
-    """Count a login attempt before its password is checked; ThrottledError if blocked.
+class LoginThrottle:
+    """The login throttle of one process: its limits, and the database its counts live in."""
 
-    The ThrottledError's ``retry_after`` is the number of seconds until the longest
-    block on the attempt's keys ends.
-    """
-    limits = Limits.from_settings(ctx.settings)
-    attempt = _keys(address, username, limits)
-    keys = [attempt.address_key, attempt.pair_key]
-    now = time.time()
-    with ctx.uow() as uow:
-        uow.login_throttles.ensure(keys, now)
-        uow.commit()
-    with ctx.uow() as uow:
-        rows = uow.login_throttles.lock(keys)
-        for row in rows:
-            _forget_if_idle(row, now)
-        wait = max((row.blocked_until or now) - now for row in rows)
-        if wait <= 0:
-            for row in rows:
-                row.failures += 1
-                row.last_at = now
-                limit = attempt.limit_of(row.key)
-                if row.failures >= limit:
-                    row.blocked_until = now + limits.block_seconds(row.failures, limit)
-                row.expires_at = max(now, row.blocked_until or now) + limits.window
-        uow.commit()
-    if wait > 0:
-        raise ThrottledError(
-            "Too many failed logins from this address; wait before trying again.",
-            retry_after=math.ceil(wait),
-        )
-    if random.random() < PURGE_CHANCE:  # noqa: S311 - spreading work, not a secret
-        with ctx.uow() as uow:
-            uow.login_throttles.purge_expired(now - _PURGE_GRACE_SECONDS)
+    def __init__(
+        self,
+        limits: Limits,
+        uow: Callable[[], UnitOfWork],
+        *,
+        purge_chance: float = PURGE_CHANCE,
+    ) -> None:
+        self.limits = limits
+        self._uow = uow
+        self.purge_chance = purge_chance
+
+    def begin_attempt(self, address: str | None, username: str) -> Attempt:
+        """Count a login attempt before its password is checked; ThrottledError if blocked.
+
+        The ThrottledError's ``retry_after`` is the number of seconds until the longest
+        block on the attempt's keys ends.
+        """
+        limits = self.limits
+        attempt = _keys(address, username, limits)
+        keys = [attempt.address_key, attempt.pair_key]
+        now = time.time()
+        with self._uow() as uow:
+            uow.login_throttles.ensure(keys, now)
             uow.commit()
-    return attempt
+        with self._uow() as uow:
+            rows = uow.login_throttles.lock(keys)
+            for row in rows:
+                _forget_if_idle(row, now)
+            wait = max((row.blocked_until or now) - now for row in rows)
+            if wait <= 0:
+                for row in rows:
+                    row.failures += 1
+                    row.last_at = now
+                    limit = attempt.limit_of(row.key)
+                    if row.failures >= limit:
+                        row.blocked_until = now + limits.block_seconds(row.failures, limit)
+                    row.expires_at = max(now, row.blocked_until or now) + limits.window
+            uow.commit()
+        if wait > 0:
+            raise ThrottledError(
+                "Too many failed logins from this address; wait before trying again.",
+                retry_after=math.ceil(wait),
+            )
+        if random.random() < self.purge_chance:  # noqa: S311 - spreading work, not a secret
+            with self._uow() as uow:
+                uow.login_throttles.purge_expired(now - _PURGE_GRACE_SECONDS)
+                uow.commit()
+        return attempt
 
-
-def attempt_succeeded(ctx: Context, attempt: Attempt) -> None:
-    """A right password: clear the pair's count, and take this attempt off the address's."""
-    with ctx.uow() as uow:
-        for row in uow.login_throttles.lock([attempt.address_key, attempt.pair_key]):
-            if row.key == attempt.pair_key:
-                uow.login_throttles.remove(row)
-                continue
-            row.failures = max(row.failures - 1, 0)
-            if row.failures < attempt.limit_of(row.key):
-                row.blocked_until = None
-        uow.commit()
+    def attempt_succeeded(self, attempt: Attempt) -> None:
+        """A right password: clear the pair's count, and take this attempt off the address's."""
+        with self._uow() as uow:
+            for row in uow.login_throttles.lock([attempt.address_key, attempt.pair_key]):
+                if row.key == attempt.pair_key:
+                    uow.login_throttles.remove(row)
+                    continue
+                row.failures = max(row.failures - 1, 0)
+                if row.failures < attempt.limit_of(row.key):
+                    row.blocked_until = None
+            uow.commit()

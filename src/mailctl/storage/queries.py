@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mailctl.storage.tables import Admin, Alias, AuditEntry, Base, Domain, Secret, User
@@ -167,6 +167,20 @@ class Admins:
     def delete(self, admin: Admin) -> None:
         self.session.delete(admin)
         self.session.flush()
+
+    def rehash(self, admin_id: int, old: str, new: str) -> bool:
+        """Store ``new`` as the admin's hash of the same password, if ``old`` is still stored.
+
+        The token generation stays: the password did not change, so its tokens stay
+        valid. False when the row is gone or holds another hash (changed meanwhile).
+        """
+        result = self.session.execute(
+            update(Admin)
+            .where((Admin.id == admin_id) & (Admin.password == old))
+            .values(password=new),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(cast(CursorResult[Any], result).rowcount == 1)
 
 
 class Acting(Protocol):
