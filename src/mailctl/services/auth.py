@@ -98,7 +98,7 @@ def initialize(
                 generated = secrets.token_urlsafe(18)
                 given = generated
             uow.admins.add(name, ctx.passwords.hash(given))
-            uow.audit.add(admin="init", action="create_admin", target=name, client_address=None)
+            uow.audit.record(Actor("init"), "create_admin", name)
             admin_created = True
         uow.commit()
     return InitResult(name, admin_created, generated, secret_created)
@@ -112,9 +112,7 @@ def create_admin(ctx: Context, actor: Actor, username: str, password: str) -> Ad
         if uow.admins.by_username(name) is not None:
             raise ConflictError(f"The admin {name} exists already.")
         admin = uow.admins.add(name, hashed)
-        uow.audit.add(
-            admin=actor.name, action="create_admin", target=name, client_address=actor.address
-        )
+        uow.audit.record(actor, "create_admin", name)
         uow.commit()
         return AdminIdentity(admin.id, admin.username)
 
@@ -126,9 +124,7 @@ def delete_admin(ctx: Context, actor: Actor, username: str) -> None:
         if admin is None:
             raise NotFoundError(f"There is no admin {username}.")
         uow.admins.delete(admin)
-        uow.audit.add(
-            admin=actor.name, action="delete_admin", target=username, client_address=actor.address
-        )
+        uow.audit.record(actor, "delete_admin", username)
         uow.commit()
 
 

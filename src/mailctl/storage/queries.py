@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
@@ -202,34 +201,18 @@ class Audit:
     def record(
         self, actor: Acting, action: str, target: str, detail: str | None = None
     ) -> AuditEntry:
-        """Record that ``actor`` did ``action`` to ``target``, in this transaction."""
-        return self.add(
-            admin=actor.name,
-            action=action,
-            target=target,
-            client_address=actor.address,
-            detail=detail,
-        )
+        """Record that ``actor`` did ``action`` to ``target``, in this transaction.
 
-    def add(
-        self,
-        *,
-        admin: str,
-        action: str,
-        target: str,
-        client_address: str | None,
-        detail: str | None = None,
-        at: datetime | None = None,
-    ) -> AuditEntry:
+        The one way any service writes the audit log; long values are cut to the columns.
+        """
+        address = actor.address or None
         entry = AuditEntry(
-            admin=admin[:64],
+            admin=actor.name[:64],
             action=action[:64],
             target=target[:320],
-            client_address=(client_address or None) and client_address[:64],
+            client_address=address and address[:64],
             detail=detail,
         )
-        if at is not None:
-            entry.at = at
         self.session.add(entry)
         return entry
 
