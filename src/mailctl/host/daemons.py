@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.errors import HostStateError
+from mailctl.host import command
+from mailctl.host.command import tail
 from mailctl.host.fs import ensure_dir, write_atomic
 from mailctl.host.install import is_running
 from mailctl.host.plan import ActualFile, Plan
@@ -51,20 +52,6 @@ class ApplyResult:
         return not self.failures
 
 
-def _tail(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
-
-
-def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def run_reload(daemon: str, argv: Sequence[str], timeout: float) -> ReloadFailure | None:
     """Run one reload command (no shell); return None on success, else what went wrong.
 
@@ -73,19 +60,17 @@ def run_reload(daemon: str, argv: Sequence[str], timeout: float) -> ReloadFailur
     """
     if not argv:
         return None
-    try:
-        done = _run(argv, timeout)
-    except subprocess.TimeoutExpired as exc:
-        return ReloadFailure(daemon, TIMEOUT, _tail(exc.stderr or b""))
-    except OSError as exc:
-        # A missing or non-executable binary is a failed reload to report, not a crash.
-        return ReloadFailure(daemon, NOT_RUNNABLE, str(exc))
-    if done.returncode == 0:
+    ran = command.run(argv, timeout)
+    if ran.timed_out:
+        return ReloadFailure(daemon, TIMEOUT, tail(ran.stderr, STDERR_TAIL_CHARS))
+    if not ran.started:
+        return ReloadFailure(daemon, NOT_RUNNABLE, ran.stderr)
+    if ran.status == 0:
         return None
-    output = _tail(done.stdout + done.stderr)
-    if _not_running(argv, done.returncode, output, timeout):
+    output = tail(ran.output, STDERR_TAIL_CHARS)
+    if _not_running(argv, ran.status, output, timeout):
         return ReloadFailure(daemon, NOT_RUNNING, output)
-    return ReloadFailure(daemon, done.returncode, _tail(done.stderr))
+    return ReloadFailure(daemon, ran.status, tail(ran.stderr, STDERR_TAIL_CHARS))
 
 
 def _not_running(argv: Sequence[str], returncode: int, output: str, timeout: float) -> bool:
@@ -123,13 +108,12 @@ def _master_runs(program: str, argv: Sequence[str], timeout: float) -> bool:
     # /usr/sbin); else, as for Dovecot's doveconf in /usr/bin, found on PATH.
     sibling = Path(argv[0]).parent / query
     binary = str(sibling) if "/" in argv[0] and sibling.is_file() else query
-    try:
-        found = _run([binary, *options, "-h", setting], timeout)
-    except (subprocess.TimeoutExpired, OSError):
+    found = command.run([binary, *options, "-h", setting], timeout)
+    if found.timed_out or not found.started:
         return True  # cannot tell: treat the failure as a refusal, the safe side
-    if found.returncode != 0:
+    if found.status != 0:
         return False
-    where = found.stdout.decode("utf-8", errors="replace").strip()
+    where = found.stdout.strip()
     return bool(where) and is_running(Path(where) / pid_name)
 
 

@@ -9,13 +9,13 @@ import pwd
 import shlex
 import shutil
 import stat
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from mailctl.errors import HostStateError
+from mailctl.host import command
 from mailctl.host.fs import ensure_dir, write_atomic
 from mailctl.host.stack import RenderedFile, RequiredDir
 
@@ -42,20 +42,8 @@ class SystemRunner:
 
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
         """Run ``argv`` without a shell; a timeout or a missing binary is a failure."""
-        try:
-            done = subprocess.run(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return 124, f"no answer within {timeout:g} s"
-        except OSError as exc:
-            return 127, str(exc)
-        return done.returncode, (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:]
+        ran = command.run(argv, timeout)
+        return ran.status, command.tail(ran.output, OUTPUT_TAIL_CHARS)
 
 
 @dataclass(frozen=True)
