@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
@@ -10,13 +9,12 @@ import shlex
 import shutil
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from mailctl.errors import HostStateError
 from mailctl.host import command
-from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.fs import ensure_dir
 from mailctl.host.stack import RenderedFile, RequiredDir
 
 SYSTEMD = "systemd"
@@ -44,16 +42,6 @@ class SystemRunner:
         """Run ``argv`` without a shell; a timeout or a missing binary is a failure."""
         ran = command.run(argv, timeout)
         return ran.status, command.tail(ran.output, OUTPUT_TAIL_CHARS)
-
-
-@dataclass(frozen=True)
-class PreviousFile:
-    """A file as it was before setup wrote over it (None: it did not exist)."""
-
-    content: bytes
-    mode: int
-    uid: int
-    gid: int
 
 
 def lookup_id(value: str | int | None, table: str) -> int | None:
@@ -88,24 +76,6 @@ def make_dirs(directories: Sequence[RequiredDir]) -> list[Path]:
         if not existed:
             created.append(required.path)
     return created
-
-
-def read_previous(path: Path) -> PreviousFile | None:
-    try:
-        info = path.stat()
-        return PreviousFile(path.read_bytes(), info.st_mode & 0o7777, info.st_uid, info.st_gid)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise HostStateError(f"Cannot read {path}: {exc.strerror}.") from exc
-
-
-def put_back(path: Path, previous: PreviousFile | None) -> None:
-    if previous is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    write_atomic(path, previous.content, previous.mode, previous.uid, previous.gid)
 
 
 # Where syslog(3) sends messages: a daemon logging only through syslog (OpenDKIM) is
