@@ -29,7 +29,7 @@ _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
 class ExportResult(NamedTuple):
-    """Where ``services.archive_export.write_export`` put the archive and how many bytes it wrote."""
+    """Where the export service wrote the archive, and how many bytes it wrote."""
 
     path: Path
     size: int
