@@ -1,4 +1,4 @@
-"""Putting a rendered stack on a host: folders, files kept for rollback, units, commands."""
+"""Putting a rendered stack on a host: folders, the daemons' tools, units, syslog, pids."""
 
 from __future__ import annotations
 
