@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from mailctl.domain import dkim
+from mailctl.domain.dnsrecords import DnsRecord
 from mailctl.host import render
 from mailctl.host.daemons import apply
 from mailctl.host.plan import plan, read_actual
@@ -85,7 +86,7 @@ def test_opendkim_refuses_a_broken_configuration(tmp_path: Path) -> None:
     assert "Unknown database type" in done.stderr
 
 
-def unbound_with_records(tmp_path: Path, records: list[dkim.DnsRecord]) -> Path:
+def unbound_with_records(tmp_path: Path, records: list[DnsRecord]) -> Path:
     """Write a resolver configuration that answers the DKIM records locally.
 
     opendkim-testkey has no test-key option (TestPublicKeys and TestDNSData belong to the
@@ -143,7 +144,7 @@ def test_ed25519_key_file_is_a_pem_openssl_loads(rendered: Path) -> None:
     assert "ED25519 Private-Key" in done.stdout
 
 
-def dns_answering(record: dkim.DnsRecord) -> Callable[..., bytes | None]:
+def dns_answering(record: DnsRecord) -> Callable[..., bytes | None]:
     """A resolver for dkimpy that knows exactly one TXT record."""
 
     def lookup(name: bytes, timeout: int = 5) -> bytes | None:

@@ -17,9 +17,9 @@ from mailctl.archive import (
     Manifest,
     export_stream,
     verify_and_extract,
-    write_export,
 )
 from mailctl.errors import HostStateError, InvalidInputError
+from mailctl.services.archive_export import write_export
 
 LIMITS = {"max_total_bytes": 1 << 30, "max_files": 100_000}
 BASE_NS = 1_700_000_000_123_456_789

@@ -274,6 +274,21 @@ def test_a_refused_check_puts_the_previous_files_back(tmp_path: Path) -> None:
     assert not plan.cfg.dovecot_conf.exists()
 
 
+def test_a_write_that_fails_puts_back_the_files_written_before_it(tmp_path: Path) -> None:
+    """When one file cannot be written, the ones already written return and nothing runs."""
+    plan = small_plan(tmp_path)
+    plan.cfg.postfix_main_cf.parent.mkdir(parents=True)
+    plan.cfg.postfix_main_cf.write_text("myhostname = old\n")
+    # A non-empty folder where dovecot.conf should go makes that write fail for real.
+    plan.cfg.dovecot_conf.mkdir(parents=True)
+    (plan.cfg.dovecot_conf / "x").write_text("")
+    runner = FakeRunner()
+    with pytest.raises(HostStateError, match="Cannot write"):
+        setup.apply_setup(plan, runner=runner)
+    assert plan.cfg.postfix_main_cf.read_text() == "myhostname = old\n"
+    assert runner.ran == []
+
+
 def test_a_missing_daemon_is_not_checked(tmp_path: Path) -> None:
     """A check whose program is not installed is reported, not run, and does not fail."""
     runner = FakeRunner(missing=["opendkim"])

@@ -11,7 +11,7 @@ from mailctl.archive.format import (
     maildir_path,
 )
 from mailctl.archive.reader import verify_and_extract
-from mailctl.archive.stream import ExportResult, export_stream, write_export
+from mailctl.archive.stream import ExportResult, export_stream
 
 __all__ = [
     "FORMAT_VERSION",
@@ -25,5 +25,4 @@ __all__ = [
     "export_stream",
     "maildir_path",
     "verify_and_extract",
-    "write_export",
 ]

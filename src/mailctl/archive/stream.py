@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 import stat
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
@@ -32,7 +29,7 @@ _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
 class ExportResult(NamedTuple):
-    """Where ``write_export`` put the archive and how many bytes it wrote."""
+    """Where the export service wrote the archive, and how many bytes it wrote."""
 
     path: Path
     size: int
@@ -292,75 +289,3 @@ def _generate(
     yield from out.feed(data)
     yield from out.pad(len(data))
     yield from out.finish()
-
-
-def write_export(
-    path: Path,
-    manifest: Manifest,
-    mailbox_dirs: Mapping[str, Path],
-    chunk_size: int = DEFAULT_CHUNK,
-    progress: Progress | None = None,
-    *,
-    compresslevel: int = 6,
-) -> ExportResult:
-    """Write the archive to ``path`` atomically: whole and fsynced, or not at all.
-
-    The archive goes to a temporary sibling created 0600 (it holds password hashes and
-    DKIM private keys), is fsynced, and replaces ``path``; on any failure the sibling is
-    removed and an existing ``path`` is left untouched.
-    """
-    path = Path(path)
-    stream = export_stream(
-        manifest, mailbox_dirs, chunk_size, progress, compresslevel=compresslevel
-    )
-    try:
-        fd, tmp_name = _held_temp(path)
-    except OSError as exc:
-        raise HostStateError(f"Cannot create a file in {path.parent}: {exc.strerror}.") from exc
-    size = 0
-    try:
-        with os.fdopen(fd, "wb", closefd=False) as handle:
-            for chunk in stream:
-                handle.write(chunk)
-                size += len(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        _discard(tmp_name)
-        raise HostStateError(f"Cannot write the archive {path}: {exc.strerror}.") from exc
-    except BaseException:
-        _discard(tmp_name)
-        raise
-    finally:
-        os.close(fd)
-    return ExportResult(path, size)
-
-
-def _held_temp(path: Path) -> tuple[int, str]:
-    """A 0600 temporary sibling of ``path``, locked by the returned descriptor until closed.
-
-    The lock tells a start-up clean-up that a live export writes it; the clean-up removes
-    only unlocked ones, holding the lock, so one removed before this locked it is replaced.
-    """
-    while True:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink > 0:
-            return fd, name
-        os.close(fd)
-
-
-def _discard(name: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename lives in the directory entry; fsync it or a crash may undo the rename.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -13,7 +13,6 @@ from rich.table import Table
 from mailctl.cli.check import print_checks
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
-from mailctl.domain import dnsrecords
 from mailctl.errors import HostStateError, InvalidInputError
 from mailctl.host.stack import DAEMON_COLUMNS
 from mailctl.services import daemon_role, dns, setup
@@ -213,13 +212,13 @@ def dns_command(
     domain: str,
     zone: bool = typer.Option(False, "--zone", help="Print BIND zone-file lines."),
     mx: str | None = typer.Option(None, help="Mail host name (default: MAILCTL_MAIL_HOSTNAME)."),
-    mx_priority: int = typer.Option(dnsrecords.DEFAULT_MX_PRIORITY, min=0, max=65535),
+    mx_priority: int = typer.Option(dns.DEFAULT_MX_PRIORITY, min=0, max=65535),
     spf_all: str = typer.Option("-all", help="SPF's last term: -all, ~all or ?all."),
     dmarc_policy: str = typer.Option("quarantine", help="none, quarantine or reject."),
     dmarc_rua: str | None = typer.Option(
         None, help="Address for DMARC aggregate reports (default: postmaster@DOMAIN)."
     ),
-    ttl: int = typer.Option(dnsrecords.DEFAULT_TTL, min=60, help="TTL of the zone-file lines."),
+    ttl: int = typer.Option(dns.DEFAULT_TTL, min=60, help="TTL of the zone-file lines."),
 ) -> None:
     """Print the DNS records a domain needs: MX, SPF, DKIM and DMARC.
 
@@ -238,7 +237,7 @@ def dns_command(
         )
     if zone:
         # Plain output: Rich would expand the tabs that make these zone-file lines.
-        typer.echo(dnsrecords.zone_text(found.records, ttl), nl=False)
+        typer.echo(found.zone(ttl), nl=False)
     else:
         table = Table(title=f"DNS records for {found.domain}", title_justify="left")
         table.add_column("name", no_wrap=True)
@@ -248,16 +247,14 @@ def dns_command(
         for record in found.records:
             table.add_row(record.name, record.type, record.value, record.note)
         console.print(table, highlight=False)
-    for record in found.records:
-        if record.note == dnsrecords.RETIRED:
-            selector = record.name.partition("._domainkey.")[0]
-            err_console.print(
-                f"[bold yellow]note:[/] the retired DKIM key {selector} no longer signs; keep "
-                "its record until the mail it signed has been delivered (a few days), then "
-                f"`mailctl dkim rm {found.domain} {selector}`.",
-                highlight=False,
-                soft_wrap=True,
-            )
+    for selector in found.retired_selectors:
+        err_console.print(
+            f"[bold yellow]note:[/] the retired DKIM key {selector} no longer signs; keep "
+            "its record until the mail it signed has been delivered (a few days), then "
+            f"`mailctl dkim rm {found.domain} {selector}`.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if found.dkim_missing:
         err_console.print(
             f"[bold yellow]note:[/] no DKIM key signs the mail of {found.domain}: "

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailctl.domain.dnsrecords import DnsRecord
 from mailctl.errors import InvalidInputError
 
 KEY_TYPES = ("rsa1024", "rsa2048", "rsa4096", "ed25519")
@@ -20,15 +20,6 @@ _SELECTOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # opendkim-genkey cuts the p= value into quoted strings of this many characters, because
 # one DNS character-string holds at most 255 bytes.
 _GENKEY_CHUNK = 250
-
-
-@dataclass(frozen=True)
-class DnsRecord:
-    """One DNS record a domain owner has to publish."""
-
-    name: str
-    type: str
-    value: str
 
 
 def generate_key(key_type: str = DEFAULT_KEY_TYPE) -> str:

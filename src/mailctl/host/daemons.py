@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailctl.errors import HostStateError
-from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host import command
+from mailctl.host.changes import FileChanges
+from mailctl.host.command import tail
 from mailctl.host.install import is_running
 from mailctl.host.plan import ActualFile, Plan
 
@@ -51,20 +50,6 @@ class ApplyResult:
         return not self.failures
 
 
-def _tail(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
-
-
-def _run(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def run_reload(daemon: str, argv: Sequence[str], timeout: float) -> ReloadFailure | None:
     """Run one reload command (no shell); return None on success, else what went wrong.
 
@@ -73,19 +58,17 @@ def run_reload(daemon: str, argv: Sequence[str], timeout: float) -> ReloadFailur
     """
     if not argv:
         return None
-    try:
-        done = _run(argv, timeout)
-    except subprocess.TimeoutExpired as exc:
-        return ReloadFailure(daemon, TIMEOUT, _tail(exc.stderr or b""))
-    except OSError as exc:
-        # A missing or non-executable binary is a failed reload to report, not a crash.
-        return ReloadFailure(daemon, NOT_RUNNABLE, str(exc))
-    if done.returncode == 0:
+    ran = command.run(argv, timeout)
+    if ran.timed_out:
+        return ReloadFailure(daemon, TIMEOUT, tail(ran.stderr, STDERR_TAIL_CHARS))
+    if not ran.started:
+        return ReloadFailure(daemon, NOT_RUNNABLE, ran.stderr)
+    if ran.status == 0:
         return None
-    output = _tail(done.stdout + done.stderr)
-    if _not_running(argv, done.returncode, output, timeout):
+    output = tail(ran.output, STDERR_TAIL_CHARS)
+    if _not_running(argv, ran.status, output, timeout):
         return ReloadFailure(daemon, NOT_RUNNING, output)
-    return ReloadFailure(daemon, done.returncode, _tail(done.stderr))
+    return ReloadFailure(daemon, ran.status, tail(ran.stderr, STDERR_TAIL_CHARS))
 
 
 def _not_running(argv: Sequence[str], returncode: int, output: str, timeout: float) -> bool:
@@ -123,35 +106,13 @@ def _master_runs(program: str, argv: Sequence[str], timeout: float) -> bool:
     # /usr/sbin); else, as for Dovecot's doveconf in /usr/bin, found on PATH.
     sibling = Path(argv[0]).parent / query
     binary = str(sibling) if "/" in argv[0] and sibling.is_file() else query
-    try:
-        found = _run([binary, *options, "-h", setting], timeout)
-    except (subprocess.TimeoutExpired, OSError):
+    found = command.run([binary, *options, "-h", setting], timeout)
+    if found.timed_out or not found.started:
         return True  # cannot tell: treat the failure as a refusal, the safe side
-    if found.returncode != 0:
+    if found.status != 0:
         return False
-    where = found.stdout.decode("utf-8", errors="replace").strip()
+    where = found.stdout.strip()
     return bool(where) and is_running(Path(where) / pid_name)
-
-
-def _put_back(path: Path, old: ActualFile | None) -> None:
-    if old is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    ensure_parent(path, old.mode)
-    write_atomic(path, old.content, old.mode, old.uid, old.gid)
-
-
-def ensure_parent(
-    path: Path, file_mode: int, uid: int | None = None, gid: int | None = None
-) -> None:
-    """Create the folder of ``path`` if missing; private files get a folder closed to others."""
-    parent = path.parent
-    if parent.is_dir():
-        return
-    ensure_dir(parent, 0o750 if file_mode & 0o077 == 0 else 0o755)
-    if uid is not None or gid is not None:
-        os.chown(parent, -1 if uid is None else uid, -1 if gid is None else gid)
 
 
 def apply(
@@ -168,23 +129,21 @@ def apply(
     already written in this run and raises HostStateError. A daemon with no command, or
     an empty one, needs no reload (the default with no mail daemons configured).
     """
-    written: list[Path] = []
-    deleted: list[Path] = []
-    try:
+    changes = FileChanges()
+    with changes.undone_on_failure():
         for file in plan.writes:
-            ensure_parent(file.path, file.mode, file.uid, file.gid)
-            write_atomic(file.path, file.content, file.mode, file.uid, file.gid)
-            written.append(file.path)
+            changes.write(
+                file.path,
+                file.content,
+                file.mode,
+                file.uid,
+                file.gid,
+                before=actual.get(file.path),
+                daemons=file.daemons,
+            )
         for gone in plan.deletes:
-            with contextlib.suppress(FileNotFoundError):
-                gone.path.unlink()
-            deleted.append(gone.path)
-    except HostStateError:
-        for path in [*written, *deleted]:
-            with contextlib.suppress(HostStateError, OSError):
-                _put_back(path, actual.get(path))
-        raise
-    _prune_empty_dirs(deleted)
+            changes.delete(gone.path, before=actual.get(gone.path), daemons=gone.daemons)
+    _prune_empty_dirs(changes.deleted)
 
     failures: list[ReloadFailure] = []
     reloaded: list[str] = []
@@ -200,24 +159,16 @@ def apply(
 
     restored: list[Path] = []
     if failures:
-        failed = {f.daemon for f in failures}
-        touched = [(f.path, f.daemons) for f in plan.writes]
-        touched += [(d.path, d.daemons) for d in plan.deletes]
-        again: set[str] = set()
-        for path, daemons in touched:
-            if daemons & failed:
-                _put_back(path, actual.get(path))
-                restored.append(path)
-                # A daemon that shares these files and reloaded fine now holds the new
-                # version; reload it again so it serves what is back on disk.
-                again |= daemons - failed
+        # A daemon that shares the files put back and reloaded fine now holds the new
+        # version; it is reloaded again so that it serves what is back on disk.
+        restored, again = changes.put_back({f.daemon for f in failures})
         for daemon in sorted(again):
             failure = run_reload(daemon, reload_commands.get(daemon, ()), timeout)
             if failure is not None and failure.status != NOT_RUNNING:
                 failures.append(failure)
     return ApplyResult(
-        written=tuple(written),
-        deleted=tuple(deleted),
+        written=changes.written,
+        deleted=changes.deleted,
         reloaded=tuple(reloaded),
         failures=tuple(failures),
         restored=tuple(restored),

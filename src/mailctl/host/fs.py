@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,12 @@ from mailctl.errors import ConflictError, HostStateError
 _LOCK_POLL_SECONDS = 0.05
 
 
-def _fsync_dir(directory: Path) -> None:
-    # The rename lives in the directory entry; without this a crash can bring back the old
-    # name (or none) even though the new file's data reached the disk.
+def fsync_dir(directory: Path) -> None:
+    """Flush ``directory``'s entries to disk, after a rename or a new file in it.
+
+    The rename lives in the directory entry; without this a crash can bring back the old
+    name (or none) even though the new file's data reached the disk.
+    """
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -42,6 +46,25 @@ def write_atomic(
     file. On any failure the temporary file is removed, the old file is left as it was, and
     HostStateError is raised.
     """
+    write_atomic_chunks(path, (data,), mode, uid, gid)
+
+
+def write_atomic_chunks(
+    path: Path,
+    chunks: Iterable[bytes],
+    mode: int = 0o644,
+    uid: int | None = None,
+    gid: int | None = None,
+    *,
+    what: str | None = None,
+) -> int:
+    """``write_atomic`` for data that comes in chunks (an archive as it is made).
+
+    Returns the number of bytes written. ``what`` names the file in the message of the
+    HostStateError raised on failure (default: its path). An exception raised while the
+    chunks are made leaves the old file as it was, removes the temporary one, and is
+    raised as it is.
+    """
     directory = path.parent
     try:
         # mkstemp creates the file 0600, so a private key is never readable by others,
@@ -49,27 +72,45 @@ def write_atomic(
         fd, tmp = held_temp_file(directory, f".{path.name}.", ".tmp")
     except OSError as exc:
         raise HostStateError(f"Cannot create a file in {directory}: {exc.strerror}.") from exc
+    size = 0
     try:
         # The descriptor stays open (and the temporary file locked) until it is renamed.
         with os.fdopen(fd, "wb", closefd=False) as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk)
+                size += len(chunk)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             if uid is not None or gid is not None:
                 os.fchown(handle.fileno(), -1 if uid is None else uid, -1 if gid is None else gid)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise HostStateError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+        raise HostStateError(f"Cannot write {what or path}: {exc.strerror or exc}.") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
     finally:
         os.close(fd)
+    return size
+
+
+def move(source: Path, destination: Path) -> None:
+    """Rename ``source`` to ``destination``, copying when they lie on two filesystems.
+
+    The trash, an import's staging folder and the mail root may sit on different
+    filesystems on a real host; the copy keeps modification times. OSError on failure.
+    """
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.move(str(source), str(destination))
 
 
 def ensure_dir(path: Path, mode: int = 0o755) -> Path:
@@ -99,7 +140,7 @@ def inside(root: Path, path: Path) -> Path:
     real_root = root.resolve()
     real = (root / path).resolve()
     if real != real_root and not real.is_relative_to(real_root):
-        raise HostStateError(f"The path {path} lies outside {root}.")
+        raise HostStateError(f"Refusing to touch {path}: it lies outside {root}.")
     return real
 
 

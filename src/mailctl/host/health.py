@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import os
 import pwd
 import shlex
 import stat
-import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from mailctl.host import command
+from mailctl.host.command import Ran
 
 OUTPUT_TAIL_CHARS = 1500
 SUPERUSER = "root"
-
-
-@dataclass(frozen=True)
-class Ran:
-    """What a probe command did: its exit status and both outputs (tails)."""
-
-    status: int
-    stdout: str
-    stderr: str
 
 
 def run_as(argv: Sequence[str], user: str | None, timeout: float) -> Ran:
@@ -30,32 +23,13 @@ def run_as(argv: Sequence[str], user: str | None, timeout: float) -> Ran:
 
     A daemon reads its files after dropping privileges, so a lookup run as root proves
     nothing about what the daemon can read. Only root can change user; anyone else runs
-    the command as itself.
+    the command as itself. Both outputs are cut to their last characters.
     """
-    extra: dict[str, object] = {}
-    if user is not None and os.geteuid() == 0:
-        entry = pwd.getpwnam(user)
-        groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
-        extra = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
-    try:
-        done = subprocess.run(  # type: ignore[call-overload]
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            cwd="/",
-            **extra,
-        )
-    except subprocess.TimeoutExpired:
-        return Ran(124, "", f"no answer within {timeout:g} s")
-    except OSError as exc:
-        return Ran(127, "", str(exc))
-    return Ran(
-        int(done.returncode),
-        str(done.stdout)[-OUTPUT_TAIL_CHARS:],
-        str(done.stderr)[-OUTPUT_TAIL_CHARS:],
+    ran = command.run(argv, timeout, user=user, cwd="/")
+    return dataclasses.replace(
+        ran,
+        stdout=command.tail(ran.stdout, OUTPUT_TAIL_CHARS),
+        stderr=command.tail(ran.stderr, OUTPUT_TAIL_CHARS),
     )
 
 

@@ -1,22 +1,20 @@
-"""Putting a rendered stack on a host: folders, files kept for rollback, units, commands."""
+"""Putting a rendered stack on a host: folders, the daemons' tools, units, syslog, pids."""
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
 import shlex
 import shutil
 import stat
-import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from mailctl.errors import HostStateError
-from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host import command
+from mailctl.host.fs import ensure_dir
 from mailctl.host.stack import RenderedFile, RequiredDir
 
 SYSTEMD = "systemd"
@@ -42,30 +40,8 @@ class SystemRunner:
 
     def run(self, argv: Sequence[str], timeout: float) -> tuple[int, str]:
         """Run ``argv`` without a shell; a timeout or a missing binary is a failure."""
-        try:
-            done = subprocess.run(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return 124, f"no answer within {timeout:g} s"
-        except OSError as exc:
-            return 127, str(exc)
-        return done.returncode, (done.stdout + done.stderr)[-OUTPUT_TAIL_CHARS:]
-
-
-@dataclass(frozen=True)
-class PreviousFile:
-    """A file as it was before setup wrote over it (None: it did not exist)."""
-
-    content: bytes
-    mode: int
-    uid: int
-    gid: int
+        ran = command.run(argv, timeout)
+        return ran.status, command.tail(ran.output, OUTPUT_TAIL_CHARS)
 
 
 def lookup_id(value: str | int | None, table: str) -> int | None:
@@ -100,24 +76,6 @@ def make_dirs(directories: Sequence[RequiredDir]) -> list[Path]:
         if not existed:
             created.append(required.path)
     return created
-
-
-def read_previous(path: Path) -> PreviousFile | None:
-    try:
-        info = path.stat()
-        return PreviousFile(path.read_bytes(), info.st_mode & 0o7777, info.st_uid, info.st_gid)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise HostStateError(f"Cannot read {path}: {exc.strerror}.") from exc
-
-
-def put_back(path: Path, previous: PreviousFile | None) -> None:
-    if previous is None:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return
-    write_atomic(path, previous.content, previous.mode, previous.uid, previous.gid)
 
 
 # Where syslog(3) sends messages: a daemon logging only through syslog (OpenDKIM) is

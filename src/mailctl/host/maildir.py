@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import secrets
@@ -17,7 +16,7 @@ from typing import Any
 
 from mailctl.domain.numbers import loads_limited
 from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
-from mailctl.host.fs import locked
+from mailctl.host.fs import inside, locked, move
 
 MANIFEST = "manifest.json"
 DATA = "data"
@@ -41,15 +40,6 @@ class TrashEntry:
     @property
     def data_path(self) -> Path:
         return self.path / DATA
-
-
-def _resolved_inside(root: Path, path: Path) -> Path:
-    """Resolve ``path`` and refuse it unless it stays under ``root`` (symlinks included)."""
-    real_root = root.resolve()
-    real = path.resolve()
-    if real != real_root and real_root not in real.parents:
-        raise HostStateError(f"Refusing to touch {path}: it is outside {root}.")
-    return real
 
 
 class Maildirs:
@@ -84,7 +74,7 @@ class Maildirs:
         if path.name in ("", ".", "..") or "/" in path.name:
             raise HostStateError(f"Refusing the path component {path.name!r}.")
         self._make_mail_root()
-        _resolved_inside(self.mail_root, path)
+        inside(self.mail_root, path)
         return path
 
     @contextlib.contextmanager
@@ -217,8 +207,8 @@ class Maildirs:
                 os.fsync(handle.fileno())
             os.replace(tmp, entry_dir / MANIFEST)
             if source is not None and has_data:
-                _resolved_inside(self.mail_root, source)
-                _move(source, entry_dir / DATA)
+                inside(self.mail_root, source)
+                move(source, entry_dir / DATA)
         except OSError as exc:
             if not (entry_dir / DATA).exists():
                 shutil.rmtree(entry_dir, ignore_errors=True)
@@ -260,7 +250,7 @@ class Maildirs:
         try:
             if entry.data_path.exists():
                 self._make_parent(destination)
-                _move(entry.data_path, destination)
+                move(entry.data_path, destination)
             shutil.rmtree(entry.path)
         except OSError as exc:
             raise HostStateError(f"Could not restore from the trash: {exc.strerror}.") from exc
@@ -317,7 +307,7 @@ class Maildirs:
             raise HostStateError(f"Cannot read the trash entry: {exc.strerror}.") from exc
         if not stat.S_ISDIR(mode):
             raise NotFoundError(f"There is nothing in the trash with the id {entry_id}.")
-        _resolved_inside(self.trash_root, path)
+        inside(self.trash_root, path)
         return TrashEntry(path, _read_manifest(path))
 
     def take_from_trash(self, entry: TrashEntry, destination: Path) -> bool:
@@ -326,15 +316,15 @@ class Maildirs:
         Returns whether there was data to move. ``put_back_in_trash`` undoes it;
         ``purge_trash_entry`` drops the folder once the restore is committed.
         """
-        _resolved_inside(self.trash_root, entry.path)
+        inside(self.trash_root, entry.path)
         if not entry.data_path.exists():
             return False
         if destination.exists():
             raise HostStateError(f"Cannot restore into {destination}: it exists already.")
         try:
             self._make_parent(destination)
-            _resolved_inside(self.mail_root, destination)
-            _move(entry.data_path, destination)
+            inside(self.mail_root, destination)
+            move(entry.data_path, destination)
         except OSError as exc:
             raise HostStateError(f"Could not restore from the trash: {exc.strerror}.") from exc
         return True
@@ -342,7 +332,7 @@ class Maildirs:
     def put_back_in_trash(self, entry: TrashEntry, source: Path) -> None:
         """Undo ``take_from_trash``: move ``source`` back into the trash folder."""
         try:
-            _move(source, entry.data_path)
+            move(source, entry.data_path)
         except OSError as exc:
             raise HostStateError(
                 f"Could not move {source} back to the trash: {exc.strerror}."
@@ -360,7 +350,7 @@ class Maildirs:
         try:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
                 raise HostStateError(f"Refusing to purge {path}: it is not a directory.")
-            _resolved_inside(self.trash_root, path)
+            inside(self.trash_root, path)
             if not shutil.rmtree.avoids_symlink_attacks:
                 raise HostStateError("This platform cannot delete folders safely; not purging.")
             shutil.rmtree(path)
@@ -378,16 +368,6 @@ def _read_manifest(entry_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError, InvalidInputError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _move(source: Path, destination: Path) -> None:
-    try:
-        os.rename(source, destination)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        # The trash may live on another filesystem than the mail root on a real host.
-        shutil.move(str(source), str(destination))
 
 
 def mail_folders(mail_root: Path) -> list[tuple[Path, list[Path]]]:

@@ -92,15 +92,19 @@ def plan(
     return Plan(writes=writes, deletes=tuple(deletes), daemons_to_reload=frozenset(reload))
 
 
-def _read(path: Path) -> ActualFile | None:
+def read_file(path: Path, *, follow_links: bool = False) -> ActualFile | None:
+    """The regular file at ``path`` as it is now, or None if there is none.
+
+    Without ``follow_links``, a symlink or anything else where a file should be is
+    treated as missing: a write then replaces the link itself, never the file it points
+    to. With it, a link to a file counts as that file. HostStateError if it cannot be read.
+    """
     try:
-        info = path.lstat()
+        info = path.stat() if follow_links else path.lstat()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise HostStateError(f"Cannot inspect {path}: {exc.strerror or exc}.") from exc
-    # A symlink or anything else where a file should be is treated as missing: the write
-    # replaces the link itself, never the file it points to.
     if not stat.S_ISREG(info.st_mode):
         return None
     try:
@@ -122,7 +126,7 @@ def read_actual(
         for top, _dirs, names in os.walk(folder, followlinks=False):
             paths.update(Path(top) / name for name in names)
     for path in sorted(paths):
-        have = _read(path)
+        have = read_file(path)
         if have is not None:
             found[path] = have
     return found

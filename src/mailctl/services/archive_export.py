@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.archive import (
     AliasEntry,
     DkimKeyEntry,
+    ExportResult,
     MailboxEntry,
     Manifest,
     export_stream,
     maildir_path,
-    write_export,
 )
-from mailctl.archive.stream import Progress
+from mailctl.archive.stream import DEFAULT_CHUNK, Progress
 from mailctl.domain.names import normalize_domain
 from mailctl.errors import HostStateError, NotFoundError
-from mailctl.host.fs import ensure_dir
+from mailctl.host.fs import ensure_dir, write_atomic_chunks
 from mailctl.services.context import Actor, Context
 
 CHUNK = 64 * 1024
@@ -80,6 +80,29 @@ def prepare_export(ctx: Context, actor: Actor, name: object) -> DomainExport:
     )
     stamp = manifest.generated_at.strftime("%Y%m%dT%H%M%SZ")
     return DomainExport(domain_name, f"{domain_name}-{stamp}.tar.gz", manifest, mailbox_dirs)
+
+
+def write_export(
+    path: Path,
+    manifest: Manifest,
+    mailbox_dirs: Mapping[str, Path],
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: Progress | None = None,
+    *,
+    compresslevel: int = 6,
+) -> ExportResult:
+    """Write the archive to ``path`` atomically: whole and fsynced, or not at all.
+
+    The archive goes to a temporary sibling created 0600 (it holds password hashes and
+    DKIM private keys), is fsynced, and replaces ``path``; on any failure the sibling is
+    removed and an existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    stream = export_stream(
+        manifest, mailbox_dirs, chunk_size, progress, compresslevel=compresslevel
+    )
+    size = write_atomic_chunks(path, stream, 0o600, what=f"the archive {path}")
+    return ExportResult(path, size)
 
 
 def export_to_file(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from mailctl.errors import (
     InvalidInputError,
     TooLargeError,
 )
-from mailctl.host.fs import ensure_dir, held_temp_dir, held_temp_file
+from mailctl.host.fs import ensure_dir, held_temp_dir, held_temp_file, move
 from mailctl.services import domains
 from mailctl.services.context import Actor, Context
 
@@ -254,19 +253,11 @@ def _own_tree(root: Path, uid: int | None, gid: int | None) -> None:
 
 def _move(source: Path, destination: Path) -> None:
     try:
-        os.rename(source, destination)
+        move(source, destination)
     except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise HostStateError(
-                f"Cannot move the imported mail into {destination}: {exc.strerror}."
-            ) from exc
-        # Staging lies on another filesystem than the mail root: copy (mtimes kept).
-        try:
-            shutil.move(str(source), str(destination))
-        except OSError as copy_exc:
-            raise HostStateError(
-                f"Cannot copy the imported mail into {destination}: {copy_exc.strerror}."
-            ) from copy_exc
+        raise HostStateError(
+            f"Cannot move the imported mail into {destination}: {exc.strerror}."
+        ) from exc
 
 
 def import_domain(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailctl.domain import dkim
+from mailctl.domain.dnsrecords import DnsRecord
 from mailctl.domain.names import normalize_domain
 from mailctl.errors import ConflictError, InvalidInputError, NotFoundError
 from mailctl.services.context import Actor, Context
@@ -32,7 +33,7 @@ class DkimKeyView:
     selector: str
     key_type: str
     public: str  # the zone-file stub opendkim-genkey writes to <selector>.txt
-    dns: dkim.DnsRecord
+    dns: DnsRecord
     active: bool = True  # False: retired by a rotation, no longer signs
 
 

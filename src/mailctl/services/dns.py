@@ -9,6 +9,9 @@ from mailctl.errors import InvalidInputError
 from mailctl.services import dkim, domains
 from mailctl.services.context import Context
 
+DEFAULT_MX_PRIORITY = dnsrecords.DEFAULT_MX_PRIORITY
+DEFAULT_TTL = dnsrecords.DEFAULT_TTL
+
 
 @dataclass(frozen=True)
 class DomainDns:
@@ -17,6 +20,19 @@ class DomainDns:
     domain: str
     records: list[dnsrecords.DnsRecord]
     dkim_missing: bool
+
+    @property
+    def retired_selectors(self) -> list[str]:
+        """The selectors of DKIM keys a rotation retired, whose records stay a while."""
+        return [
+            record.name.partition("._domainkey.")[0]
+            for record in self.records
+            if record.note == dnsrecords.RETIRED
+        ]
+
+    def zone(self, ttl: int = DEFAULT_TTL) -> str:
+        """The records as BIND zone-file lines, each after a comment saying what it is for."""
+        return dnsrecords.zone_text(self.records, ttl)
 
 
 def domain_dns(

@@ -8,7 +8,6 @@ on refusal, reloads of the daemons that run). The DNS records a domain needs are
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import pwd
 import shlex
@@ -20,7 +19,8 @@ from mailctl.config import Settings
 from mailctl.domain.names import normalize_domain
 from mailctl.errors import HostStateError, InvalidInputError
 from mailctl.host import install
-from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.changes import FileChanges
+from mailctl.host.plan import read_file
 from mailctl.host.stack import (
     DOVECOT,
     OPENDKIM,
@@ -429,35 +429,33 @@ def apply_setup(
             f"{setup.cfg.hostname}`, then run setup again. Nothing was configured."
         )
 
-    previous: dict[Path, install.PreviousFile | None] = {}
-    written: list[Path] = []
+    changes = FileChanges()
     unchanged: list[Path] = []
-    try:
+    with changes.undone_on_failure():
         for file in setup.files:
             gid = install.lookup_id(file.group, "group")
-            old = install.read_previous(file.path)
+            old = read_file(file.path, follow_links=True)
             data = file.content.encode("utf-8")
             same_gid = old is not None and (gid is None or old.gid == gid)
             if old is not None and same_gid and (old.content, old.mode) == (data, file.mode):
                 unchanged.append(file.path)
                 continue
-            previous[file.path] = old
-            if not file.path.parent.is_dir():
-                ensure_dir(file.path.parent, 0o755)
-            write_atomic(file.path, data, file.mode, 0, gid)
-            written.append(file.path)
+            changes.write(
+                file.path,
+                data,
+                file.mode,
+                0,
+                gid,
+                before=old,
+                daemons={file.daemon},
+                folder_mode=0o755,
+            )
             changed.add(file.daemon)
-    except HostStateError:
-        for path in written:
-            with contextlib.suppress(HostStateError):
-                install.put_back(path, previous[path])
-        raise
 
     checks = _check(setup.cfg, runner)
     refused = [check for check in checks if check.status == "failed"]
     if refused:
-        for path in written:
-            install.put_back(path, previous[path])
+        changes.put_back()
         details = "; ".join(f"{c.daemon}: {c.output.strip() or 'no output'}" for c in refused)
         raise HostStateError(
             f"The new configuration was refused ({details}). The previous files are back."
@@ -470,7 +468,7 @@ def apply_setup(
             record = _record(ctx.settings, setup)
         health = check.run_checks(ctx, setup.cfg, strict=False)
     return SetupResult(
-        written=tuple(written),
+        written=changes.written,
         unchanged=tuple(unchanged),
         created_dirs=tuple(created),
         reconciled=tuple(reconciled),
