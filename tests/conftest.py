@@ -277,3 +277,11 @@ def api(server: LiveServer, token: str) -> Iterator[httpx.Client]:
     """An HTTP client that sends the admin's token in the documented ``Auth-token`` header."""
     with _in_process(server.ctx, {"Auth-token": token, "Cache-Control": "no-cache"}) as client:
         yield client
+
+
+@pytest.fixture
+def live_api_client(live_server: LiveServer, token: str) -> Iterator[httpx.Client]:
+    """Like ``api``, through the real server on its socket (for tests that race it)."""
+    headers = {"Auth-token": token, "Cache-Control": "no-cache"}
+    with httpx.Client(base_url=live_server.url, timeout=30, headers=headers) as client:
+        yield client
