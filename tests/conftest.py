@@ -30,7 +30,7 @@ pytest_plugins = ["tests.securitylog"]
 ADMIN = "admin"
 ADMIN_PASSWORD = "correct horse battery"
 
-# Costs small enough that a hash takes well under a millisecond; production's are in
+# Costs small enough that a hash takes milliseconds at most; production's are in
 # mailctl.domain.passwords, and tests marked ``production_hashing`` run with those.
 CHEAP_HASHING: dict[str, int] = {
     "ARGON2_TIME_COST": 1,
