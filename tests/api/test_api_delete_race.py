@@ -9,6 +9,13 @@ import httpx
 import pytest
 from tests.conftest import LiveServer
 
+
+@pytest.fixture
+def api(live_api_client: httpx.Client) -> httpx.Client:
+    """The set-up and checks go through the same real server as the racers."""
+    return live_api_client
+
+
 RACERS = 8
 
 

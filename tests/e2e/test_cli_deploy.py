@@ -196,6 +196,7 @@ def test_serve_on_a_database_never_initialised_says_run_init(
     assert not (tmp_path / "mailctl-test.db").exists()
 
 
+@pytest.mark.own_database  # drops a table
 def test_api_on_tables_gone_says_run_init(api: httpx.Client, ctx: Context) -> None:
     """A request that finds mailctl's tables missing answers 503 naming `mailctl init`."""
     created = api.post("/domains", data={"domain": "example.com"})

@@ -56,6 +56,7 @@ def doveadm_hash(doveadm: Doveadm, scheme: str, plain: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.production_hashing
 @pytest.mark.parametrize("plain", PASSWORDS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_doveadm_verifies_our_hashes(doveadm: Doveadm, scheme: str, plain: str) -> None:

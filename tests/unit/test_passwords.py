@@ -160,6 +160,7 @@ def test_hashes_are_salted(scheme: str) -> None:
     assert verify_password(PASSWORD, second)
 
 
+@pytest.mark.production_hashing
 def test_default_scheme_is_argon2id_with_parameters_dovecot_verifies() -> None:
     """The default hash is Argon2id, 64 MiB, three passes, one lane, 16-byte salt."""
     stored = hash_password(PASSWORD)
@@ -168,14 +169,19 @@ def test_default_scheme_is_argon2id_with_parameters_dovecot_verifies() -> None:
         r"\{ARGON2ID\}\$argon2id\$v=19\$m=65536,t=3,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}",
         stored,
     )
+    assert verify_password(PASSWORD, stored)
+    assert not verify_password(PASSWORD + "!", stored)
+    assert not needs_rehash(stored)
 
 
+@pytest.mark.production_hashing
 def test_sha512_crypt_uses_many_rounds_and_a_full_salt() -> None:
     """SHA512-CRYPT hashes carry 100000 rounds and a 16-character salt."""
     stored = hash_password(PASSWORD, "SHA512-CRYPT")
     assert re.fullmatch(r"\{SHA512-CRYPT\}\$6\$rounds=100000\$[./0-9A-Za-z]{16}\$.{86}", stored)
 
 
+@pytest.mark.production_hashing
 def test_blf_crypt_uses_cost_twelve() -> None:
     """BLF-CRYPT hashes are $2b$ bcrypt at cost 12."""
     assert hash_password(PASSWORD, "BLF-CRYPT").startswith("{BLF-CRYPT}$2b$12$")
@@ -426,6 +432,7 @@ def test_scheme_of_names_the_verifying_scheme(stored: str, expected: str | None)
     assert scheme_of(stored) == expected
 
 
+@pytest.mark.production_hashing
 def test_needs_rehash_flags_weaker_or_foreign_rows() -> None:
     """Rows in another scheme, unprefixed, malformed or with weaker parameters need rehashing."""
     ours_sha = crypt(PASSWORD, "$6$rounds=100000$" + "s" * 16)
