@@ -59,9 +59,6 @@ def _cheap_password_hashing() -> Iterator[dict[str, object]]:
     The only place tests change hashing costs: the module's constants (which
     ``needs_rehash`` compares with) and the Argon2 hasher built from them.
     """
-    from argon2 import PasswordHasher
-    from argon2.low_level import Type
-
     from mailctl.domain import passwords
 
     production: dict[str, object] = {name: getattr(passwords, name) for name in CHEAP_HASHING}
@@ -69,18 +66,7 @@ def _cheap_password_hashing() -> Iterator[dict[str, object]]:
     patch = pytest.MonkeyPatch()
     for name, value in CHEAP_HASHING.items():
         patch.setattr(passwords, name, value)
-    patch.setattr(
-        passwords,
-        "_hasher",
-        PasswordHasher(
-            time_cost=CHEAP_HASHING["ARGON2_TIME_COST"],
-            memory_cost=CHEAP_HASHING["ARGON2_MEMORY_KIB"],
-            parallelism=passwords.ARGON2_PARALLELISM,
-            hash_len=passwords.ARGON2_HASH_BYTES,
-            salt_len=passwords.ARGON2_SALT_BYTES,
-            type=Type.ID,
-        ),
-    )
+    patch.setattr(passwords, "_hasher", passwords.argon2_hasher())  # from the cheap ARGON2_*
     yield production
     patch.undo()
 
