@@ -44,6 +44,7 @@ def _weak_argon2id(plain: str) -> str:
     return "{ARGON2ID}" + raw.decode()
 
 
+@pytest.mark.production_hashing  # "weaker" is measured against what a real server makes
 @pytest.mark.parametrize("weaker", ["sha512", "argon2id"])
 def test_a_login_replaces_a_weaker_hash_and_keeps_tokens(ctx: Context, weaker: str) -> None:
     """After a login, a SHA512-CRYPT or cheap Argon2id row holds a current Argon2id hash."""

@@ -526,28 +526,29 @@ def test_validate_prehashed_refuses(given: str, message: str) -> None:
         validate_prehashed(given)
 
 
-def test_the_hash_cost_can_be_lowered_for_a_test_suite(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.production_hashing
+def test_the_hash_cost_can_be_lowered_for_a_test_suite() -> None:
     """Lowered module constants (and a rebuilt hasher) give cheap hashes that still verify."""
     from mailctl.domain import passwords
 
     production = hash_password(PASSWORD)
-    for name, value in [
-        ("ARGON2_TIME_COST", 1),
-        ("ARGON2_MEMORY_KIB", 8),
-        ("BCRYPT_COST", 4),
-        ("SHA512_CRYPT_ROUNDS", 1000),
-    ]:
-        monkeypatch.setattr(passwords, name, value)
-    monkeypatch.setattr(passwords, "_hasher", passwords.argon2_hasher())
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in [
+            ("ARGON2_TIME_COST", 1),
+            ("ARGON2_MEMORY_KIB", 8),
+            ("BCRYPT_COST", 4),
+            ("SHA512_CRYPT_ROUNDS", 1000),
+        ]:
+            patch.setattr(passwords, name, value)
+        patch.setattr(passwords, "_hasher", passwords.argon2_hasher())
 
-    cheap = {scheme: hash_password(PASSWORD, scheme) for scheme in SCHEMES}
-    assert "$m=8,t=1,p=1$" in cheap["ARGON2ID"]
-    assert cheap["BLF-CRYPT"].startswith("{BLF-CRYPT}$2b$04$")
-    assert cheap["SHA512-CRYPT"].startswith("{SHA512-CRYPT}$6$rounds=1000$")
-    for scheme, stored in cheap.items():
-        assert verify_password(PASSWORD, stored)
-        assert not needs_rehash(stored, scheme)
-    assert not needs_rehash(production)  # stronger than asked for is fine
+        cheap = {scheme: hash_password(PASSWORD, scheme) for scheme in SCHEMES}
+        assert "$m=8,t=1,p=1$" in cheap["ARGON2ID"]
+        assert cheap["BLF-CRYPT"].startswith("{BLF-CRYPT}$2b$04$")
+        assert cheap["SHA512-CRYPT"].startswith("{SHA512-CRYPT}$6$rounds=1000$")
+        for scheme, stored in cheap.items():
+            assert verify_password(PASSWORD, stored)
+            assert not needs_rehash(stored, scheme)
+        assert not needs_rehash(production)  # stronger than asked for is fine
 
-    monkeypatch.undo()
     assert all(needs_rehash(stored, scheme) for scheme, stored in cheap.items())
