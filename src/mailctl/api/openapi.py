@@ -84,9 +84,9 @@ def answers(ok: OkBody, *errors: ErrorSpec, description: str = "Success.") -> di
 def field_schema(spec: FieldSpec, json: bool = False) -> dict[str, Any]:
     """The schema of one field of an operation's model (``api.fields``)."""
     schema: dict[str, Any]
-    if spec.kind == "file":
-        # A JSON body carries files as text (a PEM, say).
-        schema = {"type": "string"} if json else {"type": "string", "format": "binary"}
+    if spec.kind == "file" and not json:
+        # A JSON body carries files as text (a PEM, say), checked as text below.
+        schema = {"type": "string", "format": "binary"}
     elif spec.kind == "flag":
         schema = {"type": "string", "enum": list(FLAG_VALUES)}
     elif spec.kind == "id":
