@@ -23,7 +23,7 @@ class AliasView:
     destination: str
 
 
-def list_aliases(ctx: Context, domain_id: object) -> list[AliasView]:
+def list_aliases(ctx: Context, domain_id: int | str) -> list[AliasView]:
     """The aliases of the domain with this id; NotFoundError for an unknown id."""
     ident = parse_id(domain_id, "domain id")
     with ctx.uow() as uow:
@@ -36,7 +36,7 @@ def list_aliases(ctx: Context, domain_id: object) -> list[AliasView]:
 
 
 def add_alias(
-    ctx: Context, actor: Actor, domain_id: object, source: str, destination: str
+    ctx: Context, actor: Actor, domain_id: int | str, source: str, destination: str
 ) -> AliasView:
     """Make mail for ``source`` (in the domain with this id) go to ``destination`` as well.
 

@@ -34,7 +34,7 @@ def parse_id(value: object, what: str) -> int:
     return number
 
 
-def list_users(ctx: Context, domain_id: object) -> list[UserView]:
+def list_users(ctx: Context, domain_id: int | str) -> list[UserView]:
     """The mailboxes of one domain; NotFoundError for an unknown domain id."""
     ident = parse_id(domain_id, "domain id")
     with ctx.uow() as uow:
@@ -49,7 +49,7 @@ def list_users(ctx: Context, domain_id: object) -> list[UserView]:
 def create_user(
     ctx: Context,
     actor: Actor,
-    domain_id: object,
+    domain_id: int | str,
     email: str,
     password: str | None,
     password_hash: str | None = None,
@@ -107,7 +107,7 @@ def create_user(
 
 
 def change_password(
-    ctx: Context, actor: Actor, user_id: object, password: str, domain_id: object
+    ctx: Context, actor: Actor, user_id: int | str, password: str, domain_id: int | str
 ) -> UserView:
     """Set a mailbox's password; it is committed before this returns."""
     uid = parse_id(user_id, "user id")
