@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from mailctl.api.app import ROUTERS
-from mailctl.api.deps import current_actor, get_fields
+from mailctl.api.deps import current_actor, get_fields, parsed
+from mailctl.api.fields import field_specs
 from mailctl.errors import MailctlError
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -201,3 +204,60 @@ def test_trailing_slash_answers_without_a_redirect(
     assert anon.get("/domains/").status_code == 401
     figure("redirects sent", redirects)
     assert redirects == 0
+
+
+def _field_models(route: APIRoute) -> list[type[Any]]:
+    """The field models (dataclasses of the route's own module) its endpoint takes."""
+    hints = typing.get_type_hints(route.endpoint, include_extras=True)
+    found = [typing.get_args(hint)[0] for hint in hints.values() if typing.get_args(hint)]
+    return [
+        model
+        for model in found
+        if dataclasses.is_dataclass(model) and model.__module__ == route.endpoint.__module__
+    ]
+
+
+def _documented_fields(operation: dict[str, Any]) -> dict[str, set[str]]:
+    """Per place (each body media type, the query string): the field names documented."""
+    places: dict[str, set[str]] = {}
+    for media, body in operation.get("requestBody", {}).get("content", {}).items():
+        places[media] = set(body["schema"].get("properties", {}))
+    query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+    if query:
+        places["query"] = query
+    return places
+
+
+def test_each_operation_documents_the_fields_its_model_parses(anon: httpx.Client) -> None:
+    """Every route that reads fields reads them through one model, and the document lists
+    exactly that model's fields (the archive upload adds its ``archive`` part)."""
+    spec = anon.get("/openapi.json").json()
+    problems: list[str] = []
+    checked = 0
+    for route in _routes():
+        for method in route.methods or ():
+            where = f"{method} {route.path}"
+            operation = spec["paths"][route.path][method.lower()]
+            documented = _documented_fields(operation)
+            models = _field_models(route)
+            if get_fields in _calls(route):
+                if len(models) != 1:
+                    problems.append(f"{where}: reads fields without one model: {models}")
+                    continue
+                if parsed(models[0]) not in _calls(route):
+                    problems.append(f"{where}: {models[0].__name__} is not filled by parsed()")
+            if not models:
+                if documented and route.path != "/import/domain":
+                    problems.append(f"{where}: documents fields {documented} it never reads")
+                continue
+            names = {spec.name for spec in field_specs(models[0])}
+            checked += 1
+            if not documented:
+                problems.append(f"{where}: reads {sorted(names)} but documents no field")
+            for place, fields in documented.items():
+                if fields != names:
+                    problems.append(
+                        f"{where} {place}: documents {sorted(fields)}, parses {sorted(names)}"
+                    )
+    assert checked >= 15
+    assert not problems, "\n".join(problems)

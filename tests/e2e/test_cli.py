@@ -128,3 +128,29 @@ def test_alias_commands(run) -> None:  # type: ignore[no-untyped-def]
     assert gone.exit_code == 0, gone.output
     assert "Its aliases went with it: abuse@example.com" in gone.output
     assert "abuse@example.com" not in run("alias", "list", "example.com").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("user", "rm", " ", "--yes"), "An email address is required."),
+        (("user", "passwd", "a@example.com", "--password", ""), "A new password is required."),
+        (("alias", "add", "info@example.com", " "), "A destination address is required."),
+        (("alias", "rm", " "), "An alias source address is required."),
+        (("admin", "revoke", "--id", " "), "A token id is required."),
+        (("cert", "status", " "), "A host name is required."),
+    ],
+)
+def test_missing_values_are_named_in_the_domain_words(  # type: ignore[no-untyped-def]
+    run, args: tuple[str, ...], message: str
+) -> None:
+    """A blank argument is refused (exit 2) naming what is missing, never an HTTP field."""
+    assert run("init").exit_code == 0
+    added = run(
+        "domain", "add", "example.com", "--user", "a@example.com", "--password", "pw-123456"
+    )
+    assert added.exit_code == 0, added.output
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "field" not in result.output

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from mailctl.api.fields import Fields, read_fields
+from mailctl.api.fields import Fields, parse_fields, read_fields
 from mailctl.services import auth
 from mailctl.services.context import Actor, Context
 
@@ -32,6 +33,21 @@ async def get_fields(request: Request, ctx: ContextDep) -> AsyncIterator[Fields]
 
 
 FieldsDep = Annotated[Fields, Depends(get_fields)]
+
+
+@functools.cache
+def parsed(model: type[Any]) -> Callable[..., Awaitable[Any]]:
+    """The dependency that fills an operation's model from the request's fields.
+
+    Used as ``Annotated[NewKey, Depends(parsed(NewKey))]``; files are read up to
+    ``max_upload_bytes``, text up to ``max_field_bytes``.
+    """
+
+    async def parse(fields: FieldsDep, ctx: ContextDep) -> Any:
+        return await parse_fields(model, fields, ctx.settings.max_upload_bytes)
+
+    parse.__name__ = f"parse_{model.__name__}"
+    return parse
 
 
 def client_address(request: Request, ctx: ContextDep) -> str | None:

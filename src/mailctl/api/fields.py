@@ -1,9 +1,28 @@
-"""Request fields from anywhere the old clients put them: form, multipart, JSON or query."""
+"""Request fields from anywhere the old clients put them: form, multipart, JSON or query.
+
+Each operation names its fields once, as a frozen dataclass whose annotations say what
+each field is; ``parse_fields`` fills it from the request and ``api.openapi`` describes it
+from the same annotations::
+
+    @dataclass(frozen=True)
+    class NewKey:
+        domain: str                    # required text: absent or blank is a 400
+        selector: str | None = None    # optional text, as sent
+        rotate: bool = False           # a yes/no word; absent means no
+
+``bytes`` is a file part (or a text field of that name), ``Annotated[str, ID]`` a numeric
+id kept as text, ``Annotated[T, Parse(read, schema)]`` a field read by a function of its
+own, and ``Note`` says what a field holds.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
@@ -14,6 +33,8 @@ from mailctl.errors import InvalidInputError, TooLargeError
 
 MAX_FIELDS = 64
 MAX_FILES = 8
+# The words a yes/no field takes, yes and no in turn.
+FLAG_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
 
 
 @dataclass
@@ -26,10 +47,10 @@ class Fields:
     def get(self, name: str) -> str | None:
         return self.values.get(name)
 
-    def require(self, name: str) -> str:
+    def require(self, name: str, note: str | None = None) -> str:
         value = self.values.get(name)
         if value is None or value.strip() == "":
-            raise InvalidInputError(f"The field '{name}' is required.")
+            raise InvalidInputError(_required_message(name, note))
         return value
 
     def flag(self, name: str) -> bool:
@@ -38,9 +59,9 @@ class Fields:
         if value is None or value.strip() == "":
             return False
         lowered = value.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
+        if lowered in FLAG_WORDS[::2]:
             return True
-        if lowered in ("0", "false", "no", "off"):
+        if lowered in FLAG_WORDS[1::2]:
             return False
         raise InvalidInputError(f"The field '{name}' must be true or false.")
 
@@ -59,6 +80,122 @@ class Fields:
         if len(data) > max_bytes:
             raise TooLargeError(f"The field '{name}' is larger than {max_bytes} bytes.")
         return data
+
+
+def _required_message(name: str, note: str | None) -> str:
+    shown = f"'{name}' ({note})" if note else f"'{name}'"
+    return f"The field {shown} is required."
+
+
+@dataclass(frozen=True)
+class Note:
+    """Annotation: what a field holds, in the document and in its "required" message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Parse:
+    """Annotation: read the field's text (or None) with ``read``; ``schema`` documents it."""
+
+    read: Callable[[str | None], Any]
+    schema: dict[str, Any]
+
+
+class _IdMarker:
+    """Annotation: the field is a numeric id (documented with its pattern; kept as text)."""
+
+
+ID = _IdMarker()
+
+Kind = Literal["text", "flag", "id", "file", "parsed"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of an operation, as read from its model's annotation."""
+
+    name: str
+    kind: Kind
+    required: bool
+    note: str | None = None
+    parse: Parse | None = None
+
+
+def _spec(name: str, hint: Any, has_default: bool) -> FieldSpec:
+    note: str | None = None
+    parse: Parse | None = None
+    is_id = False
+    if typing.get_origin(hint) is typing.Annotated:
+        hint, *extras = typing.get_args(hint)
+        for extra in extras:
+            if isinstance(extra, Note):
+                note = extra.text
+            elif isinstance(extra, Parse):
+                parse = extra
+            elif extra is ID:
+                is_id = True
+    if parse is not None:
+        return FieldSpec(name, "parsed", False, note, parse)
+    args = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+    optional = type(None) in args
+    args.discard(type(None))
+    if args == {bool}:
+        return FieldSpec(name, "flag", False, note)
+    if args == {bytes}:
+        return FieldSpec(name, "file", not optional, note)
+    if args != {str}:
+        raise TypeError(f"The field {name} has a type no request field takes: {hint}.")
+    if optional != has_default:
+        raise TypeError(f"The field {name} must default to None exactly when it is optional.")
+    return FieldSpec(name, "id" if is_id else "text", not optional, note)
+
+
+_SPECS: dict[type[Any], tuple[FieldSpec, ...]] = {}
+
+
+def field_specs(model: type[Any]) -> tuple[FieldSpec, ...]:
+    """The fields of an operation's model, in the order they are checked."""
+    if model not in _SPECS:
+        _SPECS[model] = _read_specs(model)
+    return _SPECS[model]
+
+
+def _read_specs(model: type[Any]) -> tuple[FieldSpec, ...]:
+    hints = typing.get_type_hints(model, include_extras=True)
+    return tuple(
+        _spec(
+            item.name,
+            hints[item.name],
+            item.default is not dataclasses.MISSING
+            or item.default_factory is not dataclasses.MISSING,
+        )
+        for item in dataclasses.fields(model)
+    )
+
+
+Model = TypeVar("Model")
+
+
+async def parse_fields(model: type[Model], fields: Fields, max_file_bytes: int) -> Model:
+    """Fill an operation's model from the request's fields; InvalidInputError (400) or
+    TooLargeError (413) for a field that is missing, blank, malformed or too large."""
+    values: dict[str, Any] = {}
+    for spec in field_specs(model):
+        if spec.kind == "flag":
+            values[spec.name] = fields.flag(spec.name)
+        elif spec.kind == "file":
+            data = await fields.read_blob(spec.name, max_file_bytes)
+            if spec.required and (data is None or not data.strip()):
+                raise InvalidInputError(_required_message(spec.name, spec.note))
+            values[spec.name] = data
+        elif spec.parse is not None:
+            values[spec.name] = spec.parse.read(fields.get(spec.name))
+        elif spec.required:
+            values[spec.name] = fields.require(spec.name, spec.note)
+        else:
+            values[spec.name] = fields.get(spec.name)
+    return model(**values)
 
 
 def _scalar(value: Any) -> str | None:

@@ -2,16 +2,17 @@
 
 A route declares its answers next to its path, in one call that lists them all::
 
-    @router.post("/domains", openapi_extra=form("domain"), **answers(DomainCreated, 400, 401, 409))
+    @router.post("/domains", openapi_extra=form(NewDomain), **answers(DomainCreated, 400, 401, 409))
 
 ``answers`` takes the success body (a model of ``api.bodies``, or a ``{media type:
 schema}`` mapping) and the error statuses the route can give; each error is the envelope
 ``{"result": false, "msg": ...}`` (or a model extending it, as ``(409, JobBusy)``). 500 and
 507 are added to every route: any of them may meet an internal error or a full disk,
 answered in the envelope.
-The fields a route reads by hand are declared with ``form`` (a request body, for POST) or
-``query`` (query-string parameters, for GET and DELETE); the wire accepts every field in
-any of the four encodings on every method, whatever the document shows.
+The fields a route reads are described from the same model that parses them
+(``api.fields``): ``form(Model)`` as a request body (POST), ``query(Model)`` as
+query-string parameters (GET and DELETE); the wire accepts every field in any of the four
+encodings on every method, whatever the document shows.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from mailctl.api.bodies import ErrorBody
+from mailctl.api.fields import FLAG_WORDS, FieldSpec, field_specs
 
 ErrorSpec = int | tuple[int, type[BaseModel]]
 OkBody = type[BaseModel] | dict[str, dict[str, Any]]
@@ -52,7 +54,7 @@ _HEADERS = {
 }
 
 # Yes/no fields accept exactly these words (api.fields.Fields.flag).
-FLAG_VALUES = ("true", "false", "1", "0", "yes", "no", "on", "off")
+FLAG_VALUES = FLAG_WORDS
 # Ids are positive whole numbers in ASCII digits (services.mailboxes.parse_id).
 ID_PATTERN = "^[1-9][0-9]{0,17}$"
 
@@ -79,51 +81,43 @@ def answers(ok: OkBody, *errors: ErrorSpec, description: str = "Success.") -> di
     return {"response_model": None, "responses": responses}
 
 
-def _field_schema(
-    name: str, flags: tuple[str, ...], ids: tuple[str, ...] = (), binary: bool = False
-) -> dict[str, Any]:
-    if binary:
-        return {"type": "string", "format": "binary"}
-    if name in flags:
-        return {"type": "string", "enum": list(FLAG_VALUES)}
-    if name in ids:
-        return {"type": "string", "pattern": ID_PATTERN}
-    return {"type": "string"}
+def field_schema(spec: FieldSpec, json: bool = False) -> dict[str, Any]:
+    """The schema of one field of an operation's model (``api.fields``)."""
+    schema: dict[str, Any]
+    if spec.kind == "file" and not json:
+        # A JSON body carries files as text (a PEM, say), checked as text below.
+        schema = {"type": "string", "format": "binary"}
+    elif spec.kind == "flag":
+        schema = {"type": "string", "enum": list(FLAG_VALUES)}
+    elif spec.kind == "id":
+        schema = {"type": "string", "pattern": ID_PATTERN}
+    elif spec.parse is not None:
+        schema = dict(spec.parse.schema)
+    elif spec.required:
+        # A required field is refused when blank (api.fields.Fields.require).
+        schema = {"type": "string", "minLength": 1, "pattern": "\\S"}
+    else:
+        schema = {"type": "string"}
+    if spec.note:
+        schema["description"] = spec.note[:1].upper() + spec.note[1:] + "."
+    return schema
 
 
-def _required(schema: dict[str, Any]) -> dict[str, Any]:
-    """A required field is refused when blank (api.fields.Fields.require)."""
-    if "enum" in schema or "pattern" in schema or schema.get("format") == "binary":
-        return schema
-    return {**schema, "minLength": 1, "pattern": "\\S"}
-
-
-def form(
-    *required: str,
-    optional: tuple[str, ...] = (),
-    files: tuple[str, ...] = (),
-    flags: tuple[str, ...] = (),
-    ids: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """``openapi_extra`` for a body of named fields: multipart, urlencoded or JSON."""
-
-    def field(name: str, binary: bool = False) -> dict[str, Any]:
-        schema = _field_schema(name, flags, ids, binary)
-        return _required(schema) if name in required else schema
-
-    names = (*required, *optional)
-    properties = {name: field(name) for name in names}
-    for name in files:
-        properties[name] = field(name, binary=True)
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    # A JSON body carries files as text (a PEM, say).
+def form(model: type[Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a body of the model's fields: multipart, urlencoded or JSON."""
+    specs = field_specs(model)
+    required = [spec.name for spec in specs if spec.required]
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {spec.name: field_schema(spec) for spec in specs},
+    }
     json_schema: dict[str, Any] = {
         "type": "object",
-        "properties": {name: field(name) for name in (*names, *files)},
+        "properties": {spec.name: field_schema(spec, json=True) for spec in specs},
     }
     if required:
-        schema["required"] = list(required)
-        json_schema["required"] = list(required)
+        schema["required"] = required
+        json_schema["required"] = required
     return {
         "requestBody": {
             "required": bool(required),
@@ -136,28 +130,23 @@ def form(
     }
 
 
-def query(
-    *required: str, optional: tuple[str, ...] = (), flags: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """``openapi_extra`` for named fields in the query string (GET and DELETE).
+def query(model: type[Any]) -> dict[str, Any]:
+    """``openapi_extra`` for the model's fields in the query string (GET and DELETE).
 
     A body with the same fields works too (``curl -F`` on GET and DELETE), but a body on
     GET has no meaning to most HTTP tools, so the document shows the query string.
     """
-    parameters = [
-        {
-            "name": name,
-            "in": "query",
-            "required": True,
-            "schema": _required(_field_schema(name, flags)),
-        }
-        for name in required
-    ]
-    parameters += [
-        {"name": name, "in": "query", "required": False, "schema": _field_schema(name, flags)}
-        for name in optional
-    ]
-    return {"parameters": parameters}
+    return {
+        "parameters": [
+            {
+                "name": spec.name,
+                "in": "query",
+                "required": spec.required,
+                "schema": field_schema(spec),
+            }
+            for spec in field_specs(model)
+        ]
+    }
 
 
 def install(app: FastAPI) -> None:

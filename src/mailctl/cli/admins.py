@@ -83,5 +83,5 @@ def revoke(
             count = accounts.revoke_all(ctx, actor(), name)
             console.print(f"Revoked {count} token(s) of [bold]{name}[/].", highlight=False)
             return
-        accounts.revoke_token(ctx, actor(), name, token_id)
+        accounts.revoke_token(ctx, actor(), name, token_id or "")
     console.print(f"Revoked the token {token_id} of [bold]{name}[/].", highlight=False)

@@ -48,8 +48,8 @@ def _hash_new(ctx: Context, new_password: object) -> str:
 def change_password(
     ctx: Context,
     identity: auth.AdminIdentity,
-    current_password: object,
-    new_password: object,
+    current_password: str,
+    new_password: str,
     client_address: str | None,
     user_agent: str | None = None,
 ) -> PasswordChanged:
@@ -59,10 +59,10 @@ def change_password(
     failed login of that admin from that address). Every token issued before, the
     calling one included, is refused afterwards.
     """
-    if not isinstance(current_password, str) or current_password == "":
-        raise InvalidInputError("The field 'password' (the current password) is required.")
-    if new_password is None or new_password == "":
-        raise InvalidInputError("The field 'new_password' is required.")
+    if not current_password:
+        raise InvalidInputError("The current password is required.")
+    if not new_password:
+        raise InvalidInputError("A new password is required.")
     if new_password == current_password:
         raise InvalidInputError("The new password is the same as the current one.")
     passwords.check_new_password(new_password, ctx.settings.min_password_length)
@@ -165,10 +165,10 @@ def list_tokens(ctx: Context, username: str) -> list[TokenView]:
         ]
 
 
-def revoke_token(ctx: Context, actor: Actor, username: str, token_id: object) -> None:
+def revoke_token(ctx: Context, actor: Actor, username: str, token_id: str) -> None:
     """Revoke one active token of the admin by its id; NotFoundError if it has none such."""
-    if not isinstance(token_id, str) or not token_id.strip():
-        raise InvalidInputError("The field 'id' (a token id from GET /auth/tokens) is required.")
+    if not token_id.strip():
+        raise InvalidInputError("A token id is required.")
     _revoke_one(ctx, actor, username, token_id.strip(), "revoked")
 
 

@@ -171,7 +171,7 @@ def _order(ctx: Context, actor: Actor, name: str, progress: Progress) -> str:
 
 def _acme_name(hostname: str) -> str:
     if not isinstance(hostname, str) or not hostname.strip():
-        raise InvalidInputError("The field 'hostname' is required.")
+        raise InvalidInputError("A host name is required.")
     return normalize_domain(hostname)
 
 

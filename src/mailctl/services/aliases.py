@@ -23,7 +23,7 @@ class AliasView:
     destination: str
 
 
-def list_aliases(ctx: Context, domain_id: object) -> list[AliasView]:
+def list_aliases(ctx: Context, domain_id: int | str) -> list[AliasView]:
     """The aliases of the domain with this id; NotFoundError for an unknown id."""
     ident = parse_id(domain_id, "domain id")
     with ctx.uow() as uow:
@@ -36,7 +36,7 @@ def list_aliases(ctx: Context, domain_id: object) -> list[AliasView]:
 
 
 def add_alias(
-    ctx: Context, actor: Actor, domain_id: object, source: object, destination: object
+    ctx: Context, actor: Actor, domain_id: int | str, source: str, destination: str
 ) -> AliasView:
     """Make mail for ``source`` (in the domain with this id) go to ``destination`` as well.
 
@@ -44,15 +44,15 @@ def add_alias(
     address forwards a copy: the mailbox still receives its mail.
     """
     ident = parse_id(domain_id, "domain id")
-    if source is None:
-        raise InvalidInputError("The field 'source' is required.")
-    if destination is None:
-        raise InvalidInputError("The field 'destination' is required.")
+    if not source.strip():
+        raise InvalidInputError("An alias source address is required.")
+    if not destination.strip():
+        raise InvalidInputError("A destination address is required.")
     with ctx.uow() as uow:
         domain = uow.domains.get(ident)
         if domain is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
-        if isinstance(source, str) and "@" not in source:
+        if "@" not in source:
             source = f"{source.strip()}@{domain.name}"
         wanted_source = parse_alias_source(source, domain.name)
         wanted_destination = parse_alias_destination(destination)
@@ -72,12 +72,14 @@ def add_alias(
 
 
 def delete_aliases(
-    ctx: Context, actor: Actor, source: object, destination: object = None
+    ctx: Context, actor: Actor, source: str, destination: str | None = None
 ) -> list[AliasView]:
     """Remove the aliases of ``source``: all of them, or the one to ``destination``.
 
     NotFoundError if nothing matches; the removed aliases are returned.
     """
+    if not source.strip():
+        raise InvalidInputError("An alias source address is required.")
     wanted_source = parse_alias_source(source)
     wanted_destination = None if destination in (None, "") else parse_alias_destination(destination)
     with ctx.uow() as uow:

@@ -185,7 +185,7 @@ def days_left(
     """
     text = hostname.strip() if isinstance(hostname, str) else ""
     if not text:
-        raise InvalidInputError("The field 'hostname' is required.")
+        raise InvalidInputError("A host name is required.")
     try:
         name: str | None = normalize_host_name(text)
     except InvalidInputError:

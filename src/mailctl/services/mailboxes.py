@@ -34,7 +34,7 @@ def parse_id(value: object, what: str) -> int:
     return number
 
 
-def list_users(ctx: Context, domain_id: object) -> list[UserView]:
+def list_users(ctx: Context, domain_id: int | str) -> list[UserView]:
     """The mailboxes of one domain; NotFoundError for an unknown domain id."""
     ident = parse_id(domain_id, "domain id")
     with ctx.uow() as uow:
@@ -49,10 +49,10 @@ def list_users(ctx: Context, domain_id: object) -> list[UserView]:
 def create_user(
     ctx: Context,
     actor: Actor,
-    domain_id: object,
-    email: object,
-    password: object,
-    password_hash: object = None,
+    domain_id: int | str,
+    email: str,
+    password: str | None,
+    password_hash: str | None = None,
 ) -> UserView:
     """Create a mailbox in the domain with that id, and its maildir.
 
@@ -60,12 +60,12 @@ def create_user(
     so mailboxes can move from another server without their users choosing new passwords.
     """
     ident = parse_id(domain_id, "domain id")
-    if email is None:
-        raise InvalidInputError("The field 'email' is required.")
+    if not email.strip():
+        raise InvalidInputError("An email address is required.")
     if password is not None and password_hash is not None:
-        raise InvalidInputError("Give either 'password' or 'password_hash', not both.")
+        raise InvalidInputError("Give either a password or a password hash, not both.")
     if password is None and password_hash is None:
-        raise InvalidInputError("The field 'password' is required.")
+        raise InvalidInputError("A password or a password hash is required.")
     with ctx.uow() as uow:
         domain = uow.domains.get(ident)
         if domain is None:
@@ -77,8 +77,6 @@ def create_user(
             f"The address {address.email} does not belong to the domain {domain_name}."
         )
     if password_hash is not None:
-        if not isinstance(password_hash, str):
-            raise InvalidInputError("The field 'password_hash' must be text.")
         hashed = passwords.validate_prehashed(password_hash)
     else:
         hashed = hash_new_password(ctx, password)
@@ -104,13 +102,13 @@ def create_user(
 
 
 def change_password(
-    ctx: Context, actor: Actor, user_id: object, password: object, domain_id: object
+    ctx: Context, actor: Actor, user_id: int | str, password: str, domain_id: int | str
 ) -> UserView:
     """Set a mailbox's password; it is committed before this returns."""
     uid = parse_id(user_id, "user id")
     did = parse_id(domain_id, "domain id")
-    if password is None:
-        raise InvalidInputError("The field 'password' is required.")
+    if not password:
+        raise InvalidInputError("A new password is required.")
     hashed = hash_new_password(ctx, password)
     with ctx.uow() as uow:
         user = uow.users.get(uid)
@@ -124,10 +122,10 @@ def change_password(
     return view
 
 
-def delete_user(ctx: Context, actor: Actor, email: object) -> TrashView:
+def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
     """Delete a mailbox; its maildir moves to the trash with a manifest."""
-    if email is None:
-        raise InvalidInputError("The field 'email' is required.")
+    if not email.strip():
+        raise InvalidInputError("An email address is required.")
     address = parse_address(email)
     with ctx.maildirs.changing(), ctx.uow() as uow:
         user = uow.users.by_email(address.email, lock=True)

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import AliasCreated, AliasesRemoved, AliasList
-from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import DomainIdPath, answers, form, query
 from mailctl.services import aliases
 from mailctl.services.aliases import AliasView
 
 router = APIRouter(tags=["aliases"])
+
+
+@dataclass(frozen=True)
+class NewAlias:
+    """The fields of add_alias."""
+
+    source: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class AliasesToDelete:
+    """The fields of delete_aliases: every alias of ``source``, or only the one to
+    ``destination``."""
+
+    source: str
+    destination: str | None = None
 
 
 def alias_json(view: AliasView) -> dict[str, Any]:
@@ -33,16 +51,19 @@ def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> 
 
 @router.post(
     "/alias/{domain_id}",
-    openapi_extra=form("source", "destination"),
+    openapi_extra=form(NewAlias),
     **answers(AliasCreated, 400, 401, 404, 409, 413, 503),
 )
 def add_alias(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: DomainIdPath
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[NewAlias, Depends(parsed(NewAlias))],
+    domain_id: DomainIdPath,
 ) -> dict[str, Any]:
     """Send mail for ``source`` (an address of the domain, or ``@domain`` for every address
     without a mailbox) to ``destination`` (addresses separated by commas, here or elsewhere).
     """
-    view = aliases.add_alias(ctx, actor, domain_id, fields.get("source"), fields.get("destination"))
+    view = aliases.add_alias(ctx, actor, domain_id, fields.source, fields.destination)
     return {
         "result": True,
         "msg": f"The alias {view.source} to {view.destination} was created.",
@@ -52,14 +73,16 @@ def add_alias(
 
 @router.delete(
     "/aliases",
-    openapi_extra=query("source", optional=("destination",)),
+    openapi_extra=query(AliasesToDelete),
     **answers(AliasesRemoved, 400, 401, 404, 413, 503),
 )
-def delete_aliases(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def delete_aliases(
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[AliasesToDelete, Depends(parsed(AliasesToDelete))],
+) -> dict[str, Any]:
     """Remove the aliases of ``source``, or only its alias to ``destination``."""
-    removed = aliases.delete_aliases(
-        ctx, actor, fields.require("source"), fields.get("destination")
-    )
+    removed = aliases.delete_aliases(ctx, actor, fields.source, fields.destination)
     first = removed[0]
     if len(removed) == 1:
         message = f"The alias {first.source} to {first.destination} was removed."

@@ -15,9 +15,10 @@ The general field reader is not used for the upload: it caps every part at
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -25,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from mailctl.api.bodies import ExportWritten, Imported, Restored, TrashList
-from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.fields import Fields
-from mailctl.api.openapi import FLAG_VALUES, answers, form, query
+from mailctl.api.deps import ActorDep, ContextDep, parsed
+from mailctl.api.fields import Fields, field_specs, parse_fields
+from mailctl.api.openapi import answers, field_schema, form, query
 from mailctl.domain.numbers import ascii_digits, ascii_int
 from mailctl.errors import InvalidInputError, TooLargeError
 from mailctl.services import archives, trash
@@ -42,6 +43,28 @@ MAX_FORM_FIELD_BYTES = 1024
 _FORM_OVERHEAD = 64 * 1024
 _JSON_TYPES = ("application/json",)
 _ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """The fields of export_domain."""
+
+    domain: str
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """The fields that come with an imported archive (in the query string or the form)."""
+
+    replace: bool = False
+
+
+@dataclass(frozen=True)
+class TrashEntryId:
+    """The fields of restore_trash."""
+
+    id: str
 
 
 def _wants_json(format_field: str | None, accept: str) -> bool:
@@ -60,7 +83,7 @@ def _wants_json(format_field: str | None, accept: str) -> bool:
 
 @router.get(
     "/export/domain",
-    openapi_extra=query("domain", optional=("format",)),
+    openapi_extra=query(ExportRequest),
     **answers(
         {
             "application/gzip": {"schema": {"type": "string", "format": "binary"}},
@@ -75,14 +98,17 @@ def _wants_json(format_field: str | None, accept: str) -> bool:
     ),
 )
 def export_domain(
-    request: Request, ctx: ContextDep, actor: ActorDep, fields: FieldsDep
+    request: Request,
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[ExportRequest, Depends(parsed(ExportRequest))],
 ) -> Response:
     """Stream a domain as a .tar.gz: mailboxes with their password hashes, aliases, DKIM
     keys and every maildir file. ``format=json`` (or ``Accept: application/json``) writes
     the archive in the server's archive directory and answers where it is instead.
     """
-    name = fields.require("domain")
-    if _wants_json(fields.get("format"), request.headers.get("accept", "")):
+    name = fields.domain
+    if _wants_json(fields.format, request.headers.get("accept", "")):
         written = archives.export_to_file(ctx, actor, name)
         return JSONResponse(
             {
@@ -219,16 +245,14 @@ _IMPORT_BODY = {
                     "type": "object",
                     "properties": {
                         ARCHIVE_FIELD: {"type": "string", "format": "binary"},
-                        "replace": {"type": "string", "enum": list(FLAG_VALUES)},
+                        **{spec.name: field_schema(spec) for spec in field_specs(ImportOptions)},
                     },
                     "required": [ARCHIVE_FIELD],
                 }
             },
         },
     },
-    "parameters": [
-        {"name": "replace", "in": "query", "schema": {"type": "string", "enum": list(FLAG_VALUES)}}
-    ],
+    **query(ImportOptions),
 }
 
 
@@ -245,9 +269,9 @@ async def import_domain(request: Request, ctx: ContextDep, actor: ActorDep) -> d
     """
     with archives.receive_upload(ctx) as spool:
         fields = await _receive(request, spool)
-        replace = fields.flag("replace")
+        options = await parse_fields(ImportOptions, fields, 0)
         path = spool.finish()
-        result = await run_in_threadpool(archives.import_domain, ctx, actor, path, replace)
+        result = await run_in_threadpool(archives.import_domain, ctx, actor, path, options.replace)
     return {
         "result": True,
         "msg": f"The domain {result.domain} was imported"
@@ -279,12 +303,14 @@ def list_trash(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 
 @router.post(
     "/trash/restore",
-    openapi_extra=form("id"),
+    openapi_extra=form(TrashEntryId),
     **answers(Restored, 400, 401, 404, 409, 413, 503),
 )
-def restore_trash(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def restore_trash(
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[TrashEntryId, Depends(parsed(TrashEntryId))]
+) -> dict[str, Any]:
     """Restore a deleted mailbox or domain, with its password hashes, aliases and keys."""
-    restored = trash.restore(ctx, actor, fields.require("id"))
+    restored = trash.restore(ctx, actor, fields.id)
     return {
         "result": True,
         "msg": f"The {restored.kind} {restored.target} was restored.",

@@ -7,18 +7,20 @@ a token is named by its id (``jti``) in a field, as ``DELETE /users`` names a ma
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import Done, PasswordChanged, Token, TokenList, TokensRevoked
 from mailctl.api.deps import (
     ClientAddressDep,
     ContextDep,
     CurrentAdminDep,
-    FieldsDep,
     UserAgentDep,
+    parsed,
 )
+from mailctl.api.fields import Note
 from mailctl.api.openapi import answers, form, query
 from mailctl.errors import InvalidInputError
 from mailctl.services import accounts, auth
@@ -27,22 +29,49 @@ from mailctl.services.context import Actor
 router = APIRouter(tags=["auth"])
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The fields of create_token; a missing one is a failed login (401), like a wrong one."""
+
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class PasswordChange:
+    """The fields of change_password."""
+
+    password: Annotated[str, Note("the current password")]
+    new_password: str
+
+
+@dataclass(frozen=True)
+class TokensToRevoke:
+    """The fields of revoke_tokens: one of ``id`` and ``all``."""
+
+    id: Annotated[str | None, Note("a token id from GET /auth/tokens")] = None
+    all: bool = False
+
+
 @router.post(
     "/auth",
-    openapi_extra=form("username", "password"),
+    openapi_extra=form(Credentials),
     **answers(Token, 400, 401, 413, 429, 503),
 )
 def create_token(
-    ctx: ContextDep, fields: FieldsDep, address: ClientAddressDep, agent: UserAgentDep
+    ctx: ContextDep,
+    fields: Annotated[Credentials, Depends(parsed(Credentials))],
+    address: ClientAddressDep,
+    agent: UserAgentDep,
 ) -> dict[str, Any]:
     """Log in; the token goes in the ``Auth-token`` header of every other call."""
-    token = auth.login(ctx, fields.get("username"), fields.get("password"), address, agent)
+    token = auth.login(ctx, fields.username, fields.password, address, agent)
     return {"result": True, "token": token}
 
 
 @router.post(
     "/auth/password",
-    openapi_extra=form("password", "new_password"),
+    openapi_extra=form(PasswordChange),
     **answers(
         PasswordChanged,
         400,
@@ -57,7 +86,7 @@ def create_token(
 def change_password(
     ctx: ContextDep,
     admin: CurrentAdminDep,
-    fields: FieldsDep,
+    fields: Annotated[PasswordChange, Depends(parsed(PasswordChange))],
     address: ClientAddressDep,
     agent: UserAgentDep,
 ) -> dict[str, Any]:
@@ -67,7 +96,7 @@ def change_password(
     a new token.
     """
     changed = accounts.change_password(
-        ctx, admin, fields.get("password"), fields.get("new_password"), address, agent
+        ctx, admin, fields.password, fields.new_password, address, agent
     )
     return {
         "result": True,
@@ -112,15 +141,18 @@ def list_tokens(ctx: ContextDep, admin: CurrentAdminDep) -> dict[str, Any]:
 
 @router.delete(
     "/auth/tokens",
-    openapi_extra=query(optional=("id", "all"), flags=("all",)),
+    openapi_extra=query(TokensToRevoke),
     **answers(TokensRevoked, 400, 401, 404, 413, 503, description="Revoked."),
 )
 def revoke_tokens(
-    ctx: ContextDep, admin: CurrentAdminDep, fields: FieldsDep, address: ClientAddressDep
+    ctx: ContextDep,
+    admin: CurrentAdminDep,
+    fields: Annotated[TokensToRevoke, Depends(parsed(TokensToRevoke))],
+    address: ClientAddressDep,
 ) -> dict[str, Any]:
     """Revoke one of your tokens (``id``), or all of them (``all=true``, this one included)."""
-    every = fields.flag("all")
-    token_id = (fields.get("id") or "").strip()
+    every = fields.all
+    token_id = (fields.id or "").strip()
     if every == bool(token_id):
         raise InvalidInputError(
             "Give either 'id' (a token id from GET /auth/tokens) or 'all=true'."

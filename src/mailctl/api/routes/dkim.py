@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import DkimKey, DkimKeyAdded, DkimKeyList, DkimKeyRemoved
-from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers, form, query
 from mailctl.api.shapes import reload_json
 from mailctl.services import dkim
@@ -21,6 +22,31 @@ _MESSAGES = {
     "its DNS record now: mail signed with the old key no longer verifies.",
     dkim.EXISTING: "The domain {domain} has a DKIM key already; here it is.",
 }
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """The fields of add_dkim_key."""
+
+    domain: str
+    selector: str | None = None
+    key_type: str | None = None
+    rotate: bool = False
+
+
+@dataclass(frozen=True)
+class KeyOfDomain:
+    """The fields of show_dkim_key_by_field."""
+
+    domain: str
+
+
+@dataclass(frozen=True)
+class KeyToRemove:
+    """The fields of remove_dkim_key."""
+
+    domain: str
+    selector: str
 
 
 def key_json(view: DkimKeyView) -> dict[str, Any]:
@@ -43,10 +69,12 @@ def listed_key_json(view: DkimKeyView) -> dict[str, Any]:
 
 @router.post(
     "/dkim/add-new-domain",
-    openapi_extra=form("domain", optional=("selector", "key_type", "rotate"), flags=("rotate",)),
+    openapi_extra=form(NewKey),
     **answers(DkimKeyAdded, 400, 401, 404, 409, 413, 503),
 )
-def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def add_dkim_key(
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[NewKey, Depends(parsed(NewKey))]
+) -> dict[str, Any]:
     """Give a domain a DKIM key (or return its key); ``rotate=true`` makes a new one.
 
     A rotation signs with the new key under ``selector``, or by default under a new one
@@ -59,14 +87,13 @@ def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[st
     key is committed and its DNS record valid, the daemon keeps its previous files, and
     ``reload.failures`` says what went wrong (the next reconcile tries again).
     """
-    rotate = fields.flag("rotate")
     result = dkim.add_key(
         ctx,
         actor,
-        fields.require("domain"),
-        fields.get("selector") or None,
-        fields.get("key_type") or None,
-        rotate=rotate,
+        fields.domain,
+        fields.selector or None,
+        fields.key_type or None,
+        rotate=fields.rotate,
     )
     message = _MESSAGES[result.action].format(domain=result.key.domain)
     extra: dict[str, Any] = {}
@@ -88,10 +115,12 @@ def add_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[st
     }
 
 
-@router.get("/dkim", openapi_extra=query("domain"), **answers(DkimKey, 400, 401, 404, 413, 503))
-def show_dkim_key_by_field(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+@router.get("/dkim", openapi_extra=query(KeyOfDomain), **answers(DkimKey, 400, 401, 404, 413, 503))
+def show_dkim_key_by_field(
+    ctx: ContextDep, _actor: ActorDep, fields: Annotated[KeyOfDomain, Depends(parsed(KeyOfDomain))]
+) -> dict[str, Any]:
     """The DNS record of a domain's active DKIM key (``domain`` as a field)."""
-    return {"result": True, **key_json(dkim.get_key(ctx, fields.require("domain")))}
+    return {"result": True, **key_json(dkim.get_key(ctx, fields.domain))}
 
 
 @router.get("/dkim/{domain}", **answers(DkimKey, 400, 401, 404, 503))
@@ -109,12 +138,14 @@ def list_dkim_keys(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, 
 
 @router.delete(
     "/dkim",
-    openapi_extra=query("domain", "selector"),
+    openapi_extra=query(KeyToRemove),
     **answers(DkimKeyRemoved, 400, 401, 404, 413, 503),
 )
-def remove_dkim_key(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def remove_dkim_key(
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[KeyToRemove, Depends(parsed(KeyToRemove))]
+) -> dict[str, Any]:
     """Delete one key of a domain. Removing the active key stops signing the domain's mail."""
-    removed = dkim.remove_key(ctx, actor, fields.require("domain"), fields.require("selector"))
+    removed = dkim.remove_key(ctx, actor, fields.domain, fields.selector)
     if removed.was_active:
         message = (
             f"The DKIM key {removed.selector} of {removed.domain} was removed; mail from "

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import DomainCreated, DomainList, Trashed
-from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers, form, query
 from mailctl.services import domains
 from mailctl.services.views import DomainView
 
 router = APIRouter(tags=["domains"])
+
+
+@dataclass(frozen=True)
+class NewDomain:
+    """The fields of create_domain: the name, and optionally its first mailbox."""
+
+    domain: str
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
+class DomainToDelete:
+    """The fields of delete_domain."""
+
+    domain: str
 
 
 def domain_json(view: DomainView) -> dict[str, Any]:
@@ -27,13 +44,15 @@ def list_domains(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 
 @router.post(
     "/domains",
-    openapi_extra=form("domain", optional=("username", "password")),
+    openapi_extra=form(NewDomain),
     **answers(DomainCreated, 400, 401, 409, 413, 503),
 )
-def create_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def create_domain(
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[NewDomain, Depends(parsed(NewDomain))]
+) -> dict[str, Any]:
     """Create a domain, and its first mailbox when username and password are given."""
     domain, user = domains.create_domain(
-        ctx, actor, fields.require("domain"), fields.get("username"), fields.get("password")
+        ctx, actor, fields.domain, fields.username, fields.password
     )
     body: dict[str, Any] = {
         "result": True,
@@ -46,11 +65,15 @@ def create_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[s
 
 
 @router.delete(
-    "/domain", openapi_extra=query("domain"), **answers(Trashed, 400, 401, 404, 413, 503)
+    "/domain", openapi_extra=query(DomainToDelete), **answers(Trashed, 400, 401, 404, 413, 503)
 )
-def delete_domain(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def delete_domain(
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[DomainToDelete, Depends(parsed(DomainToDelete))],
+) -> dict[str, Any]:
     """Delete a domain; its mail moves to the trash, where it can be restored."""
-    trash = domains.delete_domain(ctx, actor, fields.require("domain"))
+    trash = domains.delete_domain(ctx, actor, fields.domain)
     return {
         "result": True,
         "msg": f"The domain {trash.target} was deleted; its mail is in the trash.",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -16,8 +17,8 @@ from mailctl.api.bodies import (
     JobBusy,
     JobStarted,
 )
-from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
-from mailctl.api.fields import Fields
+from mailctl.api.deps import ActorDep, ContextDep, parsed
+from mailctl.api.fields import Parse
 from mailctl.api.openapi import answers, form
 from mailctl.api.shapes import reload_json
 from mailctl.domain.numbers import ascii_int
@@ -27,6 +28,42 @@ from mailctl.services.certificates import CertificateView
 from mailctl.services.jobs import JobBusyError
 
 router = APIRouter(tags=["ssl"])
+
+
+@dataclass(frozen=True)
+class CertificateUpload:
+    """The fields of upload_certificate: the chain and key (files or text), where to store."""
+
+    ssl_certificate: bytes
+    ssl_certificate_key: bytes
+    name: str | None = None
+    hostname: str | None = None
+
+
+def _port(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    number = ascii_int(value.strip())
+    if number is None or not 1 <= number <= 65535:
+        raise InvalidInputError("The field 'port' must be a number from 1 to 65535.")
+    return number
+
+
+@dataclass(frozen=True)
+class DaysLeftQuery:
+    """The fields of get_left_days."""
+
+    hostname: str
+    port: Annotated[int | None, Parse(_port, {"type": "string"})] = None
+    starttls: str | None = None
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class OrderFor:
+    """The fields of install_letsencrypt."""
+
+    hostname: str
 
 
 def certificate_json(view: CertificateView) -> dict[str, Any]:
@@ -42,22 +79,15 @@ def certificate_json(view: CertificateView) -> dict[str, Any]:
     }
 
 
-async def _required_blob(fields: Fields, name: str, max_bytes: int) -> bytes:
-    data = await fields.read_blob(name, max_bytes)
-    if data is None or not data.strip():
-        raise InvalidInputError(f"The field '{name}' is required.")
-    return data
-
-
 @router.post(
     "/ssl/upload",
-    openapi_extra=form(
-        optional=("name", "hostname"), files=("ssl_certificate", "ssl_certificate_key")
-    ),
+    openapi_extra=form(CertificateUpload),
     **answers(CertificateInstalled, 400, 401, 413, (503, CertificateRolledBack)),
 )
 async def upload_certificate(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[CertificateUpload, Depends(parsed(CertificateUpload))],
 ) -> dict[str, Any] | JSONResponse:
     """Install an uploaded certificate chain and key (file or text fields).
 
@@ -72,17 +102,14 @@ async def upload_certificate(
     Dovecot refuse the new pair, the previous pair is back on disk and in the database,
     and the answer is 503 with ``result: false`` and the ``reload`` details.
     """
-    limit = ctx.settings.max_upload_bytes
-    chain = await _required_blob(fields, "ssl_certificate", limit)
-    key = await _required_blob(fields, "ssl_certificate_key", limit)
     result = await run_in_threadpool(
         certificates.upload_certificate,
         ctx,
         actor,
-        chain,
-        key,
-        name=fields.get("name") or None,
-        hostname=fields.get("hostname") or None,
+        fields.ssl_certificate,
+        fields.ssl_certificate_key,
+        name=fields.name or None,
+        hostname=fields.hostname or None,
     )
     view = result.certificate
     body: dict[str, Any] = {**certificate_json(view), "reload": reload_json(result.reload)}
@@ -105,21 +132,16 @@ def list_certificates(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     return {"result": True, "certificates": [certificate_json(v) for v in views]}
 
 
-def _port(value: str | None) -> int | None:
-    if value is None or not value.strip():
-        return None
-    number = ascii_int(value.strip())
-    if number is None or not 1 <= number <= 65535:
-        raise InvalidInputError("The field 'port' must be a number from 1 to 65535.")
-    return number
-
-
 @router.post(
     "/ssl/get-left-days",
-    openapi_extra=form("hostname", optional=("port", "starttls", "live"), flags=("live",)),
+    openapi_extra=form(DaysLeftQuery),
     **answers(DaysLeft, 400, 401, 413, 502, 503),
 )
-def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def get_left_days(
+    ctx: ContextDep,
+    _actor: ActorDep,
+    fields: Annotated[DaysLeftQuery, Depends(parsed(DaysLeftQuery))],
+) -> dict[str, Any]:
     """Days until the host name's certificate expires: stored first, else a live check.
 
     ``source`` says which: ``stored`` (a certificate mailctl holds) or ``live`` (a TLS
@@ -132,10 +154,10 @@ def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[
     """
     found = certificates.days_left(
         ctx,
-        fields.require("hostname"),
-        port=_port(fields.get("port")),
-        starttls=fields.get("starttls"),
-        live=fields.flag("live"),
+        fields.hostname,
+        port=fields.port,
+        starttls=fields.starttls,
+        live=fields.live,
     )
     return {
         "result": True,
@@ -149,17 +171,17 @@ def get_left_days(ctx: ContextDep, _actor: ActorDep, fields: FieldsDep) -> dict[
 
 @router.post(
     "/ssl/letsencrypt/install",
-    openapi_extra=form("hostname"),
+    openapi_extra=form(OrderFor),
     **answers(JobStarted, 400, 401, (409, JobBusy), 413, 429, 503),
 )
 def install_letsencrypt(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[OrderFor, Depends(parsed(OrderFor))]
 ) -> dict[str, Any] | JSONResponse:
     """Start a Let's Encrypt (ACME) order for the host name; follow it at ``/jobs/<job_id>``.
 
     409 with the running job's ``job_id`` while another order for that name runs.
     """
-    hostname = fields.require("hostname")
+    hostname = fields.hostname
     try:
         job_id = certificates.start_issue(ctx, actor, hostname)
     except JobBusyError as exc:

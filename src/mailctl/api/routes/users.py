@@ -2,17 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import UserChanged, UserList, UserTrashed
-from mailctl.api.deps import ActorDep, ContextDep, FieldsDep
+from mailctl.api.deps import ActorDep, ContextDep, parsed
+from mailctl.api.fields import ID
 from mailctl.api.openapi import DomainIdPath, answers, form, query
 from mailctl.services import mailboxes
 from mailctl.services.views import UserView
 
 router = APIRouter(tags=["users"])
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """The fields of create_user: the address, and a password or an existing hash."""
+
+    email: str
+    password: str | None = None
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class NewPassword:
+    """The fields of change_password."""
+
+    id: Annotated[str, ID]
+    password: str
+    domain_id: Annotated[str, ID]
+
+
+@dataclass(frozen=True)
+class UserToDelete:
+    """The fields of delete_user."""
+
+    email: str
 
 
 def user_json(view: UserView) -> dict[str, Any]:
@@ -27,27 +54,25 @@ def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> di
 
 @router.post(
     "/user/{domain_id}",
-    openapi_extra=form("email", optional=("password", "password_hash")),
+    openapi_extra=form(NewUser),
     **answers(UserChanged, 400, 401, 404, 409, 413, 503),
 )
 @router.post(
     "/users/{domain_id}",
-    openapi_extra=form("email", optional=("password", "password_hash")),
+    openapi_extra=form(NewUser),
     deprecated=True,
     summary="Create User (the old service's path; use /user/{domain_id})",
     **answers(UserChanged, 400, 401, 404, 409, 413, 503),
 )
 def create_user(
-    ctx: ContextDep, actor: ActorDep, fields: FieldsDep, domain_id: DomainIdPath
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[NewUser, Depends(parsed(NewUser))],
+    domain_id: DomainIdPath,
 ) -> dict[str, Any]:
     """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
     user = mailboxes.create_user(
-        ctx,
-        actor,
-        domain_id,
-        fields.get("email"),
-        fields.get("password"),
-        fields.get("password_hash"),
+        ctx, actor, domain_id, fields.email, fields.password, fields.password_hash
     )
     return {
         "result": True,
@@ -58,14 +83,14 @@ def create_user(
 
 @router.post(
     "/user-change-password",
-    openapi_extra=form("id", "password", "domain_id", ids=("id", "domain_id")),
+    openapi_extra=form(NewPassword),
     **answers(UserChanged, 400, 401, 404, 413, 503),
 )
-def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def change_password(
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[NewPassword, Depends(parsed(NewPassword))]
+) -> dict[str, Any]:
     """Change a mailbox password; the response comes after the change is stored."""
-    user = mailboxes.change_password(
-        ctx, actor, fields.require("id"), fields.get("password"), fields.require("domain_id")
-    )
+    user = mailboxes.change_password(ctx, actor, fields.id, fields.password, fields.domain_id)
     return {
         "result": True,
         "msg": f"The password of {user.email} was changed.",
@@ -74,11 +99,13 @@ def change_password(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict
 
 
 @router.delete(
-    "/users", openapi_extra=query("email"), **answers(UserTrashed, 400, 401, 404, 413, 503)
+    "/users", openapi_extra=query(UserToDelete), **answers(UserTrashed, 400, 401, 404, 413, 503)
 )
-def delete_user(ctx: ContextDep, actor: ActorDep, fields: FieldsDep) -> dict[str, Any]:
+def delete_user(
+    ctx: ContextDep, actor: ActorDep, fields: Annotated[UserToDelete, Depends(parsed(UserToDelete))]
+) -> dict[str, Any]:
     """Delete a mailbox; its mail moves to the trash, where it can be restored."""
-    trash = mailboxes.delete_user(ctx, actor, fields.require("email"))
+    trash = mailboxes.delete_user(ctx, actor, fields.email)
     message = f"The mailbox {trash.target} was deleted; its mail is in the trash."
     if trash.aliases:
         message += f" Its aliases went with it: {', '.join(trash.aliases)}."
