@@ -5,7 +5,7 @@ from __future__ import annotations
 from mailctl.domain.names import normalize_domain, parse_address
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.services.context import Actor, Context
-from mailctl.services.mailboxes import hash_new_password, settle_trash
+from mailctl.services.mailboxes import commit_to_trash, hash_new_password
 from mailctl.services.views import DomainView, TrashView, UserView
 
 
@@ -119,11 +119,6 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
             },
             pending=True,
         )
-        try:
-            uow.commit()
-        except MailctlError:
-            ctx.maildirs.restore_from_trash(entry, source)
-            raise
-        entry = settle_trash(ctx, entry)
+        entry = commit_to_trash(ctx, uow.commit, entry, source)
     ctx.changed("domains")
     return TrashView(str(entry.path), "domain", domain_name)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 
 from mailctl.domain import passwords
 from mailctl.domain.names import parse_address
@@ -158,19 +160,25 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
             {"domain": address.domain, "mailboxes": [record], "aliases": alias_records},
             pending=True,
         )
-        try:
-            uow.commit()
-        except MailctlError:
-            ctx.maildirs.restore_from_trash(entry, source)
-            raise
-        entry = settle_trash(ctx, entry)
+        entry = commit_to_trash(ctx, uow.commit, entry, source)
     ctx.changed("users")
     sources = tuple(str(a["source"]) for a in alias_records)
     return TrashView(str(entry.path), "mailbox", address.email, sources)
 
 
-def settle_trash(ctx: Context, entry: TrashEntry) -> TrashEntry:
-    """Show a committed delete's trash folder; the next start-up settles it if this fails."""
+def commit_to_trash(
+    ctx: Context, commit: Callable[[], None], entry: TrashEntry, source: Path
+) -> TrashEntry:
+    """Commit a delete whose mail moved to the pending trash ``entry``, then settle it.
+
+    If the commit fails the mail goes back to ``source``; if only settling fails, the
+    delete stands and the next start-up settles the folder.
+    """
+    try:
+        commit()
+    except MailctlError:
+        ctx.maildirs.restore_from_trash(entry, source)
+        raise
     try:
         return ctx.maildirs.settle(entry)
     except MailctlError as exc:
