@@ -11,6 +11,10 @@ from mailctl.cli.main import app
 from mailctl.domain.passwords import verify_password
 from mailctl.services.context import Context
 
+# The commands reach the services the API tests drive on every backend, and `mailctl init`
+# on PostgreSQL and MariaDB is run by tests/deploy: here, once on SQLite (tests/README.md).
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
 
 @pytest.fixture
 def run(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
