@@ -4,7 +4,8 @@ A test that proves a security claim carries ``@pytest.mark.security(finding, cla
 record figures with the ``figure`` fixture (``figure("requests sent", 2140)``). After each
 such test, one JSON line (its id, outcome, finding, claim and figures) is appended to
 ``.test-results/security-<pid>.jsonl``; ``scripts/security-report`` turns those lines into
-the table of docs/security.md.
+the table of docs/security.md. The hook runs in the process that runs the test, so under
+pytest-xdist each worker writes a file of its own and the report reads them all.
 """
 
 from __future__ import annotations

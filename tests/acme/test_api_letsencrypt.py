@@ -25,6 +25,9 @@ from mailctl.services.acme_orders import Renewals
 from mailctl.services.context import Context
 from mailctl.storage.tables import AcmeAccount, AcmeChallenge, Job
 
+# What these tests check does not depend on the database: once, on SQLite (tests/README.md).
+ONCE_ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"])
+
 if TYPE_CHECKING:
     # Only for annotations: the fixture hands the object over at run time.
     from conftest import PebbleServer
@@ -146,6 +149,7 @@ def test_running_order_blocks_a_second_one(acme_api: AcmeApi) -> None:
     assert other["state"] == "succeeded", other["message"]
 
 
+@ONCE_ON_SQLITE
 @pytest.mark.parametrize("hostname", ["", "bad..name", "-x.example.test", "*.example.test"])
 def test_bad_hostname_is_400_and_starts_nothing(acme_api: AcmeApi, hostname: str) -> None:
     """A malformed host name is refused at once and leaves no job behind."""
@@ -177,6 +181,7 @@ def test_renew_due_renews_expiring_acme_certificates(acme_api: AcmeApi) -> None:
     assert certificates.renew_due(ctx) == Renewals()  # nothing is due any more
 
 
+@ONCE_ON_SQLITE
 def test_cli_issue_runs_the_order_in_the_foreground(
     acme_api: AcmeApi, pebble: PebbleServer, database_url: str
 ) -> None:

@@ -11,6 +11,10 @@ from mailctl.cli.main import app
 from mailctl.domain.passwords import verify_password
 from mailctl.services.context import Context
 
+# The commands reach the services the API tests drive on every backend, and `mailctl init`
+# on PostgreSQL and MariaDB is run by tests/deploy: here, once on SQLite (tests/README.md).
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
 
 @pytest.fixture
 def run(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -80,7 +84,8 @@ def test_domain_and_user_commands(run) -> None:  # type: ignore[no-untyped-def]
     assert passwd.exit_code == 0, passwd.output
     removed = run("user", "rm", "b@example.com", "--yes")
     assert removed.exit_code == 0
-    assert "trash" in removed.output
+    # The path is long (pytest's folder for this worker) and wrapped at the console width.
+    assert "trash" in removed.output.replace("\n", "")
     assert "b@example.com" not in run("user", "list", "example.com").output
     assert run("domain", "rm", "example.com", "--yes").exit_code == 0
     assert "example.com" not in run("domain", "list").output

@@ -15,6 +15,9 @@ from mailctl.errors import AuthError
 from mailctl.services import auth
 from mailctl.services.context import Context
 
+# What these tests check does not depend on the database: once, on SQLite (tests/README.md).
+ONCE_ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"])
+
 FIRST_PASSWORD = "first-admin-password-1"
 NEW_PASSWORD = "new-admin-password-22"
 Figure = Callable[[str, object], None]
@@ -77,6 +80,7 @@ def test_passwd_from_stdin_revokes_tokens(run, ctx: Context, figure: Figure) -> 
     figure("tokens refused after `admin passwd`", refused)
 
 
+@ONCE_ON_SQLITE
 def test_passwd_prompts_twice(run, ctx: Context) -> None:  # type: ignore[no-untyped-def]
     """Without --password-stdin the new password is prompted for, with a confirmation."""
     result = run("admin", "passwd", "admin", input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
@@ -85,6 +89,7 @@ def test_passwd_prompts_twice(run, ctx: Context) -> None:  # type: ignore[no-unt
     assert verify_password(NEW_PASSWORD, stored_password(ctx))
 
 
+@ONCE_ON_SQLITE
 def test_passwd_takes_no_password_argument(run, ctx: Context) -> None:  # type: ignore[no-untyped-def]
     """There is no --password option: a password on the command line is refused."""
     result = run("admin", "passwd", "--password", NEW_PASSWORD)
@@ -92,6 +97,7 @@ def test_passwd_takes_no_password_argument(run, ctx: Context) -> None:  # type: 
     assert verify_password(FIRST_PASSWORD, stored_password(ctx))
 
 
+@ONCE_ON_SQLITE
 @pytest.mark.parametrize(
     ("args", "stdin", "code", "message"),
     [

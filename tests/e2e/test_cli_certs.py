@@ -13,6 +13,9 @@ from typer.testing import CliRunner
 
 from mailctl.cli.main import app
 
+# What these tests check does not depend on the database: once, on SQLite (tests/README.md).
+ONCE_ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"])
+
 Run = Callable[..., Result]
 
 
@@ -61,6 +64,7 @@ def test_upload_then_status(run: Run, tmp_path: Path) -> None:
     assert "stored as mail.example.com" in one.output
 
 
+@ONCE_ON_SQLITE
 def test_upload_refusals_exit_with_input_error(run: Run, tmp_path: Path) -> None:
     """A key that does not match, or a missing file, exits 2 with the reason; nothing stored."""
     cert, _ = _write_pair(tmp_path, "mail.example.com", days=30)
@@ -74,6 +78,7 @@ def test_upload_refusals_exit_with_input_error(run: Run, tmp_path: Path) -> None
     assert "mail.example.com" not in run("cert", "status").output
 
 
+@ONCE_ON_SQLITE
 def test_cn_only_localhost_certificate_and_a_sha1_one(run: Run, tmp_path: Path) -> None:
     """A CN-only localhost pair installs as localhost; a SHA-1-signed one exits 2 saying so."""
     cert, key = self_signed("localhost", san=False)
@@ -93,6 +98,7 @@ def test_cn_only_localhost_certificate_and_a_sha1_one(run: Run, tmp_path: Path) 
     assert "signed with SHA-1, which clients refuse" in refused.output
 
 
+@ONCE_ON_SQLITE
 def test_status_of_an_unreachable_host_exits_upstream(run: Run) -> None:
     """A live look-up that is refused exits 9 with the reason, never a number of days."""
     with socket.socket() as sock:
@@ -104,6 +110,7 @@ def test_status_of_an_unreachable_host_exits_upstream(run: Run) -> None:
     assert "days left" not in result.output
 
 
+@ONCE_ON_SQLITE
 @pytest.mark.security(
     finding=11,
     claim="mailctl cert upload --name refuses a name the certificate is not valid for.",

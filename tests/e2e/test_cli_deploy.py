@@ -18,6 +18,9 @@ from typer.testing import CliRunner, Result
 from mailctl.cli.main import app
 from mailctl.services.context import Context
 
+# What these tests check does not depend on the database: once, on SQLite (tests/README.md).
+ONCE_ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"])
+
 
 class Cli:
     """Runs ``mailctl`` in-process against one data directory and database."""
@@ -54,6 +57,7 @@ def _ok(result: Result) -> Result:
     return result
 
 
+@ONCE_ON_SQLITE
 def test_cli_and_api_domain_rm_render_the_same_files(
     cli: Cli, server: LiveServer, api: httpx.Client
 ) -> None:
@@ -79,6 +83,7 @@ def test_cli_and_api_domain_rm_render_the_same_files(
     assert "up to date" in _ok(cli("reconcile")).output
 
 
+@ONCE_ON_SQLITE
 def test_cli_change_reports_files_it_could_not_update(cli: Cli, ctx: Context) -> None:
     """A CLI change whose reload fails stands, and the command says the files lag behind."""
     _ok(cli("domain", "add", "example.com"))
@@ -101,6 +106,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@ONCE_ON_SQLITE
 def test_agent_once_fails_when_a_due_renewal_fails(cli: Cli, ctx: Context) -> None:
     """agent --once names a certificate it could not renew and exits 9, not "up to date"."""
     now = datetime.now(UTC)
@@ -230,6 +236,7 @@ def _not_started_daemons(root: Path) -> dict[str, str]:
     }
 
 
+@ONCE_ON_SQLITE
 def test_cert_upload_before_setup_installs_and_says_nothing_runs(
     cli: Cli, ctx: Context, tmp_path: Path
 ) -> None:
@@ -250,6 +257,7 @@ def test_cert_upload_before_setup_installs_and_says_nothing_runs(
     assert "mail.example.com" in _ok(cli("cert", "status")).output
 
 
+@ONCE_ON_SQLITE
 def test_dkim_add_with_opendkim_not_running_keeps_the_key(
     cli: Cli, ctx: Context, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import ADMIN
+from tests.mailstack.stack import vmail_ids
 from tests.pki import self_signed
 
 from mailctl.config import Settings
@@ -115,6 +116,9 @@ def root() -> Iterator[Path]:
 def host(database_url: str, root: Path) -> Iterator[tuple[Context, setup.SetupPlan]]:
     """A database with a signing domain, and setup's plan for daemons below ``root``."""
     opendkim = pwd.getpwnam("opendkim")
+    # setup plans the mail folders for vmail: make the account here, not rely on a test
+    # that ran before on the same worker to have made it.
+    vmail_ids()
     settings = Settings(
         data_dir=root / "data",
         database_url=database_url,
