@@ -30,6 +30,9 @@ _LOCAL = re.compile(r"^[a-z0-9!#$&'*+=?^_`{|}~-]+(\.[a-z0-9!#$&'*+=?^_`{|}~-]+)*
 _SHARED_PLACES = [Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"), Path.home()]
 _SKIPPED_IN_REPO = {".git", ".venv", ".test-results", ".test-databases", "__pycache__"}
 _SKIPPED_IN_REPO |= {".pytest_cache", ".mypy_cache", ".ruff_cache"}
+# Written meanwhile by the tests of other parallel workers: hypothesis's cache (the
+# schemathesis test) and the small disks the full-disk tests mount.
+_SKIPPED_IN_REPO |= {".hypothesis", ".test-mounts"}
 
 
 def _is_address(host: str) -> bool:
