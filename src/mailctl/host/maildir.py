@@ -16,7 +16,7 @@ from typing import Any
 
 from mailctl.domain.numbers import loads_limited
 from mailctl.errors import HostStateError, InvalidInputError, NotFoundError
-from mailctl.host.fs import inside, locked, move
+from mailctl.host.fs import inside, locked, move, write_atomic
 
 MANIFEST = "manifest.json"
 DATA = "data"
@@ -199,20 +199,16 @@ class Maildirs:
         try:
             entry_dir.mkdir(mode=0o700)
             # The manifest goes first: a folder with mail in it always says what it holds.
-            tmp = entry_dir / f".{MANIFEST}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(full_manifest, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, entry_dir / MANIFEST)
+            text = json.dumps(full_manifest, indent=2, sort_keys=True)
+            write_atomic(entry_dir / MANIFEST, text.encode("utf-8"), 0o600)
             if source is not None and has_data:
                 inside(self.mail_root, source)
                 move(source, entry_dir / DATA)
-        except OSError as exc:
+        except (OSError, HostStateError) as exc:
             if not (entry_dir / DATA).exists():
                 shutil.rmtree(entry_dir, ignore_errors=True)
-            raise HostStateError(f"Could not move {target} to the trash: {exc.strerror}.") from exc
+            why = exc.strerror if isinstance(exc, OSError) else exc.message.rstrip(".")
+            raise HostStateError(f"Could not move {target} to the trash: {why}.") from exc
         return TrashEntry(entry_dir, full_manifest)
 
     def settle(self, entry: TrashEntry) -> TrashEntry:
