@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     errors.install(app)
     logs.install()
     for module in ROUTERS:
+        openapi.describe_fields(module.router.routes)
         app.include_router(module.router)
     # The routes as declared, for the Allow header of a 405 (api.errors).
     app.state.api_routes = [route for module in ROUTERS for route in module.router.routes]

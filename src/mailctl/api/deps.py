@@ -47,7 +47,21 @@ def parsed(model: type[Any]) -> Callable[..., Awaitable[Any]]:
         return await parse_fields(model, fields, ctx.settings.max_upload_bytes)
 
     parse.__name__ = f"parse_{model.__name__}"
+    _FILLS[parse] = model
     return parse
+
+
+# Each ``parsed`` dependency and the model it fills, so the OpenAPI document can describe
+# a route's fields from the dependency the route already names.
+_FILLS: dict[Callable[..., Awaitable[Any]], type[Any]] = {}
+
+
+def model_filled_by(dependency: object) -> type[Any] | None:
+    """The model a ``parsed(...)`` dependency fills; None for any other callable."""
+    for parse, model in _FILLS.items():
+        if parse is dependency:
+            return model
+    return None
 
 
 def client_address(request: Request, ctx: ContextDep) -> str | None:

@@ -2,28 +2,35 @@
 
 A route declares its answers next to its path, in one call that lists them all::
 
-    @router.post("/domains", openapi_extra=form(NewDomain), **answers(DomainCreated, 400, 401, 409))
+    @router.post("/domains", **answers(DomainCreated, 400, 401, 409))
+    def create_domain(..., fields: Annotated[NewDomain, Depends(parsed(NewDomain))]): ...
 
 ``answers`` takes the success body (a model of ``api.bodies``, or a ``{media type:
 schema}`` mapping) and the error statuses the route can give; each error is the envelope
 ``{"result": false, "msg": ...}`` (or a model extending it, as ``(409, JobBusy)``). 500 and
 507 are added to every route: any of them may meet an internal error or a full disk,
 answered in the envelope.
-The fields a route reads are described from the same model that parses them
-(``api.fields``): ``form(Model)`` as a request body (POST), ``query(Model)`` as
-query-string parameters (GET and DELETE); the wire accepts every field in any of the four
-encodings on every method, whatever the document shows.
+The fields a route reads are described from the model its ``parsed(Model)`` dependency
+fills (``api.deps``, ``api.fields``), as the app takes in the router: ``form(Model)`` as a
+request body (POST), ``query(Model)`` as query-string parameters (GET and DELETE). A route
+names its model once; one with a body of its own kind (the streamed import) sets
+``openapi_extra`` itself. The wire accepts every field in any of the four encodings on
+every method, whatever the document shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
 from mailctl.api.bodies import ErrorBody
+from mailctl.api.deps import model_filled_by
 from mailctl.api.fields import FLAG_WORDS, FieldSpec, field_specs
 
 ErrorSpec = int | tuple[int, type[BaseModel]]
@@ -147,6 +154,23 @@ def query(model: type[Any]) -> dict[str, Any]:
             for spec in field_specs(model)
         ]
     }
+
+
+def describe_fields(routes: Iterable[BaseRoute]) -> None:
+    """Give each route that reads a ``parsed(Model)`` its fields' description from Model.
+
+    Called on each router before the app includes it, so the document is built with it.
+    """
+    for route in routes:
+        if not isinstance(route, APIRoute) or route.openapi_extra is not None:
+            continue
+        filled = (model_filled_by(d.call) for d in route.dependant.dependencies)
+        models = {model for model in filled if model is not None}
+        if len(models) > 1:
+            raise TypeError(f"{route.path} reads the fields of {len(models)} models; one only")
+        for model in models:
+            in_body = "POST" in (route.methods or ())
+            route.openapi_extra = form(model) if in_body else query(model)
 
 
 def install(app: FastAPI) -> None:

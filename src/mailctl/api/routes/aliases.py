@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import AliasCreated, AliasesRemoved, AliasList
 from mailctl.api.deps import ActorDep, ContextDep, parsed
-from mailctl.api.openapi import DomainIdPath, answers, form, query
+from mailctl.api.openapi import DomainIdPath, answers
 from mailctl.services import aliases
 from mailctl.services.aliases import AliasView
 
@@ -51,7 +51,6 @@ def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> 
 
 @router.post(
     "/alias/{domain_id}",
-    openapi_extra=form(NewAlias),
     **answers(AliasCreated, 400, 401, 404, 409, 413, 503),
 )
 def add_alias(
@@ -73,7 +72,6 @@ def add_alias(
 
 @router.delete(
     "/aliases",
-    openapi_extra=query(AliasesToDelete),
     **answers(AliasesRemoved, 400, 401, 404, 413, 503),
 )
 def delete_aliases(

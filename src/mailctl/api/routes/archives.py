@@ -28,7 +28,7 @@ from starlette.requests import ClientDisconnect
 from mailctl.api.bodies import ExportWritten, Imported, Restored, TrashList
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import Fields, field_specs, parse_fields
-from mailctl.api.openapi import answers, field_schema, form, query
+from mailctl.api.openapi import answers, field_schema, query
 from mailctl.domain.numbers import ascii_digits, ascii_int
 from mailctl.errors import InvalidInputError, TooLargeError
 from mailctl.services import archives, trash
@@ -83,7 +83,6 @@ def _wants_json(format_field: str | None, accept: str) -> bool:
 
 @router.get(
     "/export/domain",
-    openapi_extra=query(ExportRequest),
     **answers(
         {
             "application/gzip": {"schema": {"type": "string", "format": "binary"}},
@@ -303,7 +302,6 @@ def list_trash(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 
 @router.post(
     "/trash/restore",
-    openapi_extra=form(TrashEntryId),
     **answers(Restored, 400, 401, 404, 409, 413, 503),
 )
 def restore_trash(

@@ -21,7 +21,7 @@ from mailctl.api.deps import (
     parsed,
 )
 from mailctl.api.fields import Note
-from mailctl.api.openapi import answers, form, query
+from mailctl.api.openapi import answers
 from mailctl.errors import InvalidInputError
 from mailctl.services import accounts, auth
 from mailctl.services.context import Actor
@@ -55,7 +55,6 @@ class TokensToRevoke:
 
 @router.post(
     "/auth",
-    openapi_extra=form(Credentials),
     **answers(Token, 400, 401, 413, 429, 503),
 )
 def create_token(
@@ -71,7 +70,6 @@ def create_token(
 
 @router.post(
     "/auth/password",
-    openapi_extra=form(PasswordChange),
     **answers(
         PasswordChanged,
         400,
@@ -141,7 +139,6 @@ def list_tokens(ctx: ContextDep, admin: CurrentAdminDep) -> dict[str, Any]:
 
 @router.delete(
     "/auth/tokens",
-    openapi_extra=query(TokensToRevoke),
     **answers(TokensRevoked, 400, 401, 404, 413, 503, description="Revoked."),
 )
 def revoke_tokens(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import DkimKey, DkimKeyAdded, DkimKeyList, DkimKeyRemoved
 from mailctl.api.deps import ActorDep, ContextDep, parsed
-from mailctl.api.openapi import answers, form, query
+from mailctl.api.openapi import answers
 from mailctl.api.shapes import reload_json
 from mailctl.services import dkim
 from mailctl.services.dkim import DkimKeyView
@@ -69,7 +69,6 @@ def listed_key_json(view: DkimKeyView) -> dict[str, Any]:
 
 @router.post(
     "/dkim/add-new-domain",
-    openapi_extra=form(NewKey),
     **answers(DkimKeyAdded, 400, 401, 404, 409, 413, 503),
 )
 def add_dkim_key(
@@ -115,7 +114,7 @@ def add_dkim_key(
     }
 
 
-@router.get("/dkim", openapi_extra=query(KeyOfDomain), **answers(DkimKey, 400, 401, 404, 413, 503))
+@router.get("/dkim", **answers(DkimKey, 400, 401, 404, 413, 503))
 def show_dkim_key_by_field(
     ctx: ContextDep, _actor: ActorDep, fields: Annotated[KeyOfDomain, Depends(parsed(KeyOfDomain))]
 ) -> dict[str, Any]:
@@ -138,7 +137,6 @@ def list_dkim_keys(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, 
 
 @router.delete(
     "/dkim",
-    openapi_extra=query(KeyToRemove),
     **answers(DkimKeyRemoved, 400, 401, 404, 413, 503),
 )
 def remove_dkim_key(

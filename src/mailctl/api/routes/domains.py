@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from mailctl.api.bodies import DomainCreated, DomainList, Trashed
 from mailctl.api.deps import ActorDep, ContextDep, parsed
-from mailctl.api.openapi import answers, form, query
+from mailctl.api.openapi import answers
 from mailctl.services import domains
 from mailctl.services.views import DomainView
 
@@ -44,7 +44,6 @@ def list_domains(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 
 @router.post(
     "/domains",
-    openapi_extra=form(NewDomain),
     **answers(DomainCreated, 400, 401, 409, 413, 503),
 )
 def create_domain(
@@ -64,9 +63,7 @@ def create_domain(
     return body
 
 
-@router.delete(
-    "/domain", openapi_extra=query(DomainToDelete), **answers(Trashed, 400, 401, 404, 413, 503)
-)
+@router.delete("/domain", **answers(Trashed, 400, 401, 404, 413, 503))
 def delete_domain(
     ctx: ContextDep,
     actor: ActorDep,

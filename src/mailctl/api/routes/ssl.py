@@ -19,7 +19,7 @@ from mailctl.api.bodies import (
 )
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import Parse
-from mailctl.api.openapi import answers, form
+from mailctl.api.openapi import answers
 from mailctl.api.shapes import reload_json
 from mailctl.domain.numbers import ascii_int
 from mailctl.errors import InvalidInputError
@@ -81,7 +81,6 @@ def certificate_json(view: CertificateView) -> dict[str, Any]:
 
 @router.post(
     "/ssl/upload",
-    openapi_extra=form(CertificateUpload),
     **answers(CertificateInstalled, 400, 401, 413, (503, CertificateRolledBack)),
 )
 async def upload_certificate(
@@ -134,7 +133,6 @@ def list_certificates(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
 
 @router.post(
     "/ssl/get-left-days",
-    openapi_extra=form(DaysLeftQuery),
     **answers(DaysLeft, 400, 401, 413, 502, 503),
 )
 def get_left_days(
@@ -171,7 +169,6 @@ def get_left_days(
 
 @router.post(
     "/ssl/letsencrypt/install",
-    openapi_extra=form(OrderFor),
     **answers(JobStarted, 400, 401, (409, JobBusy), 413, 429, 503),
 )
 def install_letsencrypt(

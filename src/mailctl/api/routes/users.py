@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from mailctl.api.bodies import UserChanged, UserList, UserTrashed
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import ID
-from mailctl.api.openapi import DomainIdPath, answers, form, query
+from mailctl.api.openapi import DomainIdPath, answers
 from mailctl.services import mailboxes
 from mailctl.services.views import UserView
 
@@ -54,12 +54,10 @@ def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> di
 
 @router.post(
     "/user/{domain_id}",
-    openapi_extra=form(NewUser),
     **answers(UserChanged, 400, 401, 404, 409, 413, 503),
 )
 @router.post(
     "/users/{domain_id}",
-    openapi_extra=form(NewUser),
     deprecated=True,
     summary="Create User (the old service's path; use /user/{domain_id})",
     **answers(UserChanged, 400, 401, 404, 409, 413, 503),
@@ -83,7 +81,6 @@ def create_user(
 
 @router.post(
     "/user-change-password",
-    openapi_extra=form(NewPassword),
     **answers(UserChanged, 400, 401, 404, 413, 503),
 )
 def change_password(
@@ -98,9 +95,7 @@ def change_password(
     }
 
 
-@router.delete(
-    "/users", openapi_extra=query(UserToDelete), **answers(UserTrashed, 400, 401, 404, 413, 503)
-)
+@router.delete("/users", **answers(UserTrashed, 400, 401, 404, 413, 503))
 def delete_user(
     ctx: ContextDep, actor: ActorDep, fields: Annotated[UserToDelete, Depends(parsed(UserToDelete))]
 ) -> dict[str, Any]:
