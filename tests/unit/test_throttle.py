@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import ADMIN, ADMIN_PASSWORD
 
 from mailctl.config import Settings
-from mailctl.errors import AuthError, ThrottledError
+from mailctl.errors import AuthError, ThrottledError, UnavailableError
 from mailctl.services import auth, throttle
 from mailctl.services.context import Context
 from mailctl.services.throttle import client_network
@@ -108,3 +108,21 @@ def test_every_process_counts_against_one_limit(ctx: Context, settings: Settings
 def test_client_network(address: str | None, counted: str) -> None:
     """An IPv6 client counts by its /64; an IPv4 (or IPv4-mapped) one by its address."""
     assert client_network(address) == counted
+
+
+def test_a_purge_on_a_busy_database_does_not_fail_the_login(
+    fast: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A purge of expired counters that meets a deadlock (as MariaDB answers a DELETE
+    racing the counters' row locks) leaves each attempt counted and answered: a wrong
+    password is still a 401, and the limit still holds."""
+    from mailctl.storage.throttle_rows import LoginThrottles
+
+    def deadlocked(self: LoginThrottles, now: float) -> None:
+        raise UnavailableError("The database is unavailable; try again shortly.")
+
+    monkeypatch.setattr(LoginThrottles, "purge_expired", deadlocked)
+    fast.throttle.purge_chance = 1.0
+    for _ in range(3):
+        _fail(fast)
+    assert _refused(fast) >= 1

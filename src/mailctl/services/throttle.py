@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import math
 import random
 import time
@@ -20,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailctl.config import Settings
-from mailctl.errors import ThrottledError
+from mailctl.errors import ThrottledError, UnavailableError
 from mailctl.storage.tables import LoginThrottleRow
 from mailctl.storage.uow import UnitOfWork
+
+log = logging.getLogger("mailctl.throttle")
 
 # Expired rows are dropped now and then rather than on every attempt.
 PURGE_CHANCE = 0.02
@@ -144,10 +147,22 @@ class LoginThrottle:
                 retry_after=math.ceil(wait),
             )
         if random.random() < self.purge_chance:  # noqa: S311 - spreading work, not a secret
+            self._purge(now)
+        return attempt
+
+    def _purge(self, now: float) -> None:
+        """Drop counters that no longer matter: housekeeping, never the attempt's concern.
+
+        The attempt is counted already; a purge that meets a busy database (MariaDB
+        answers a DELETE racing the counters' row locks with a deadlock) is left to a
+        later attempt rather than failing this login with a 503.
+        """
+        try:
             with self._uow() as uow:
                 uow.login_throttles.purge_expired(now - _PURGE_GRACE_SECONDS)
                 uow.commit()
-        return attempt
+        except UnavailableError as exc:
+            log.info("login throttle: expired counters left for later: %s", exc.message)
 
     def attempt_succeeded(self, attempt: Attempt) -> None:
         """A right password: clear the pair's count, and take this attempt off the address's."""
