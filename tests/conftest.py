@@ -7,6 +7,7 @@ before each test, passwords are hashed with small costs unless a test is marked
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -188,12 +189,15 @@ class LiveServer:
         self.ctx = ctx
         self._url: str | None = None
         self._running = ExitStack()
+        # Threads of one test may ask at once: they must get one server, not one each.
+        self._starting = threading.Lock()
 
     @property
     def url(self) -> str:
-        if self._url is None:
-            self._url = self._running.enter_context(live_api(self.ctx))
-        return self._url
+        with self._starting:
+            if self._url is None:
+                self._url = self._running.enter_context(live_api(self.ctx))
+            return self._url
 
     def stop(self) -> None:
         self._running.close()
