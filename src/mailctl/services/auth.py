@@ -15,6 +15,7 @@ from mailctl.domain import passwords
 from mailctl.errors import (
     AuthError,
     ConflictError,
+    DiskFullError,
     InvalidInputError,
     NotFoundError,
     UnavailableError,
@@ -154,8 +155,9 @@ def login(
     if identity is None or stored is None or not ok:
         raise AuthError(BAD_CREDENTIALS)
     ctx.throttle.attempt_succeeded(attempt)
-    # Housekeeping, like the pruning below: a busy database must not fail the login.
-    with contextlib.suppress(UnavailableError):
+    # Housekeeping, like the pruning below: a busy or full database must not fail the
+    # login; the weaker hash still verifies, and the next login tries again.
+    with contextlib.suppress(UnavailableError, DiskFullError):
         _rehash_if_weaker(ctx, identity.id, password, stored)
     if random.random() < PRUNE_CHANCE:  # noqa: S311 - spreading work, not a secret
         # Housekeeping: a busy database must not fail the login; a later one prunes.

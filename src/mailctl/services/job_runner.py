@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from mailctl.errors import ThrottledError
@@ -63,15 +64,11 @@ class JobRunner:
         self._slots.release()
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every submitted job; True if all ended."""
+        """Wait up to ``timeout`` seconds in all for every submitted job; True if all ended."""
         with self._lock:
             pending = list(self._futures)
-        for future in pending:
-            try:
-                future.result(timeout=timeout)
-            except TimeoutError:
-                return False
-        return True
+        _, not_done = futures.wait(pending, timeout=timeout)
+        return not not_done
 
     def close(self, timeout: float) -> bool:
         """Take no more jobs, cancel those not started, wait up to ``timeout`` s for the rest.
