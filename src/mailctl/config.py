@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # --- admins and tokens -----------------------------------------------------------
     jwt_secret: SecretStr | None = None  # overrides the secret `mailctl init` stores
     token_ttl_minutes: int = Field(default=30, ge=1, le=7 * 24 * 60)
+    # A token checked in the database is trusted this long by the process that checked it;
+    # a revocation on this host still takes effect at once (services.token_cache).
+    token_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     admin_username: str = "admin"  # first admin made by `mailctl init`
     admin_password: SecretStr | None = None  # if unset, `init` generates and prints one
     # Failed logins: per (client address, username) and per client address (an IPv6
@@ -78,6 +81,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_field_bytes: int = Field(default=1024 * 1024, ge=1024)
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For
+    # Server processes `mailctl serve` runs, sharing one socket; default: one per core.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    access_log: bool = True  # one line per request on standard error
 
     # --- files rendered for the daemons (reconcile) ------------------------------------
     opendkim_dir: Path | None = None  # default: {data_dir}/opendkim; /etc/opendkim on a host

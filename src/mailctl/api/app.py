@@ -37,16 +37,23 @@ DESCRIPTION = (
 ROUTERS = (system, auth, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
 
 
-def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:
-    """Build the API; nothing is read from the environment before this is called."""
+def create_app(
+    settings: Settings | None = None, ctx: Context | None = None, *, clean_up: bool = True
+) -> FastAPI:
+    """Build the API; nothing is read from the environment before this is called.
+
+    ``clean_up`` False leaves the start-up clean-up to the caller (the parent of several
+    worker processes runs it once, before they start).
+    """
     if ctx is None:
         ctx = Context.from_settings(settings or load_settings())
     context = ctx
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # What a process killed mid-operation left (one warning each), before any request.
-        await run_in_threadpool(leftovers.clean_up_safely, context)
+        if clean_up:
+            # What a process killed mid-operation left (one warning each), before any request.
+            await run_in_threadpool(leftovers.clean_up_safely, context)
         yield
         # Background jobs stop with the app: those not started are recorded as cancelled,
         # running ones get a bounded wait (Context.close).
@@ -71,3 +78,8 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app.add_middleware(TrailingSlash)
     openapi.install(app)
     return app
+
+
+def worker_app() -> FastAPI:
+    """The app of one of several worker processes of `mailctl serve` (api.server)."""
+    return create_app(load_settings(), clean_up=False)

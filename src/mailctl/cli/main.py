@@ -18,7 +18,6 @@ from mailctl.cli import (
     users,
 )
 from mailctl.cli.common import checked_settings, console, context, reports_errors
-from mailctl.errors import MailctlError
 from mailctl.services import auth
 from mailctl.services.private_files import use_private_umask
 
@@ -84,28 +83,20 @@ def serve(
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port to listen on (default 8000)."),
 ) -> None:
-    """Run the HTTP API."""
-    import uvicorn
-
-    from mailctl.api.app import create_app
+    """Run the HTTP API (one worker process per core unless MAILCTL_WORKERS says otherwise)."""
+    from mailctl.api import server
+    from mailctl.services.context import Context
 
     given: dict[str, object] = {"host": host, "port": port}
     overrides = {name: value for name, value in given.items() if value is not None}
     settings = checked_settings(False, **overrides)
-    app_ = create_app(settings)
+    ctx = Context.from_settings(settings)
     try:
         # Say it now rather than answer every request with 503.
-        app_.state.ctx.database.require_schema()
-    except MailctlError:
-        app_.state.ctx.close()
-        raise
-    uvicorn.run(
-        app_,
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        proxy_headers=settings.trust_forwarded_for,
-    )
+        ctx.database.require_schema()
+    finally:
+        ctx.close()
+    server.serve(settings)
 
 
 def main() -> None:
