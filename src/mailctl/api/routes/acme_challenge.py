@@ -7,9 +7,10 @@ from fastapi.responses import PlainTextResponse
 
 from mailctl.api.deps import ContextDep
 from mailctl.api.openapi import answers
+from mailctl.api.responses import JSONRoute
 from mailctl.services import certificates
 
-router = APIRouter(tags=["acme"])
+router = APIRouter(tags=["acme"], route_class=JSONRoute)
 
 
 @router.get(

@@ -10,10 +10,11 @@ from fastapi import APIRouter, Depends
 from mailctl.api.bodies import AliasCreated, AliasesRemoved, AliasList
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import DomainIdPath, answers
+from mailctl.api.responses import JSONRoute
 from mailctl.services import aliases
 from mailctl.services.aliases import AliasView
 
-router = APIRouter(tags=["aliases"])
+router = APIRouter(tags=["aliases"], route_class=JSONRoute)
 
 
 @dataclass(frozen=True)

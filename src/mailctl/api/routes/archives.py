@@ -29,12 +29,13 @@ from mailctl.api.bodies import ExportWritten, Imported, Restored, TrashList
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import Fields, field_specs, parse_fields
 from mailctl.api.openapi import answers, field_schema, query
+from mailctl.api.responses import JSONRoute
 from mailctl.domain.numbers import ascii_digits, ascii_int
 from mailctl.errors import InvalidInputError, TooLargeError
 from mailctl.services import archives, trash
 from mailctl.services.archives import UploadSpool
 
-router = APIRouter(tags=["archives"])
+router = APIRouter(tags=["archives"], route_class=JSONRoute)
 
 ARCHIVE_FIELD = "archive"
 MAX_FORM_FIELDS = 16

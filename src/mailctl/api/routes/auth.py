@@ -22,11 +22,12 @@ from mailctl.api.deps import (
 )
 from mailctl.api.fields import Note
 from mailctl.api.openapi import answers
+from mailctl.api.responses import JSONRoute
 from mailctl.errors import InvalidInputError
 from mailctl.services import accounts, auth
 from mailctl.services.context import Actor
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=JSONRoute)
 
 
 @dataclass(frozen=True)

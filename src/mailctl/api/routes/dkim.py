@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends
 from mailctl.api.bodies import DkimKey, DkimKeyAdded, DkimKeyList, DkimKeyRemoved
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers
+from mailctl.api.responses import JSONRoute
 from mailctl.api.shapes import reload_json
 from mailctl.services import dkim
 from mailctl.services.dkim import DkimKeyView
 
-router = APIRouter(tags=["dkim"])
+router = APIRouter(tags=["dkim"], route_class=JSONRoute)
 
 _MESSAGES = {
     dkim.CREATED: "A DKIM key was created for {domain}; publish the DNS record.",

@@ -9,10 +9,11 @@ from fastapi import APIRouter
 from mailctl.api.bodies import JobState
 from mailctl.api.deps import ActorDep, ContextDep
 from mailctl.api.openapi import answers
+from mailctl.api.responses import JSONRoute
 from mailctl.services import jobs
 from mailctl.services.jobs import JobView
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=JSONRoute)
 
 
 def job_json(view: JobView) -> dict[str, Any]:

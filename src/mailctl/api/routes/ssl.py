@@ -20,6 +20,7 @@ from mailctl.api.bodies import (
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import Parse
 from mailctl.api.openapi import answers
+from mailctl.api.responses import JSONRoute
 from mailctl.api.shapes import reload_json
 from mailctl.domain.numbers import ascii_int
 from mailctl.errors import InvalidInputError
@@ -27,7 +28,7 @@ from mailctl.services import certificates
 from mailctl.services.certificates import CertificateView
 from mailctl.services.jobs import JobBusyError
 
-router = APIRouter(tags=["ssl"])
+router = APIRouter(tags=["ssl"], route_class=JSONRoute)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from mailctl.api.openapi import answers
+from mailctl.api.responses import JSONRoute
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=JSONRoute)
 
 
 @router.get(
@@ -15,6 +16,6 @@ router = APIRouter(tags=["system"])
     response_class=PlainTextResponse,
     **answers({"text/plain": {"schema": {"type": "string", "const": "pong"}}}),
 )
-def ping() -> str:
+async def ping() -> str:
     """Answer ``pong`` without touching the database."""
     return "pong"
