@@ -8,13 +8,17 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from mailctl.api.fields import Fields, parse_fields, read_fields
 from mailctl.services import auth
 from mailctl.services.context import Actor, Context
 
+# The dependencies below that need no I/O are coroutines: FastAPI runs a plain ``def``
+# dependency on its thread pool, and each such hop cost more than the work itself.
 
-def get_context(request: Request) -> Context:
+
+async def get_context(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
@@ -64,7 +68,7 @@ def model_filled_by(dependency: object) -> type[Any] | None:
     return None
 
 
-def client_address(request: Request, ctx: ContextDep) -> str | None:
+async def client_address(request: Request, ctx: ContextDep) -> str | None:
     if ctx.settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for", "")
         first = forwarded.split(",")[0].strip()
@@ -93,7 +97,7 @@ _AUTH_TOKEN = APIKeyHeader(name="Auth-token", auto_error=False, scheme_name="Aut
 _BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
 
 
-def user_agent(request: Request) -> str | None:
+async def user_agent(request: Request) -> str | None:
     """The client's ``User-Agent``, as recorded with the tokens it logs in for."""
     agent = request.headers.get("user-agent", "").strip()
     return agent[:200] or None
@@ -102,20 +106,28 @@ def user_agent(request: Request) -> str | None:
 UserAgentDep = Annotated[str | None, Depends(user_agent)]
 
 
-def current_admin(
+async def current_admin(
     request: Request,
     ctx: ContextDep,
     _auth_token: Annotated[str | None, Depends(_AUTH_TOKEN)],
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
 ) -> auth.AdminIdentity:
-    """The admin the request's token speaks for, with that token's id; 401 otherwise."""
-    return auth.authenticate(ctx, token_of(request))
+    """The admin the request's token speaks for, with that token's id; 401 otherwise.
+
+    A token this process accepted a moment ago needs no database (``ctx.tokens``);
+    any other is checked on the thread pool, as the look-up blocks.
+    """
+    token = token_of(request)
+    cached = auth.cached_identity(ctx, token)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(auth.authenticate, ctx, token)
 
 
 CurrentAdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
 
 
-def current_actor(admin: CurrentAdminDep, address: ClientAddressDep) -> Actor:
+async def current_actor(admin: CurrentAdminDep, address: ClientAddressDep) -> Actor:
     return Actor(admin.username, address)
 
 

@@ -128,6 +128,7 @@ def _store_password(
         uow.admin_tokens.prune(now)
         uow.audit.record(actor, "change_admin_password", username, f"{revoked} token(s) revoked")
         uow.commit()
+    ctx.tokens.revoked()
     return revoked
 
 
@@ -189,6 +190,7 @@ def _revoke_one(ctx: Context, actor: Actor, username: str, token_id: str, reason
         row.revoked_reason = reason
         uow.audit.record(actor, "logout" if reason == "logout" else "revoke_token", token_id[:64])
         uow.commit()
+    ctx.tokens.revoked()
 
 
 def revoke_all(ctx: Context, actor: Actor, username: str) -> int:
@@ -202,4 +204,5 @@ def revoke_all(ctx: Context, actor: Actor, username: str) -> int:
         uow.admin_tokens.prune(now)
         uow.audit.record(actor, "revoke_tokens", username, f"{revoked} token(s) revoked")
         uow.commit()
+    ctx.tokens.revoked()
     return revoked

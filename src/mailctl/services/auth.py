@@ -127,6 +127,7 @@ def delete_admin(ctx: Context, actor: Actor, username: str) -> None:
         uow.admins.delete(admin)
         uow.audit.record(actor, "delete_admin", username)
         uow.commit()
+    ctx.tokens.revoked()
 
 
 def login(
@@ -238,15 +239,29 @@ def prune_tokens(ctx: Context, now: float | None = None) -> int:
     return count
 
 
+def cached_identity(ctx: Context, token: str | None) -> AdminIdentity | None:
+    """The admin of a token this process accepted a moment ago, without the database;
+    None when the token must be checked (``authenticate``)."""
+    if not token:
+        return None
+    found: AdminIdentity | None = ctx.tokens.get(token)
+    return found
+
+
 def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
     """Return the admin a token speaks for, or raise AuthError (401).
 
     Besides the signature and expiry, the token's row must exist, not be revoked, and
     carry the admin's current token generation: one look-up by primary key, joined
-    with the admin it names.
+    with the admin it names. A token that passed is trusted for a moment
+    (``ctx.tokens``), until a revocation tells every process otherwise.
     """
     if not token:
         raise AuthError("An Auth-token header is required; get a token from POST /auth.")
+    cached = cached_identity(ctx, token)
+    if cached is not None:
+        return cached
+    seen = ctx.tokens.snapshot()
     try:
         claims = jwt.decode(
             token,
@@ -260,6 +275,7 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
         raise AuthError("The token is not valid.") from exc
     try:
         admin_id = int(claims["sub"])
+        expires_at = float(claims["exp"])
     except (TypeError, ValueError) as exc:
         raise AuthError("The token is not valid.") from exc
     jti = claims.get("jti")
@@ -281,4 +297,6 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
                 "The admin's password changed or its tokens were revoked after this token "
                 "was issued; " + LOG_IN_AGAIN
             )
-        return AdminIdentity(admin.id, admin.username, row.jti)
+        identity = AdminIdentity(admin.id, admin.username, row.jti)
+    ctx.tokens.put(token, identity, expires_at, seen)
+    return identity

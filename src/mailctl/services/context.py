@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailctl.config import Settings
 from mailctl.host.maildir import CHANGES_LOCK, Maildirs
@@ -12,7 +14,9 @@ from mailctl.services.hashing import PasswordPool
 from mailctl.services.job_runner import JobRunner
 from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
 from mailctl.services.throttle import Limits, LoginThrottle
+from mailctl.services.token_cache import STAMP_NAME, TokenCache
 from mailctl.storage.database import Database
+from mailctl.storage.reads import Reads, reading
 from mailctl.storage.timeouts import Timeouts
 from mailctl.storage.uow import UnitOfWork
 
@@ -45,10 +49,15 @@ class Context:
     job_runner: JobRunner = field(default_factory=JobRunner)
     # Counts admin logins (in the database, shared by every process) with the settings' limits.
     throttle: LoginThrottle = field(init=False)
+    # Tokens checked a moment ago (services.auth.authenticate), keyed by the token.
+    tokens: TokenCache[Any] = field(init=False)
     _jwt_secret: str | None = None
 
     def __post_init__(self) -> None:
         self.throttle = LoginThrottle(Limits.from_settings(self.settings), self.uow)
+        self.tokens = TokenCache(
+            self.settings.data_dir / STAMP_NAME, self.settings.token_cache_seconds
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:
@@ -73,6 +82,10 @@ class Context:
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.database)
+
+    def reads(self) -> AbstractContextManager[Reads]:
+        """A connection for listings, without a unit of work (storage.reads)."""
+        return reading(self.database)
 
     def changed(self, what: str) -> ReconcileOutcome:
         """Bring this host's files in line with a committed change of ``what``, then tell
