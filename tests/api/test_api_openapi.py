@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from mailctl.api.app import ROUTERS
 from mailctl.api.deps import current_actor, get_fields, parsed
 from mailctl.api.fields import field_specs
+from mailctl.api.paging import ListPage
 from mailctl.errors import MailctlError
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -207,13 +208,13 @@ def test_trailing_slash_answers_without_a_redirect(
 
 
 def _field_models(route: APIRoute) -> list[type[Any]]:
-    """The field models (dataclasses of the route's own module) its endpoint takes."""
+    """The field models its endpoint takes: dataclasses of the route's own module, or the
+    paging fields every listing shares."""
     hints = typing.get_type_hints(route.endpoint, include_extras=True)
     found = [typing.get_args(hint)[0] for hint in hints.values() if typing.get_args(hint)]
+    homes = {route.endpoint.__module__, ListPage.__module__}
     return [
-        model
-        for model in found
-        if dataclasses.is_dataclass(model) and model.__module__ == route.endpoint.__module__
+        model for model in found if dataclasses.is_dataclass(model) and model.__module__ in homes
     ]
 
 

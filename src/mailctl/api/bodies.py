@@ -51,6 +51,9 @@ class Alias(BaseModel):
 class DomainList(BaseModel):
     result: Literal[True]
     domains: list[Domain]
+    # Only when a page was asked for (limit): where the next page starts, null after the last.
+    next_offset: int | None = None
+    next_after: int | None = None
 
 
 class DomainCreated(BaseModel):
@@ -76,6 +79,8 @@ class UserTrashed(Trashed):
 class UserList(BaseModel):
     result: Literal[True]
     users: list[User]
+    next_offset: int | None = None  # only when a page was asked for, as in DomainList
+    next_after: int | None = None
 
 
 class UserChanged(BaseModel):

@@ -37,6 +37,7 @@ ErrorSpec = int | tuple[int, type[BaseModel]]
 OkBody = type[BaseModel] | dict[str, dict[str, Any]]
 
 MEANINGS = {
+    304: "Not modified: the listing is still the one the If-None-Match ETag names.",
     400: "Bad input: a missing or malformed field, a refused certificate or key.",
     401: "Missing, bad or expired token; or a wrong username or password.",
     404: "The domain, mailbox, alias, key, job or trash entry named does not exist.",
@@ -49,6 +50,9 @@ MEANINGS = {
     507: "The disk is full: the database or the data folder could not store the change.",
 }
 
+_LISTING_HEADERS = {
+    "ETag": {"schema": {"type": "string"}, "description": "A tag of this listing's body."}
+}
 _HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer realm."}},
     429: {
@@ -81,6 +85,8 @@ def answers(ok: OkBody, *errors: ErrorSpec, description: str = "Success.") -> di
     for spec in (*errors, 500, 507):
         status, model = spec if isinstance(spec, tuple) else (spec, ErrorBody)
         entry: dict[str, Any] = {"description": MEANINGS[status], "model": model}
+        if status == 304:
+            entry = {"description": MEANINGS[status], "headers": _LISTING_HEADERS}
         if status in _HEADERS:
             entry["headers"] = _HEADERS[status]
         responses[status] = entry

@@ -12,6 +12,7 @@ from mailctl.domain.numbers import ascii_digits
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.host.maildir import TrashEntry
 from mailctl.services.context import Actor, Context
+from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.views import TrashView, UserView
 
 log = logging.getLogger("mailctl.trash")
@@ -38,14 +39,18 @@ def parse_id(value: object, what: str) -> int:
 
 def list_users(ctx: Context, domain_id: int | str) -> list[UserView]:
     """The mailboxes of one domain; NotFoundError for an unknown domain id."""
+    return page_users(ctx, domain_id, Page()).items
+
+
+def page_users(ctx: Context, domain_id: int | str, page: Page) -> Paged[UserView]:
+    """One page of the mailboxes of one domain, by id; NotFoundError for an unknown id."""
     ident = parse_id(domain_id, "domain id")
-    with ctx.uow() as uow:
-        if uow.domains.get(ident) is None:
+    with ctx.reads() as reads:
+        if not reads.domain_exists(ident):
             raise NotFoundError(f"There is no domain with id {ident}.")
-        return [
-            UserView(user.id, user.domain_id, user.email)
-            for user in uow.users.list_for_domain(ident)
-        ]
+        return fetch(
+            page, lambda window: reads.user_rows(ident, window), UserView._make, lambda u: u.id
+        )
 
 
 def create_user(

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class DomainView:
+# Listings make thousands of these: a named tuple is made in a third of a frozen
+# dataclass's time, and is as immutable.
+class DomainView(NamedTuple):
     id: int
     name: str
     users_count: int
 
 
-@dataclass(frozen=True)
-class UserView:
+class UserView(NamedTuple):
     id: int
     domain_id: int
     email: str

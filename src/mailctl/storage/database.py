@@ -72,7 +72,9 @@ def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
     limits = timeouts or Timeouts()
     parsed = make_url(url)
     backend = backend_of(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # A server may have dropped a pooled connection (a restart): test each one as it is
+    # taken. A SQLite file has no server to lose, and the test would cost each request.
+    kwargs: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":
         kwargs["connect_args"] = {
             "timeout": sqlite_busy_seconds(limits),

@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from mailctl.api.bodies import DomainCreated, DomainList, Trashed
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers
+from mailctl.api.paging import ListPage, page_json
+from mailctl.api.responses import JSONRoute, conditional
 from mailctl.services import domains
 from mailctl.services.views import DomainView
 
-router = APIRouter(tags=["domains"])
+router = APIRouter(tags=["domains"], route_class=JSONRoute)
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,16 @@ def domain_json(view: DomainView) -> dict[str, Any]:
     return {"id": view.id, "name": view.name, "users_count": view.users_count}
 
 
-@router.get("/domains", **answers(DomainList, 401, 503))
-def list_domains(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
-    """Every domain with its number of mailboxes."""
-    return {"result": True, "domains": [domain_json(d) for d in domains.list_domains(ctx)]}
+@router.get("/domains", **answers(DomainList, 304, 400, 401, 413, 503))
+def list_domains(
+    request: Request,
+    ctx: ContextDep,
+    _actor: ActorDep,
+    fields: Annotated[ListPage, Depends(parsed(ListPage))],
+) -> Response:
+    """Every domain with its number of mailboxes; a page of them with ``limit``."""
+    page = domains.page_domains(ctx, fields.page())
+    return conditional(request, page_json("domains", page, domain_json))
 
 
 @router.post(

@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 
 from mailctl.api.bodies import UserChanged, UserList, UserTrashed
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import ID
 from mailctl.api.openapi import DomainIdPath, answers
+from mailctl.api.paging import ListPage, page_json
+from mailctl.api.responses import JSONRoute, conditional
 from mailctl.services import mailboxes
 from mailctl.services.views import UserView
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=JSONRoute)
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,17 @@ def user_json(view: UserView) -> dict[str, Any]:
     return {"id": view.id, "domain_id": view.domain_id, "email": view.email}
 
 
-@router.get("/users/{domain_id}", **answers(UserList, 400, 401, 404, 503))
-def list_users(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> dict[str, Any]:
-    """The mailboxes of the domain with this id."""
-    return {"result": True, "users": [user_json(u) for u in mailboxes.list_users(ctx, domain_id)]}
+@router.get("/users/{domain_id}", **answers(UserList, 304, 400, 401, 404, 413, 503))
+def list_users(
+    request: Request,
+    ctx: ContextDep,
+    _actor: ActorDep,
+    domain_id: DomainIdPath,
+    fields: Annotated[ListPage, Depends(parsed(ListPage))],
+) -> Response:
+    """The mailboxes of the domain with this id; a page of them with ``limit``."""
+    page = mailboxes.page_users(ctx, domain_id, fields.page())
+    return conditional(request, page_json("users", page, user_json))
 
 
 @router.post(
