@@ -78,8 +78,3 @@ def create_app(
     app.add_middleware(TrailingSlash)
     openapi.install(app)
     return app
-
-
-def worker_app() -> FastAPI:
-    """The app of one of several worker processes of `mailctl serve` (api.server)."""
-    return create_app(load_settings(), clean_up=False)

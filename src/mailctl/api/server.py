@@ -9,13 +9,9 @@ worker starts: the schema check and the clean-up of what a killed process left.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from mailctl.config import ENV_PREFIX, Settings
-
-# Where the workers find the app: they are new interpreters, built from the environment.
-WORKER_APP = "mailctl.api.app:worker_app"
+from mailctl.config import Settings
 
 
 def password_slots(settings: Settings) -> int:
@@ -45,6 +41,7 @@ def serve(settings: Settings) -> None:
         uvicorn.run(create_app(settings), **uvicorn_options(settings))
         return
 
+    from mailctl.api.supervise import serve_forked
     from mailctl.services import leftovers
     from mailctl.services.context import Context
 
@@ -53,9 +50,10 @@ def serve(settings: Settings) -> None:
         leftovers.clean_up_safely(ctx)
     finally:
         ctx.close()
-    # The workers read their settings afresh; what the command line said goes with them,
-    # and each gets its share of the password slots.
-    os.environ[f"{ENV_PREFIX}HOST"] = settings.host
-    os.environ[f"{ENV_PREFIX}PORT"] = str(settings.port)
-    os.environ[f"{ENV_PREFIX}PASSWORD_WORKERS"] = str(password_slots(settings))
-    uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, **uvicorn_options(settings))
+    # Each worker gets its share of the password slots.
+    per_worker = settings.model_copy(update={"password_workers": password_slots(settings)})
+    options = uvicorn_options(settings)
+    host, port = options.pop("host"), options.pop("port")
+    serve_forked(
+        host, port, settings.workers, lambda: create_app(per_worker, clean_up=False), options
+    )

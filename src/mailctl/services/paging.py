@@ -63,6 +63,8 @@ def read_page(
     cursor = _number("after", after, 0, 10**18)
     if cursor is not None and skip:
         raise InvalidInputError("Give 'offset' or 'after', not both.")
+    if size is None and (skip or cursor is not None):
+        size = MAX_LIMIT  # a page that starts somewhere is a page, of the most it may hold
     text = search.strip() if search is not None else ""
     if len(text) > MAX_SEARCH:
         raise InvalidInputError(f"'search' must be at most {MAX_SEARCH} characters.")

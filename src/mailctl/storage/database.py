@@ -6,12 +6,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +30,9 @@ from mailctl.storage.timeouts import (
     sqlite_busy_seconds,
     sqlite_pragmas,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -222,6 +221,11 @@ class Database:
             session.close()
 
     def _alembic_config(self) -> AlembicConfig:
+        # Alembic (and every dialect's DDL it loads) is imported only by what migrates or
+        # reads the schema version: a server's worker processes never do, and save its
+        # memory.
+        from alembic.config import Config as AlembicConfig
+
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
@@ -264,6 +268,8 @@ class Database:
         try:
             with engine.begin() as connection:
                 config.attributes["connection"] = connection
+                from alembic import command
+
                 command.upgrade(config, "head")
         except exc.SQLAlchemyError as error:
             raise translate(error) from error
@@ -273,6 +279,9 @@ class Database:
 
     def schema_state(self) -> tuple[str | None, str | None]:
         """Return (current revision, newest revision) of the schema."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(self._alembic_config())
         try:
             with self.engine.connect() as connection:

@@ -33,7 +33,7 @@ class Window:
     skips rows, ``search`` keeps names holding that text (case-insensitive).
     """
 
-    limit: int | None = None
+    limit: int | None = None  # an offset is read only with a limit
     offset: int = 0
     after: int | None = None
     search: str | None = None
@@ -62,16 +62,14 @@ _COMPILED: dict[tuple[str, str, tuple[bool, ...]], _Compiled] = {}
 
 def _shaped(query: Any, id_column: Any, name_column: Any, shape: tuple[bool, ...]) -> Any:
     """``query`` narrowed as a window of that shape asks, with every value a parameter."""
-    search, after, limit, offset = shape
+    search, after, limited = shape
     if search:
         query = query.where(func.lower(name_column).like(bindparam("search"), escape="!"))
     if after:
         query = query.where(id_column > bindparam("after"))
     query = query.order_by(id_column)
-    if limit:
-        query = query.limit(bindparam("limit"))
-    if offset:
-        query = query.offset(bindparam("offset"))
+    if limited:
+        query = query.limit(bindparam("limit")).offset(bindparam("offset"))
     return query
 
 
@@ -104,12 +102,7 @@ def _compile(
 
 
 def _shape(window: Window) -> tuple[bool, ...]:
-    return (
-        bool(window.search),
-        window.after is not None,
-        window.limit is not None,
-        bool(window.offset),
-    )
+    return (bool(window.search), window.after is not None, window.limit is not None)
 
 
 def _params(window: Window, **more: Any) -> dict[str, Any]:
@@ -121,7 +114,6 @@ def _params(window: Window, **more: Any) -> dict[str, Any]:
         params["after"] = window.after
     if window.limit is not None:
         params["limit"] = window.limit
-    if window.offset:
         params["offset"] = window.offset
     return params
 

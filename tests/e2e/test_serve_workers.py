@@ -1,0 +1,80 @@
+"""``mailctl serve`` with several worker processes: one socket, one clean-up, one truth."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from tests.serverproc import ServeProcess, mailctl_env, serve
+
+ADMIN_PASSWORD = "a fine admin password"
+
+
+def _workers(server: ServeProcess) -> list[int]:
+    """The worker processes of the server: its children (forked, each serving the app)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def _wait_for_workers(server: ServeProcess, count: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while len(found := _workers(server)) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def _statuses(server: ServeProcess, token: str, count: int) -> list[int]:
+    """``count`` authenticated requests, each on a connection of its own (any worker)."""
+    statuses = []
+    for _ in range(count):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            statuses.append(client.get("/domains", headers={"Auth-token": token}).status_code)
+    return statuses
+
+
+def test_serve_runs_the_workers_asked_for_and_cleans_up_once(tmp_path: Path) -> None:
+    """MAILCTL_WORKERS=2: two worker processes answer on the one port, and what a killed
+    process left is settled once, by the parent, before they start."""
+    data_dir = tmp_path / "data"
+    ghost = data_dir / "mail" / "ghost.example" / "bob"
+    for part in ("cur", "new", "tmp"):
+        (ghost / part).mkdir(parents=True)
+    with serve(tmp_path, ADMIN_PASSWORD, workers="2") as server:
+        assert len(_wait_for_workers(server, 2)) == 2
+        login = httpx.post(
+            f"{server.url}/auth", data={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        assert set(_statuses(server, login.json()["token"], 20)) == {200}
+    log = server.stderr.read_text()
+    assert log.count(str(ghost)) == 1, log
+    assert not ghost.exists()
+
+
+def test_one_worker_serves_in_process(tmp_path: Path) -> None:
+    """MAILCTL_WORKERS=1 serves from the process itself, with no worker processes."""
+    with serve(tmp_path, ADMIN_PASSWORD, workers="1") as server:
+        assert httpx.get(f"{server.url}/ping").text == "pong"
+        assert _workers(server) == []
+
+
+def test_a_token_revoked_on_the_host_is_refused_by_every_worker_at_once(tmp_path: Path) -> None:
+    """A token every worker has just accepted is refused by the next request in each,
+    once `mailctl admin revoke` (another process) has revoked it."""
+    with serve(tmp_path, ADMIN_PASSWORD, workers="2", token_cache_seconds="60") as server:
+        assert len(_wait_for_workers(server, 2)) == 2
+        token = httpx.post(
+            f"{server.url}/auth", data={"username": "admin", "password": ADMIN_PASSWORD}
+        ).json()["token"]
+        assert set(_statuses(server, token, 30)) == {200}
+        revoke = subprocess.run(
+            [sys.executable, "-m", "mailctl", "admin", "revoke", "admin", "--all"],
+            env=mailctl_env(server.data_dir),
+            capture_output=True,
+            timeout=120,
+        )
+        assert revoke.returncode == 0, revoke.stderr.decode()
+        assert set(_statuses(server, token, 30)) == {401}
