@@ -78,3 +78,18 @@ def test_a_token_revoked_on_the_host_is_refused_by_every_worker_at_once(tmp_path
         )
         assert revoke.returncode == 0, revoke.stderr.decode()
         assert set(_statuses(server, token, 30)) == {401}
+
+
+def test_the_access_log_can_be_turned_off(tmp_path: Path) -> None:
+    """One line per request by default (query values redacted); none with
+    MAILCTL_ACCESS_LOG=false."""
+    with serve(tmp_path, ADMIN_PASSWORD, log_name="logged") as server:
+        assert httpx.get(f"{server.url}/ping?password=hunter2").text == "pong"
+    logged = server.output().decode()
+    assert '"GET /ping?password=[redacted] HTTP/1.1" 200' in logged
+    assert "hunter2" not in logged
+    with serve(
+        tmp_path, ADMIN_PASSWORD, initialise=False, log_name="quiet", access_log="false"
+    ) as server:
+        assert httpx.get(f"{server.url}/ping").text == "pong"
+    assert b"GET /ping" not in server.output()

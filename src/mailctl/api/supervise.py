@@ -80,7 +80,12 @@ class Supervisor:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
             finally:
+                # os._exit skips the interpreter's own exit: flush what is buffered (the
+                # access log goes to standard output, buffered when that is a file).
                 logging.shutdown()
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
                 os._exit(code)
         self.children[pid] = time.monotonic()
         log.info("started worker process %d", pid)
