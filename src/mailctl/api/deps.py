@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from mailctl.api.fields import Fields, parse_fields, read_fields
@@ -68,13 +68,17 @@ def model_filled_by(dependency: object) -> type[Any] | None:
     return None
 
 
-async def client_address(request: Request, ctx: ContextDep) -> str | None:
+def _address(request: Request, ctx: Context) -> str | None:
     if ctx.settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for", "")
         first = forwarded.split(",")[0].strip()
         if first:
             return first[:64]
     return request.client.host if request.client else None
+
+
+async def client_address(request: Request, ctx: ContextDep) -> str | None:
+    return _address(request, ctx)
 
 
 ClientAddressDep = Annotated[str | None, Depends(client_address)]
@@ -92,9 +96,12 @@ def token_of(request: Request) -> str | None:
     return None
 
 
-# Declared so /openapi.json shows both ways to send the token; token_of reads them.
-_AUTH_TOKEN = APIKeyHeader(name="Auth-token", auto_error=False, scheme_name="AuthToken")
-_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer")
+# The two ways to send the token, as /openapi.json shows them on every operation that
+# takes one (api.openapi, from AUTHENTICATED); token_of reads them.
+SECURITY_SCHEMES = (
+    APIKeyHeader(name="Auth-token", auto_error=False, scheme_name="AuthToken"),
+    HTTPBearer(auto_error=False, scheme_name="Bearer"),
+)
 
 
 async def user_agent(request: Request) -> str | None:
@@ -106,17 +113,14 @@ async def user_agent(request: Request) -> str | None:
 UserAgentDep = Annotated[str | None, Depends(user_agent)]
 
 
-async def current_admin(
-    request: Request,
-    ctx: ContextDep,
-    _auth_token: Annotated[str | None, Depends(_AUTH_TOKEN)],
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-) -> auth.AdminIdentity:
+async def current_admin(request: Request) -> auth.AdminIdentity:
     """The admin the request's token speaks for, with that token's id; 401 otherwise.
 
     A token this process accepted a moment ago needs no database (``ctx.tokens``);
-    any other is checked on the thread pool, as the look-up blocks.
+    any other is checked on the thread pool, as the look-up blocks. One dependency, not
+    a tree of them: FastAPI's solving of each costs more than the cached check itself.
     """
+    ctx: Context = request.app.state.ctx
     token = token_of(request)
     cached = auth.cached_identity(ctx, token)
     if cached is not None:
@@ -127,8 +131,13 @@ async def current_admin(
 CurrentAdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
 
 
-async def current_actor(admin: CurrentAdminDep, address: ClientAddressDep) -> Actor:
-    return Actor(admin.username, address)
+async def current_actor(request: Request) -> Actor:
+    """The admin of the request's token, and the address it came from, for the audit."""
+    admin = await current_admin(request)
+    return Actor(admin.username, _address(request, request.app.state.ctx))
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
+
+# The dependencies that need a token: their operations document SECURITY_SCHEMES.
+AUTHENTICATED = (current_admin, current_actor)

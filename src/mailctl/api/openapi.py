@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from mailctl.api.bodies import ErrorBody
-from mailctl.api.deps import model_filled_by
+from mailctl.api.deps import AUTHENTICATED, SECURITY_SCHEMES, model_filled_by
 from mailctl.api.fields import FLAG_WORDS, FieldSpec, field_specs
 
 ErrorSpec = int | tuple[int, type[BaseModel]]
@@ -179,6 +179,37 @@ def describe_fields(routes: Iterable[BaseRoute]) -> None:
             route.openapi_extra = form(model) if in_body else query(model)
 
 
+def _needs_token(dependant: Any) -> bool:
+    return any(
+        dependency.call in AUTHENTICATED or _needs_token(dependency)
+        for dependency in dependant.dependencies
+    )
+
+
+def _document_security(app: FastAPI, document: dict[str, Any]) -> None:
+    """Each operation that takes a token names both ways to send it (api.deps)."""
+    schemes = {scheme.scheme_name: scheme for scheme in SECURITY_SCHEMES}
+    requirement: list[dict[str, list[str]]] = [{name: []} for name in schemes]
+    used = False
+    # The routes as declared (app.routes holds the included routers, built lazily).
+    for route in getattr(app.state, "api_routes", ()):
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        if not _needs_token(route.dependant):
+            continue
+        operations = document.get("paths", {}).get(route.path_format, {})
+        for method in route.methods or ():
+            if method.lower() in operations:
+                operations[method.lower()]["security"] = requirement
+                used = True
+    if used:
+        components = document.setdefault("components", {})
+        components["securitySchemes"] = {
+            name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for name, scheme in schemes.items()
+        }
+
+
 def install(app: FastAPI) -> None:
     """Serve the document with errors as they are sent: JSON, and no 422 (they are 400s)."""
 
@@ -201,6 +232,7 @@ def install(app: FastAPI) -> None:
                         # Errors are JSON even where success is text (FastAPI gives an
                         # error model the route's media type).
                         response["content"] = {"application/json": next(iter(content.values()))}
+        _document_security(app, document)
         schemas = document.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
