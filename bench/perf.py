@@ -302,7 +302,7 @@ class Bench:
 
     @property
     def wrk_seconds(self) -> float:
-        return 3 if self.quick else 10
+        return 2 if self.quick else 10
 
     def wrk(
         self,

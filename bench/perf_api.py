@@ -204,7 +204,9 @@ def run(ctx: Bench) -> list[Figure]:
     assert ctx.server_pid is not None
     body = f"username={ctx.admin_username}&password={ctx.admin_password}"
     with RssPeak(ctx.server_pid) as peak:
-        login = ctx.wrk("/auth", 32, auth=False, body=body, repeats=1)
+        login = ctx.wrk(
+            "/auth", 32, auth=False, body=body, seconds=4 if ctx.quick else None, repeats=1
+        )
     figures += [
         Figure(section, "POST /auth, 32 conn.", login.rps, "req/s", note=_detail(login)),
         Figure(

@@ -197,7 +197,7 @@ def run(ctx: Bench) -> list[Figure]:
     print(f"  hashing: {built.domains:,} domains inserted in {built.seconds:.1f} s", flush=True)
     quick = ctx.quick
     figures = _scheme_figures(
-        section, "ARGON2ID", ctx, argon2_once, 4 if quick else 20, 12 if quick else 100
+        section, "ARGON2ID", ctx, argon2_once, 3 if quick else 20, 8 if quick else 100
     )
 
     # GET /domains for one panel user, alone and while 8 clients create mailboxes.
@@ -241,7 +241,7 @@ def run(ctx: Bench) -> list[Figure]:
             "SHA512-CRYPT",
             sha,
             sha512_crypt_once,
-            12 if quick else 60,
-            24 if quick else 300,
+            8 if quick else 60,
+            16 if quick else 300,
         )
     return figures
