@@ -420,7 +420,8 @@ def table(figures: list[Figure]) -> str:
 
 
 def machine(quick: bool) -> dict[str, Any]:
-    """What the figures were measured on."""
+    """What the figures were measured on, and which build of mailctl."""
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
     return {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -428,7 +429,12 @@ def machine(quick: bool) -> dict[str, Any]:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
-        "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
+        "wrk": wrk_version.split(" Copyright")[0],
+        "commit": subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
     }
 
 
@@ -458,8 +464,9 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine(args.quick)
     print(
-        f"mailctl benchmark: {info['cores']} cores, Python {info['python']}, {info['wrk']}, "
-        f"load {info['load_average']}, {'quick' if args.quick else 'full'} size",
+        f"mailctl {info['commit']} benchmark: {info['cores']} cores, "
+        f"Python {info['python']}, {info['wrk']}, load {info['load_average']}, "
+        f"{'quick' if args.quick else 'full'} size",
         flush=True,
     )
     args.workdir.mkdir(mode=0o700, exist_ok=True)
