@@ -145,21 +145,22 @@ def run(ctx: Bench) -> list[Figure]:
         ),
     ]
 
-    ping = ctx.wrk("/ping", 32, auth=False)
-    figures.append(
-        Figure(
-            section,
-            "GET /ping, 32 conn.",
-            ping.rps,
-            "req/s",
-            target=">= 10,000 req/s",
-            met=ping.rps >= 10_000 and ping.clean,
-            note=_detail(ping),
-        )
-    )
-
     small: dict[int, WrkResult] = {}
     for connections in (1, 8, 32, 64):
+        if connections == 32:
+            # Right before the call it is compared with, so that both see the same load.
+            ping = ctx.wrk("/ping", 32, auth=False)
+            figures.append(
+                Figure(
+                    section,
+                    "GET /ping, 32 conn.",
+                    ping.rps,
+                    "req/s",
+                    target=">= 10,000 req/s",
+                    met=ping.rps >= 10_000 and ping.clean,
+                    note=_detail(ping),
+                )
+            )
         small[connections] = result = ctx.wrk(f"/users/{small_id}", connections)
         best_before = max((small[c].rps for c in small if c < connections), default=None)
         if connections == 32:
