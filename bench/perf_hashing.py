@@ -13,7 +13,7 @@ import dataset
 import httpx
 from argon2.low_level import Type, hash_secret_raw
 from figures import Figure
-from perf import Bench
+from perf import Bench, ratio
 from sqlalchemy import text
 from sqlalchemy.engine import create_engine
 
@@ -228,7 +228,7 @@ def run(ctx: Bench) -> list[Figure]:
             "ms",
             "same without creates",
             idle.p99_ms,
-            loaded.p99_ms / idle.p99_ms,
+            ratio(loaded.p99_ms, idle.p99_ms),
             "< 50 ms",
             loaded.p99_ms < 50 and loaded.clean,
             f"p50 {loaded.p50_ms:.1f} ms ({idle.p50_ms:.1f} ms without), {loaded.rps:.0f} req/s",

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import dataset
 import perf_api
 from figures import Figure
-from perf import Bench
+from perf import Bench, ratio
 
 DOMAINS = 10_000
 PAGE = 50
@@ -99,7 +99,7 @@ def run(ctx: Bench) -> list[Figure]:
                 "ms",
                 "GET /ping p50, 1 conn.",
                 ping.p50_ms,
-                page.p50_ms / ping.p50_ms,
+                ratio(page.p50_ms, ping.p50_ms),
                 "< 5 ms",
                 page.p50_ms < 5 and page.clean,
                 f"{page.rps:,.0f} req/s, p99 {page.p99_ms:.1f} ms",

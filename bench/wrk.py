@@ -37,11 +37,16 @@ class WrkResult:
     @property
     def clean(self) -> bool:
         """True when every request got a 2xx or 3xx answer and no socket failed."""
-        return self.non_2xx == 0 and self.socket_errors == 0 and self.timeouts == 0
+        return (
+            self.requests > 0
+            and self.non_2xx == 0
+            and self.socket_errors == 0
+            and self.timeouts == 0
+        )
 
     def problems(self) -> str:
         """The failures in words, empty when the run was clean."""
-        parts = []
+        parts = [] if self.requests else ["no request answered within the run"]
         if self.non_2xx:
             parts.append(f"{self.non_2xx} non-2xx answers")
         if self.socket_errors:

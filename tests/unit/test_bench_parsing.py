@@ -152,3 +152,17 @@ def test_table_shows_the_ratio_beside_the_figure() -> None:
     assert "1,250 req/s" in lines[2] and "2.50x" in lines[2] and lines[2].rstrip().endswith("yes")
     assert lines[3].split()[-1] == "—"
     assert "bulk / batch: not available on this build" in text
+
+
+def test_a_run_without_answers_is_unclean() -> None:
+    """A run in which no request finished says so, rather than passing for 0 ms."""
+    none = FAST.replace("2980 requests in", "0 requests in").replace("1486.37", "0.00")
+    result = wrk.parse(none)
+    assert not result.clean
+    assert result.problems() == "no request answered within the run"
+
+
+def test_ratio_of_a_zero_limit_is_none() -> None:
+    """A ratio to a limit of zero (a run that answered nothing) is left out, not a crash."""
+    assert perf.ratio(3.0, 2.0) == 1.5
+    assert perf.ratio(3.0, 0.0) is None
