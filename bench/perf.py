@@ -23,9 +23,12 @@ and ``ctx`` is a ``Bench``:
 - ``with ctx.fresh_server({"MAILCTL_…": "…"}) as other:`` another ``Bench`` with a
   database and a server of its own, started with extra settings.
 
-A module may also define ``prepare(ctx)``, run before the server starts (to fill the
-database by SQL while nothing caches it), and ``NEEDS_SERVER = False`` when it drives
-mailctl otherwise (``ctx.url`` is then None).
+The database has mailctl's schema and its first admin (``mailctl init`` ran) and no
+other rows. A module may also define ``prepare(ctx)``, run before the server starts (to
+fill the database by SQL while nothing caches it; ``ctx.state`` is a dict that carries
+what it made on to ``run``), and ``NEEDS_SERVER = False`` when it drives mailctl
+otherwise (``ctx.url`` and ``ctx.token`` are then None). ``MAILCTL_*`` variables of the
+caller's environment reach every server; ``ctx.env`` adds more before ``start``.
 """
 
 from __future__ import annotations
