@@ -508,8 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     info["seconds"] = round(time.perf_counter() - started, 1)
+    # Other work on the machine shows here: figures taken under load are not comparable.
+    info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     args.output.write_text(json.dumps({"machine": info, "runs": runs}, indent=2) + "\n")
-    print(f"\n{info['seconds']:.0f} s in all; figures written to {args.output}")
+    print(
+        f"\n{info['seconds']:.0f} s in all, load {info['load_average_end']} at the end; "
+        f"figures written to {args.output}"
+    )
     return 0
 
 
