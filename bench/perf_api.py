@@ -15,12 +15,19 @@ from wrk import WrkResult
 DOMAINS = 1_001
 MAILBOXES = 10_001
 SMALL = 1  # the index of the domain with exactly 10 mailboxes
-# The query storage/queries.py list_with_counts issues for GET /domains, as plain SQL.
-LIST_QUERY = (
-    "SELECT d.id, d.name, d.created_at, coalesce(c.n, 0) FROM virtual_domains d "
-    "LEFT OUTER JOIN (SELECT domain_id, count(id) AS n FROM virtual_users "
-    "GROUP BY domain_id) c ON c.domain_id = d.id ORDER BY d.id"
-)
+
+
+def list_query(database_url: str) -> str:
+    """The SQL text mailctl runs for GET /domains on this backend (storage.reads)."""
+    from sqlalchemy import create_engine
+
+    from mailctl.storage.reads import domains_sql
+
+    engine = create_engine(database_url)
+    try:
+        return domains_sql(engine.dialect)
+    finally:
+        engine.dispose()
 
 
 def prepare(ctx: Bench) -> None:
@@ -55,6 +62,7 @@ def connect(database_url: str) -> Any:
 
 def driver_query_ms(database_url: str, seconds: float, rows: int = DOMAINS) -> float:
     """Median time of the GET /domains query through the driver, all rows fetched."""
+    query = list_query(database_url)
     conn = connect(database_url)
     try:
         timings: list[float] = []
@@ -62,7 +70,7 @@ def driver_query_ms(database_url: str, seconds: float, rows: int = DOMAINS) -> f
         while time.perf_counter() < deadline or len(timings) < 20:
             started = time.perf_counter()
             cursor = conn.cursor()
-            cursor.execute(LIST_QUERY)
+            cursor.execute(query)
             fetched = cursor.fetchall()
             cursor.close()
             timings.append(time.perf_counter() - started)

@@ -101,6 +101,12 @@ def _compile(
     return found
 
 
+def domains_sql(dialect: Dialect) -> str:
+    """The SQL text of the whole domain listing on that dialect (it takes no parameters):
+    what a benchmark times through the bare driver, as the API's own query."""
+    return _compile(dialect, "domains", _domains, _shape(Window())).sql
+
+
 def _shape(window: Window) -> tuple[bool, ...]:
     return (bool(window.search), window.after is not None, window.limit is not None)
 
