@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,3 +95,56 @@ def test_the_access_log_can_be_turned_off(tmp_path: Path) -> None:
     ) as server:
         assert httpx.get(f"{server.url}/ping").text == "pong"
     assert b"GET /ping" not in server.output()
+
+
+def _gone(pid: int, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # ended, not yet reaped by its parent
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
+    """A worker killed from outside is started again; the server keeps answering."""
+    with serve(tmp_path, ADMIN_PASSWORD, workers="2") as server:
+        first = _wait_for_workers(server, 2)
+        os.kill(first[0], signal.SIGKILL)
+        assert _gone(first[0])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = _workers(server)
+            if len(now) == 2 and first[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2 and first[0] not in now, now
+        assert {httpx.get(f"{server.url}/ping").text for _ in range(10)} == {"pong"}
+        assert "died" in server.stderr.read_text()
+
+
+def test_workers_end_with_their_parent_even_when_it_is_killed(tmp_path: Path) -> None:
+    """SIGKILL to the server (no clean-up possible) still ends every worker."""
+    with serve(tmp_path, ADMIN_PASSWORD, workers="2") as server:
+        workers = _wait_for_workers(server, 2)
+        server.process.kill()
+        server.process.wait(timeout=20)
+        assert all(_gone(pid) for pid in workers)
+
+
+def test_a_port_in_use_is_said_plainly(tmp_path: Path) -> None:
+    """A second server on the same port exits 1 saying it cannot listen there."""
+    with serve(tmp_path, ADMIN_PASSWORD, workers="2") as server:
+        port = server.url.rsplit(":", 1)[1]
+        second = subprocess.run(
+            [sys.executable, "-m", "mailctl", "serve", "--port", port],
+            env=mailctl_env(server.data_dir, workers="2"),
+            capture_output=True,
+            timeout=120,
+        )
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in second.stderr.decode()

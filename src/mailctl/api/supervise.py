@@ -24,8 +24,8 @@ from typing import Any
 
 log = logging.getLogger("mailctl.serve")
 
-# A worker that dies this soon after it started failed to start: starting it again would
-# fail the same way, so the server stops instead of forking without end.
+# A worker that exits with an error this soon after it started failed to start: starting
+# it again would fail the same way, so the server stops instead of forking without end.
 START_GRACE_SECONDS = 5.0
 # How long the workers get to finish their requests once told to stop.
 STOP_SECONDS = 30.0
@@ -35,12 +35,19 @@ _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
 
+# prctl(PR_SET_PDEATHSIG): the kernel signals a worker whose parent died (even by SIGKILL),
+# so no worker goes on serving, and holding the port, without its supervisor.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _few_malloc_arenas() -> None:
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator has its own policy
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: its own policy
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def bind(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -70,9 +77,9 @@ class Supervisor:
     def _fork(self) -> None:
         pid = os.fork()
         if pid == 0:  # the worker
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_DFL)
+            _die_with_parent()
             code = 0
             try:
                 self.run_worker(self.sock)
@@ -99,8 +106,8 @@ class Supervisor:
         # to their pages in every worker and undo the sharing.
         gc.freeze()
         _few_malloc_arenas()
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._stop)
         for _ in range(self.workers):
             self._fork()
         while not self.stopping:
@@ -127,7 +134,8 @@ class Supervisor:
             if started is None or self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if time.monotonic() - started < START_GRACE_SECONDS:
+            # Killed by a signal (negative) is not a failure to start: start another.
+            if code > 0 and time.monotonic() - started < START_GRACE_SECONDS:
                 log.error("worker process %d failed to start (exit %d); stopping", pid, code)
                 self.failed = True
             else:
@@ -181,7 +189,11 @@ def serve_forked(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    sock = bind(host, port)
+    try:
+        sock = bind(host, port)
+    except OSError as error:
+        log.error("cannot listen on %s:%d: %s", host, port, error.strerror or error)
+        sys.exit(1)
     log.info("mailctl listening on http://%s:%d with %d worker processes", host, port, workers)
     status = Supervisor(sock, workers, run_uvicorn(app_factory, options)).run()
     sock.close()
