@@ -173,10 +173,18 @@ def reading(database: Database) -> Iterator[Reads]:
     A connection the server dropped is thrown away rather than pooled again.
     """
     engine = database.engine
+    driver_error = engine.dialect.loaded_dbapi.Error
     try:
         connection = engine.raw_connection()
     except exc.SQLAlchemyError as error:
         raise translate(error) from error
+    except driver_error as error:
+        # A raw connection hands the driver's own error through (a server down or frozen):
+        # wrapped as SQLAlchemy would, it is the same 503 as on any other path.
+        wrapped = exc.DBAPIError.instance(
+            None, None, error, driver_error, connection_invalidated=True, dialect=engine.dialect
+        )
+        raise translate(wrapped) from error
     try:
         yield Reads(connection, engine.dialect)
     except exc.DBAPIError as error:
