@@ -35,14 +35,15 @@ _M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
 
-# prctl(PR_SET_PDEATHSIG): the kernel signals a worker whose parent died (even by SIGKILL),
-# so no worker goes on serving, and holding the port, without its supervisor.
+# prctl(PR_SET_PDEATHSIG): the kernel kills a worker whose parent died (even by SIGKILL),
+# so no worker goes on serving, and holding the port, without its supervisor. A server
+# killed outright dies whole, as one process would: the next start settles its leftovers.
 _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _few_malloc_arenas() -> None:
