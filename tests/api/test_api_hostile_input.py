@@ -126,3 +126,25 @@ def test_fields_that_are_not_text_or_numbers_are_400(
         assert response.json()["result"] is False
     figure("requests", len(answers))
     figure("5xx answers", sum(r.status_code >= 500 for r in answers))
+
+
+def test_refused_and_repeated_file_parts_leave_no_open_files(api: httpx.Client) -> None:
+    """File parts of a request refused for a NUL in a field, or sent twice under one
+    name, are closed: nothing is left for the garbage collector to warn about."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        refused = api.request(
+            "GET",
+            "/domains",
+            files=[("key", ("a.txt", b"1")), ("search", (None, "x\x00y"))],
+        )
+        repeated = api.request(
+            "GET", "/domains", files=[("x", ("a.txt", b"1")), ("x", ("b.txt", b"2"))]
+        )
+        gc.collect()
+    assert refused.status_code == 400, refused.text
+    assert repeated.status_code == 200, repeated.text
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -224,6 +224,10 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
             raise InvalidInputError(f"The form data could not be read: {exc.message}.") from exc
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
+                if name in fields.files:
+                    # A repeated part: the last one counts; the one it replaces is closed
+                    # here, as nothing else holds it.
+                    await fields.files[name].close()
                 fields.files[name] = value
             else:
                 fields.values[name] = value
@@ -243,12 +247,18 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
                     raise InvalidInputError(f"The field '{_shown(name)}' must be a plain value.")
                 if scalar is not None:
                     fields.values[name] = scalar
-    for name, value in fields.values.items():
-        _check_text(name, value)
-        if len(value) > max_bytes:
-            raise TooLargeError(f"The field '{_shown(name)}' is too large.")
-    for name in fields.files:
-        _check_text(name, "")
+    try:
+        for name, value in fields.values.items():
+            _check_text(name, value)
+            if len(value) > max_bytes:
+                raise TooLargeError(f"The field '{_shown(name)}' is too large.")
+        for name in fields.files:
+            _check_text(name, "")
+    except BaseException:
+        # Refused before the route could take the parts: close their spooled files now.
+        for upload in fields.files.values():
+            await upload.close()
+        raise
     return fields
 
 
