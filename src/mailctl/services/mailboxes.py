@@ -233,8 +233,9 @@ def create_users(
         uow.audit.record_many(actor, "create_user", emails, f"one of a batch of {len(rows)}")
         try:
             for address, _, _ in checked:
-                if not ctx.maildirs.mailbox_path(domain_name, address.local_part).exists():
-                    ctx.maildirs.create_mailbox(domain_name, address.local_part)
+                existed = ctx.maildirs.mailbox_path(domain_name, address.local_part).exists()
+                ctx.maildirs.create_mailbox(domain_name, address.local_part)
+                if not existed:
                     created.append(address)
             uow.commit()
         except MailctlError:

@@ -106,19 +106,22 @@ class Users:
         return user
 
     def add_many(self, domain_id: int, rows: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
-        """Insert mailboxes ``(email, password)`` in one statement; their ``(id, email)``
+        """Insert mailboxes ``(email, password)`` in one executemany; their ``(id, email)``
         in the order given."""
         if not rows:
             return []
         now = utcnow()
+        # RETURNING in no set order lets every backend send up to a thousand rows per
+        # statement; the addresses (unique) say which id is whose.
         result = self.session.execute(
-            insert(User).returning(User.id, User.email, sort_by_parameter_order=True),
+            insert(User).returning(User.id, User.email),
             [
                 {"domain_id": domain_id, "email": email, "password": password, "created_at": now}
                 for email, password in rows
             ],
         )
-        return [(int(ident), str(email)) for ident, email in result.all()]
+        ids = {str(email): int(ident) for ident, email in result.all()}
+        return [(ids[email], email) for email, _ in rows]
 
     def existing(self, emails: Sequence[str]) -> list[str]:
         """Which of ``emails`` are mailboxes already, in the order given."""
