@@ -223,7 +223,6 @@ def create_users(
         (address.email, hashed if hashed is not None else next(fresh))
         for address, _, hashed in checked
     ]
-    created: list[Address] = []
     with ctx.maildirs.changing(), ctx.uow() as uow:
         if uow.domains.get(ident) is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
@@ -231,16 +230,13 @@ def create_users(
         _refuse_existing(uow.users.existing(emails))
         inserted = uow.users.add_many(ident, rows)
         uow.audit.record_many(actor, "create_user", emails, f"one of a batch of {len(rows)}")
+        local_parts = [address.local_part for address, _, _ in checked]
+        made = ctx.maildirs.create_mailboxes(domain_name, local_parts)
         try:
-            for address, _, _ in checked:
-                existed = ctx.maildirs.mailbox_path(domain_name, address.local_part).exists()
-                ctx.maildirs.create_mailbox(domain_name, address.local_part)
-                if not existed:
-                    created.append(address)
             uow.commit()
         except MailctlError:
-            for address in created:
-                ctx.maildirs.remove_empty_mailbox(domain_name, address.local_part)
+            for local_part in made:
+                ctx.maildirs.remove_empty_mailbox(domain_name, local_part)
             raise
     ctx.changed("users")
     return [UserView(user_id, ident, email) for user_id, email in inserted]
