@@ -13,7 +13,7 @@ from mailctl.domain.passwords import hash_password, verify_password
 from mailctl.errors import ConflictError, HostStateError, InvalidEntryError, TooLargeError
 from mailctl.services import domains, mailboxes
 from mailctl.services.context import Actor, Context
-from mailctl.services.hashing import PasswordPool, password_slots
+from mailctl.services.hashing import PasswordPool
 from mailctl.services.mailboxes import NewMailbox
 
 ACTOR = Actor("tester", "192.0.2.1")
@@ -203,11 +203,3 @@ def test_hashing_runs_in_parallel_within_the_pool_slots(ctx: Context, domain_id:
     entries = [NewMailbox(f"p{n}@example.com", "pw-123456") for n in range(12)]
     mailboxes.create_users(ctx, ACTOR, domain_id, entries)
     assert peak == 3
-
-
-@pytest.mark.parametrize(
-    ("total", "workers", "slots"), [(2, 1, 2), (2, 2, 1), (8, 3, 2), (1, 4, 1)]
-)
-def test_password_slots_split_between_workers(total: int, workers: int, slots: int) -> None:
-    """Server processes split ``password_workers``; each keeps one slot at least."""
-    assert password_slots(Settings(password_workers=total), workers) == slots

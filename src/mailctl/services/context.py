@@ -10,7 +10,7 @@ from typing import Any
 
 from mailctl.config import Settings
 from mailctl.host.maildir import CHANGES_LOCK, Maildirs
-from mailctl.services.hashing import PasswordPool, password_slots
+from mailctl.services.hashing import PasswordPool
 from mailctl.services.job_runner import JobRunner
 from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
 from mailctl.services.throttle import Limits, LoginThrottle
@@ -60,9 +60,7 @@ class Context:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, workers: int = 1) -> Context:
-        """The wiring of one process; ``workers`` is how many server processes share the
-        host, so that their password pools together keep to ``password_workers``."""
+    def from_settings(cls, settings: Settings) -> Context:
         return cls(
             settings=settings,
             database=Database(
@@ -79,7 +77,7 @@ class Context:
                 gid=settings.mail_gid,
                 lock_path=settings.data_dir / CHANGES_LOCK,
             ),
-            passwords=PasswordPool(password_slots(settings, workers)),
+            passwords=PasswordPool(settings.password_workers),
         )
 
     def uow(self) -> UnitOfWork:

@@ -14,25 +14,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from mailctl.config import Settings
 from mailctl.domain import passwords
 
 T = TypeVar("T")
 
 # The password behind the dummy hash; nobody logs in with it, as no admin row holds it.
 _DUMMY_SOURCE = "mailctl-no-such-admin"
-
-
-def password_slots(settings: Settings, workers: int = 1) -> int:
-    """The slots of one process's pool when ``workers`` server processes share the host.
-
-    ``password_workers`` (one per core by default) bounds the hashes computed at once on
-    the whole server, so the processes split it: workers x slots stays within it, and
-    so does memory (64 MiB per Argon2id hash). Each process keeps at least one slot.
-    """
-    if workers < 1:
-        raise ValueError("a server needs at least one worker process")
-    return max(1, settings.password_workers // workers)
 
 
 class PasswordPool:
