@@ -203,3 +203,23 @@ def test_hashing_runs_in_parallel_within_the_pool_slots(ctx: Context, domain_id:
     entries = [NewMailbox(f"p{n}@example.com", "pw-123456") for n in range(12)]
     mailboxes.create_users(ctx, ACTOR, domain_id, entries)
     assert peak == 3
+
+
+def test_a_failed_insert_removes_the_maildirs_made_beside_it(
+    ctx: Context, domain_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The maildirs are made while the rows go in; if the insert fails, they go again."""
+    from mailctl.errors import UnavailableError
+    from mailctl.storage.queries import Users
+
+    def refused(*_args: object) -> None:
+        raise UnavailableError("The database is unavailable.")
+
+    monkeypatch.setattr(Users, "add_many", refused)
+    entries = [NewMailbox(f"{x}@example.com", password_hash=_hash()) for x in "abc"]
+    with pytest.raises(UnavailableError):
+        mailboxes.create_users(ctx, ACTOR, domain_id, entries)
+    domain_dir = ctx.settings.mail_root_path / "example.com"
+    assert not domain_dir.exists() or list(domain_dir.iterdir()) == []
+    monkeypatch.undo()
+    assert emails(ctx, domain_id) == []
