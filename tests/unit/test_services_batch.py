@@ -205,10 +205,10 @@ def test_hashing_runs_in_parallel_within_the_pool_slots(ctx: Context, domain_id:
     assert peak == 3
 
 
-def test_a_failed_insert_removes_the_maildirs_made_beside_it(
+def test_a_failed_insert_leaves_no_maildirs(
     ctx: Context, domain_id: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The maildirs are made while the rows go in; if the insert fails, they go again."""
+    """If the rows cannot go in, no maildir is left behind."""
     from mailctl.errors import UnavailableError
     from mailctl.storage.queries import Users
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,25 +226,14 @@ def create_users(
         for address, _, hashed in checked
     ]
     local_parts = [address.local_part for address, _, _ in checked]
-    with (
-        ctx.maildirs.changing(),
-        ctx.uow() as uow,
-        ThreadPoolExecutor(1, thread_name_prefix="mailctl-maildirs") as beside,
-    ):
+    with ctx.maildirs.changing(), ctx.uow() as uow:
         if uow.domains.get(ident) is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
         # Checked under the transaction: a create may have come in meanwhile.
         _refuse_existing(uow.users.existing(emails))
-        # The maildirs are made while the database takes the rows: both mostly wait on
-        # the kernel (mkdir, the database's socket), so they overlap despite the GIL.
-        making = beside.submit(ctx.maildirs.create_mailboxes, domain_name, local_parts)
-        try:
-            inserted = uow.users.add_many(ident, rows)
-            uow.audit.record_many(actor, "create_user", emails, f"one of a batch of {len(rows)}")
-        except BaseException:
-            _undo_maildirs(ctx, domain_name, making)
-            raise
-        made = making.result()  # a failure there removed its own maildirs
+        inserted = uow.users.add_many(ident, rows)
+        uow.audit.record_many(actor, "create_user", emails, f"one of a batch of {len(rows)}")
+        made = ctx.maildirs.create_mailboxes(domain_name, local_parts)  # removes its own on failure
         try:
             uow.commit()
         except MailctlError:
@@ -254,16 +242,6 @@ def create_users(
             raise
     ctx.changed("users")
     return [UserView(user_id, ident, email) for user_id, email in inserted]
-
-
-def _undo_maildirs(ctx: Context, domain: str, making: Future[list[str]]) -> None:
-    """Once the maildirs being made are done, remove them again (a failed insert)."""
-    try:
-        made = making.result()
-    except MailctlError:
-        return  # it failed too, and removed what it had made
-    for local_part in made:
-        ctx.maildirs.remove_empty_mailbox(domain, local_part)
 
 
 def _refuse_existing(existing: Sequence[str]) -> None:
