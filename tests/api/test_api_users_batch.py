@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -178,3 +179,21 @@ def test_batch_needs_a_token(anon: httpx.Client) -> None:
     """Without a token nothing is created."""
     users = [{"email": "a@example.com", "password": "pw-123456"}]
     assert anon.post("/user/1/batch", json={"users": users}).status_code == 401
+
+
+def test_the_readme_batch_example(
+    api: httpx.Client, server: LiveServer, token: str, tmp_path: Path
+) -> None:
+    """The README's curl command creates its two mailboxes, as it says."""
+    from tests.api.test_api_readme_examples import readme_command, run_curl
+
+    created = api.post("/domains", data={"domain": "alsoanotherexample.com"})
+    assert created.json()["domain"]["id"] == 1
+    result = run_curl(readme_command("/batch"), server, token, tmp_path)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["msg"] == "2 mailboxes were created."
+    assert [u["email"] for u in body["users"]] == [
+        "ann@alsoanotherexample.com",
+        "bob@alsoanotherexample.com",
+    ]
