@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # --- mailbox passwords -----------------------------------------------------------
     password_scheme: Literal["ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT"] = "ARGON2ID"  # noqa: S105
     min_password_length: int = Field(default=8, ge=1, le=1024)
+    # Mailboxes one batch create may hold (POST /user/{id}/batch, `mailctl user import`):
+    # they are checked, hashed and inserted in one transaction, held in memory meanwhile.
+    max_batch_users: int = Field(default=10_000, ge=1, le=1_000_000)
 
     # --- HTTP ------------------------------------------------------------------------
     host: str = "127.0.0.1"

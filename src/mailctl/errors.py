@@ -39,6 +39,16 @@ class InvalidInputError(MailctlError):
     exit_code = 2
 
 
+class InvalidEntryError(InvalidInputError):
+    """One entry of a batch is refused: its place (from 1), its address, and why."""
+
+    def __init__(self, index: int, email: str, reason: str) -> None:
+        super().__init__(f"Entry {index} ({email}): {reason}")
+        self.index = index
+        self.email = email
+        self.reason = reason
+
+
 class AuthError(MailctlError):
     """Credentials or token missing, wrong, expired or for an admin that is gone."""
 

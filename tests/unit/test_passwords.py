@@ -10,8 +10,8 @@ import subprocess
 import bcrypt
 import pytest
 from argon2.low_level import Type, hash_secret
-from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 
+from mailctl.domain import unixcrypt
 from mailctl.domain.passwords import (
     DEFAULT_SCHEME,
     SCHEMES,
@@ -78,9 +78,6 @@ SHA_VECTORS = [
 MD5_VECTOR = ("$1$saltstring", "Hello world!", "$1$saltstri$YMyguxXMBpd2TEZ.vS/3q1")
 
 
-_LIBRARY = {"1": md5_crypt, "5": sha256_crypt, "6": sha512_crypt}
-
-
 def _numbered(value: object) -> str:
     """A case's id with its salted parts blanked: fresh salts would give each parallel
     worker other test names (pytest numbers ids that come out the same)."""
@@ -90,24 +87,14 @@ def _numbered(value: object) -> str:
 def crypt(plain: str, setting: str) -> str:
     """What crypt(3) returns for ``setting``, computed by the library mailctl verifies with.
 
-    crypt(3) raises rounds below 1000 to 1000 and cuts the salt at 16 characters (8 for
-    MD5-crypt); the library refuses such settings instead, so they are clamped here.
+    The specification raises rounds below 1000 to 1000; libxcrypt refuses such settings
+    instead, so they are raised here.
     """
-    ident, rest = setting[1], setting[3:]
-    options: dict[str, object] = {"salt": rest.split("$", 1)[0][:8]}
-    if ident == "1":
-        return str(_LIBRARY[ident].using(**options).hash(plain))
-    named = rest.startswith("rounds=")
-    if named:
-        digits, _, rest = rest[len("rounds=") :].partition("$")
-    # Without rounds= in the setting crypt(3) does 5000; the library's default is higher.
-    options = {"rounds": max(int(digits), 1000) if named else 5000}
-    options["salt"] = rest.split("$", 1)[0][:16]
-    result = str(_LIBRARY[ident].using(**options).hash(plain))
-    if named and options["rounds"] == 5000 and "$rounds=" not in result:
-        # crypt(3) repeats rounds=5000 when the setting names it; the library leaves it
-        # out, the default being 5000. The checksum is the same either way.
-        result = result.replace(f"${ident}$", f"${ident}$rounds=5000$", 1)
+    match = re.match(r"^(\$[56]\$rounds=)([0-9]+)(\$.*)$", setting)
+    if match is not None and int(match.group(2)) < 1000:
+        setting = match.group(1) + "1000" + match.group(3)
+    result = unixcrypt.crypt(plain.encode(), setting)
+    assert result is not None, setting
     return result
 
 
@@ -247,7 +234,17 @@ def test_the_policy_for_new_passwords_is_one(plain: object, message: str, hashed
 def test_a_password_of_the_maximum_length_is_accepted() -> None:
     """A password of exactly 1024 characters hashes and verifies."""
     plain = "y" * 1024
-    assert verify_password(plain, hash_password(plain, "SHA512-CRYPT"))
+    assert verify_password(plain, hash_password(plain, "ARGON2ID"))
+
+
+def test_sha512_crypt_refuses_passwords_crypt_cannot_take() -> None:
+    """SHA512-CRYPT takes 511 bytes (crypt(3)'s limit, so Dovecot's) and refuses 512."""
+    assert verify_password("s" * 511, hash_password("s" * 511, "SHA512-CRYPT"))
+    with pytest.raises(InvalidInputError, match=r"at most 511 bytes.*512 bytes long"):
+        hash_password("s" * 512, "SHA512-CRYPT")
+    # 256 two-byte characters are 512 bytes.
+    with pytest.raises(InvalidInputError, match="512 bytes long"):
+        hash_password("é" * 256, "SHA512-CRYPT")
 
 
 @pytest.mark.parametrize("scheme", ["MD5-CRYPT", "PLAIN", "SHA256-CRYPT", "ARGON2I", "crypt", ""])

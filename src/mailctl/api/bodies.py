@@ -89,6 +89,14 @@ class UserChanged(BaseModel):
     user: User
 
 
+class UsersCreated(BaseModel):
+    """A batch create: every mailbox it made, in the order given."""
+
+    result: Literal[True]
+    msg: str
+    users: list[User]
+
+
 class AliasList(BaseModel):
     result: Literal[True]
     aliases: list[Alias]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from mailctl.api.fields import Fields, parse_fields, read_fields
+from mailctl.config import Settings
 from mailctl.services import auth
 from mailctl.services.context import Actor, Context
 
@@ -40,16 +41,29 @@ FieldsDep = Annotated[Fields, Depends(get_fields)]
 
 
 @functools.cache
-def parsed(model: type[Any]) -> Callable[..., Awaitable[Any]]:
+def parsed(
+    model: type[Any], body_bytes: Callable[[Settings], int] | None = None
+) -> Callable[..., Any]:
     """The dependency that fills an operation's model from the request's fields.
 
     Used as ``Annotated[NewKey, Depends(parsed(NewKey))]``; files are read up to
-    ``max_upload_bytes``, text up to ``max_field_bytes``.
+    ``max_upload_bytes``, text up to ``max_field_bytes`` (or ``body_bytes(settings)``, for
+    an operation whose fields may be larger, as a batch's).
     """
 
-    async def parse(fields: FieldsDep, ctx: ContextDep) -> Any:
+    async def parse_fields_of(fields: FieldsDep, ctx: ContextDep) -> Any:
         return await parse_fields(model, fields, ctx.settings.max_upload_bytes)
 
+    async def parse_large_fields_of(request: Request, ctx: ContextDep) -> AsyncIterator[Any]:
+        limit = ctx.settings.max_field_bytes if body_bytes is None else body_bytes(ctx.settings)
+        fields = await read_fields(request, limit)
+        try:
+            yield await parse_fields(model, fields, ctx.settings.max_upload_bytes)
+        finally:
+            for upload in fields.files.values():
+                await upload.close()
+
+    parse: Callable[..., Any] = parse_fields_of if body_bytes is None else parse_large_fields_of
     parse.__name__ = f"parse_{model.__name__}"
     _FILLS[parse] = model
     return parse
@@ -57,7 +71,7 @@ def parsed(model: type[Any]) -> Callable[..., Awaitable[Any]]:
 
 # Each ``parsed`` dependency and the model it fills, so the OpenAPI document can describe
 # a route's fields from the dependency the route already names.
-_FILLS: dict[Callable[..., Awaitable[Any]], type[Any]] = {}
+_FILLS: dict[Callable[..., Any], type[Any]] = {}
 
 
 def model_filled_by(dependency: object) -> type[Any] | None:

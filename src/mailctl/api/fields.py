@@ -12,7 +12,8 @@ from the same annotations::
 
 ``bytes`` is a file part (or a text field of that name), ``Annotated[str, ID]`` a numeric
 id kept as text, ``Annotated[T, Parse(read, schema)]`` a field read by a function of its
-own, and ``Note`` says what a field holds.
+own, ``Annotated[object, Json(schema)]`` a list or object (in a JSON body as itself, in
+any other encoding as JSON text), and ``Note`` says what a field holds.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class Fields:
 
     values: dict[str, str] = field(default_factory=dict)
     files: dict[str, UploadFile] = field(default_factory=dict)
+    # Lists and objects of a JSON body, for the fields that take them (``Json``).
+    structured: dict[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
         return self.values.get(name)
@@ -102,13 +105,24 @@ class Parse:
     schema: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Json:
+    """Annotation: the field is a JSON list or object; ``schema`` documents it.
+
+    A JSON body carries it as itself, the other encodings as JSON text; the route gets
+    the decoded value (or None when absent) and checks its shape.
+    """
+
+    schema: dict[str, Any]
+
+
 class _IdMarker:
     """Annotation: the field is a numeric id (documented with its pattern; kept as text)."""
 
 
 ID = _IdMarker()
 
-Kind = Literal["text", "flag", "id", "file", "parsed"]
+Kind = Literal["text", "flag", "id", "file", "parsed", "json"]
 
 
 @dataclass(frozen=True)
@@ -120,11 +134,13 @@ class FieldSpec:
     required: bool
     note: str | None = None
     parse: Parse | None = None
+    json: Json | None = None
 
 
 def _spec(name: str, hint: Any, has_default: bool) -> FieldSpec:
     note: str | None = None
     parse: Parse | None = None
+    json: Json | None = None
     is_id = False
     if typing.get_origin(hint) is typing.Annotated:
         hint, *extras = typing.get_args(hint)
@@ -135,6 +151,10 @@ def _spec(name: str, hint: Any, has_default: bool) -> FieldSpec:
                 parse = extra
             elif extra is ID:
                 is_id = True
+            elif isinstance(extra, Json):
+                json = extra
+    if json is not None:
+        return FieldSpec(name, "json", not has_default, note, json=json)
     if parse is not None:
         return FieldSpec(name, "parsed", False, note, parse)
     args = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
@@ -181,8 +201,15 @@ async def parse_fields(model: type[Model], fields: Fields, max_file_bytes: int) 
     """Fill an operation's model from the request's fields; InvalidInputError (400) or
     TooLargeError (413) for a field that is missing, blank, malformed or too large."""
     values: dict[str, Any] = {}
-    for spec in field_specs(model):
-        if spec.kind == "flag":
+    specs = field_specs(model)
+    takes_json = {spec.name for spec in specs if spec.kind == "json"}
+    for name in fields.structured:
+        if name not in takes_json:
+            raise InvalidInputError(f"The field '{_shown(name)}' must be a plain value.")
+    for spec in specs:
+        if spec.kind == "json":
+            values[spec.name] = _json_value(fields, spec)
+        elif spec.kind == "flag":
             values[spec.name] = fields.flag(spec.name)
         elif spec.kind == "file":
             data = await fields.read_blob(spec.name, max_file_bytes)
@@ -196,6 +223,18 @@ async def parse_fields(model: type[Model], fields: Fields, max_file_bytes: int) 
         else:
             values[spec.name] = fields.get(spec.name)
     return model(**values)
+
+
+def _json_value(fields: Fields, spec: FieldSpec) -> Any:
+    """A ``Json`` field's value: from a JSON body as sent, else decoded from its text."""
+    if spec.name in fields.structured:
+        return fields.structured[spec.name]
+    text = fields.get(spec.name)
+    if text is None or not text.strip():
+        if spec.required:
+            raise InvalidInputError(_required_message(spec.name, spec.note))
+        return None
+    return loads_limited(text, f"The field '{spec.name}'")
 
 
 def _scalar(value: Any) -> str | None:
@@ -243,16 +282,17 @@ async def read_fields(request: Request, max_bytes: int) -> Fields:
                 raise InvalidInputError("The JSON body must be an object of named fields.")
             for name, value in data.items():
                 scalar = _scalar(value)
-                if scalar is None and value is not None:
-                    raise InvalidInputError(f"The field '{_shown(name)}' must be a plain value.")
-                if scalar is not None:
+                if isinstance(value, list | dict):
+                    # Refused by parse_fields unless the operation takes it (``Json``).
+                    fields.structured[name] = value
+                elif scalar is not None:
                     fields.values[name] = scalar
     try:
         for name, value in fields.values.items():
             _check_text(name, value)
             if len(value) > max_bytes:
                 raise TooLargeError(f"The field '{_shown(name)}' is too large.")
-        for name in fields.files:
+        for name in (*fields.files, *fields.structured):
             _check_text(name, "")
     except BaseException:
         # Refused before the route could take the parts: close their spooled files now.

@@ -102,6 +102,9 @@ def field_schema(spec: FieldSpec, json: bool = False) -> dict[str, Any]:
         schema = {"type": "string", "format": "binary"}
     elif spec.kind == "flag":
         schema = {"type": "string", "enum": list(FLAG_VALUES)}
+    elif spec.json is not None:
+        # In a JSON body the value itself; in a form or query string, its JSON text.
+        schema = dict(spec.json.schema) if json else {"type": "string", "minLength": 1}
     elif spec.kind == "id":
         schema = {"type": "string", "pattern": ID_PATTERN}
     elif spec.parse is not None:

@@ -1,12 +1,18 @@
-"""``mailctl user list|add|passwd|rm``."""
+"""``mailctl user list|add|import|passwd|rm``."""
 
 from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from mailctl.cli.common import actor, console, context, domain_id_of, read_password, reports_errors
 from mailctl.domain.names import parse_address
+from mailctl.errors import InvalidEntryError, InvalidInputError, TooLargeError
 from mailctl.services import domains, mailboxes
 
 app = typer.Typer(help="Manage mailboxes.", no_args_is_help=True)
@@ -39,6 +45,96 @@ def add_user(
         domain = domains.get_domain(ctx, address.domain)
         view = mailboxes.create_user(ctx, actor(), domain.id, address.email, secret)
     console.print(f"Created mailbox [bold]{view.email}[/] (id {view.id}).", highlight=False)
+
+
+_CSV_COLUMNS = ("email", "password", "password_hash")
+
+
+def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[int]]:
+    """The entries of a CSV with a header row (``email`` and ``password`` or
+    ``password_hash``), and the line each one starts on; InvalidInputError naming the line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInputError("The file is empty: give a header row and one mailbox a line.")
+        names = [name.strip().lower() for name in header]
+        unknown = [name for name in names if name not in _CSV_COLUMNS]
+        if unknown or "email" not in names or len(set(names)) != len(names):
+            raise InvalidInputError(
+                f"Line 1: the header must be email,password or email,password_hash, "
+                f"not {','.join(header)[:200]}."
+            )
+        if "password" not in names and "password_hash" not in names:
+            raise InvalidInputError("Line 1: the header needs a password or password_hash column.")
+        entries: list[mailboxes.NewMailbox] = []
+        lines: list[int] = []
+        start = reader.line_num + 1
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                start = reader.line_num + 1
+                continue  # a blank line
+            if len(row) != len(names):
+                raise InvalidInputError(
+                    f"Line {start}: {len(row)} values where the header names {len(names)}."
+                )
+            if len(entries) == limit:
+                raise TooLargeError(
+                    f"The file has more than {limit} mailboxes, the most one import takes "
+                    "(MAILCTL_MAX_BATCH_USERS); split it."
+                )
+            cells = {
+                name: (cell if cell != "" else None) for name, cell in zip(names, row, strict=True)
+            }
+            entries.append(
+                mailboxes.NewMailbox(
+                    cells.get("email") or "", cells.get("password"), cells.get("password_hash")
+                )
+            )
+            lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InvalidInputError(f"Line {reader.line_num}: the CSV cannot be read ({exc}).") from exc
+    return entries, lines
+
+
+def _read_text(file: str) -> str:
+    """The text of ``file`` (``-``: standard input), as UTF-8 with or without a BOM."""
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read {file}: {exc.strerror}.") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{file} is not UTF-8 text (byte {exc.start}).") from exc
+
+
+@app.command("import")
+@reports_errors
+def import_users(
+    file: str = typer.Argument(
+        ..., help="A CSV file (header email,password or email,password_hash); - for stdin."
+    ),
+    domain: str = typer.Option(
+        ..., "--domain", help="The domain (name or id) the mailboxes are in."
+    ),
+) -> None:
+    """Create many mailboxes from a CSV in one transaction: all of them, or none."""
+    text = _read_text(file)
+    with context() as ctx:
+        entries, lines = read_csv(text, ctx.settings.max_batch_users)
+        domain_id = domain_id_of(ctx, domain)
+        try:
+            views = mailboxes.create_users(ctx, actor(), domain_id, entries)
+        except InvalidEntryError as exc:
+            raise InvalidInputError(
+                f"Line {lines[exc.index - 1]} ({exc.email}): {exc.reason} Nothing was imported."
+            ) from exc
+    console.print(
+        f"Created {len(views)} mailbox{'es' if len(views) != 1 else ''} in {domain}.",
+        highlight=False,
+    )
 
 
 @app.command("passwd")

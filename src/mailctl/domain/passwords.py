@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import re
+import secrets
 from dataclasses import dataclass
-from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import Type, verify_secret
-from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 
-from mailctl.errors import InvalidInputError
+from mailctl.domain import unixcrypt
+from mailctl.errors import InvalidInputError, UnavailableError
 
 SCHEMES: tuple[str, ...] = ("ARGON2ID", "SHA512-CRYPT", "BLF-CRYPT")
 DEFAULT_SCHEME = "ARGON2ID"
@@ -25,6 +26,8 @@ _VERIFIABLE = SCHEMES + VERIFY_ONLY_SCHEMES
 # The password policy's fixed bounds; the minimum length is a setting (see check_new_password).
 MAX_PASSWORD_LENGTH = 1024
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores everything after the 72nd byte
+# crypt(3) (libxcrypt, which Dovecot verifies SHA512-CRYPT rows with) refuses longer ones.
+SHA_CRYPT_MAX_BYTES = unixcrypt.MAX_PHRASE_BYTES
 
 # The cost of new hashes. They are read when a hash is made or judged by needs_rehash, so a
 # test suite may lower them (and rebuild ``_hasher`` with argon2_hasher()) to run fast.
@@ -39,6 +42,7 @@ BCRYPT_COST = 12
 # still verify in well under a tenth of a second in Dovecot's C code.
 SHA512_CRYPT_ROUNDS = 100_000
 SHA_CRYPT_SALT_CHARS = 16
+_CRYPT_SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # Bounds on any row we import or verify: beyond them one login would pin a CPU for minutes
 # or allocate gigabytes, so such rows are refused rather than computed.
@@ -67,8 +71,6 @@ _CRYPT_STRING = re.compile(
     r"\$(?P<sha_sum>[./0-9A-Za-z]{43}|[./0-9A-Za-z]{86}))$"
 )
 _SHA_CHECKSUM_LENGTH = {"5": 43, "6": 86}
-# The maintained implementations of the crypt(3) schemes, by ``$id$``.
-_CRYPT_HANDLERS: dict[str, Any] = {"1": md5_crypt, "5": sha256_crypt, "6": sha512_crypt}
 _ARGON2_TYPES = {"ARGON2ID": ("argon2id", Type.ID), "ARGON2I": ("argon2i", Type.I)}
 
 
@@ -235,8 +237,9 @@ def hash_password(plain: str, scheme: str = DEFAULT_SCHEME) -> str:
     """Hash a new password as ``{SCHEME}hash``, e.g. ``{ARGON2ID}$argon2id$v=19$...``.
 
     Raises InvalidInputError for an empty password, a NUL byte, more than
-    MAX_PASSWORD_LENGTH characters, an unknown scheme, or a password longer than 72 bytes
-    for BLF-CRYPT (which would silently ignore the rest).
+    MAX_PASSWORD_LENGTH characters, an unknown scheme, a password longer than 72 bytes
+    for BLF-CRYPT (which would silently ignore the rest), or longer than 511 bytes for
+    SHA512-CRYPT (which crypt(3), and so Dovecot, refuses).
     """
     secret = check_new_password(plain).encode("utf-8")
     name = _check_scheme(scheme)
@@ -249,8 +252,17 @@ def hash_password(plain: str, scheme: str = DEFAULT_SCHEME) -> str:
                 f"one is {len(secret)} bytes long; choose a shorter password or another scheme."
             )
         return "{BLF-CRYPT}" + bcrypt.hashpw(secret, bcrypt.gensalt(BCRYPT_COST)).decode("ascii")
-    sha = sha512_crypt.using(rounds=SHA512_CRYPT_ROUNDS, salt_size=SHA_CRYPT_SALT_CHARS)
-    return "{SHA512-CRYPT}" + str(sha.hash(secret))
+    if len(secret) > SHA_CRYPT_MAX_BYTES:
+        raise InvalidInputError(
+            f"SHA512-CRYPT takes at most {SHA_CRYPT_MAX_BYTES} bytes of password (Dovecot "
+            f"could not check a longer one) and this one is {len(secret)} bytes long; choose "
+            "a shorter password or another scheme."
+        )
+    salt = "".join(secrets.choice(_CRYPT_SALT_ALPHABET) for _ in range(SHA_CRYPT_SALT_CHARS))
+    hashed = unixcrypt.crypt(secret, f"$6$rounds={SHA512_CRYPT_ROUNDS}${salt}")
+    if hashed is None:
+        raise UnavailableError("The system's crypt(3) library could not hash the password.")
+    return "{SHA512-CRYPT}" + hashed
 
 
 def _verify_argon2(secret: bytes, scheme: str, body: str) -> bool:
@@ -263,10 +275,9 @@ def _verify_argon2(secret: bytes, scheme: str, body: str) -> bool:
 
 def _verify_crypt(secret: bytes, body: str) -> bool:
     """Check a well-formed $1$, $5$ or $6$ body whose rounds are within our bounds."""
-    try:
-        return bool(_CRYPT_HANDLERS[body[1]].verify(secret, body))
-    except (ValueError, TypeError):
-        return False
+    computed = unixcrypt.crypt(secret, body)
+    # Compared in constant time: how much of the checksum matched must not show.
+    return computed is not None and hmac.compare_digest(computed.encode(), body.encode())
 
 
 def _verify_bcrypt(secret: bytes, body: str) -> bool:

@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +157,59 @@ class Maildirs:
                 f"Could not create the maildir {mailbox}: {exc.strerror}."
             ) from exc
         return mailbox
+
+    def create_mailboxes(self, domain: str, local_parts: Sequence[str]) -> list[str]:
+        """``create_mailbox`` for many mailboxes of one domain; the local parts whose
+        maildir this made (the others existed). On failure it removes what it made.
+
+        The domain folder is checked once. A new mailbox folder is made by mkdir, which
+        fails on any name already there (a planted symlink included) rather than follow
+        it; a folder that exists takes ``create_mailbox``'s careful path.
+        """
+        domain_path = self.domain_path(domain)
+        domain_dir = str(domain_path)
+        made: list[str] = []
+        try:
+            if not domain_path.exists():
+                domain_path.mkdir(mode=0o750)
+                os.chmod(domain_path, 0o750)  # noqa: S103 - as create_mailbox makes it
+                self._own(domain_path)
+            for local_part in local_parts:
+                if local_part in ("", ".", "..") or "/" in local_part:
+                    raise HostStateError(f"Refusing the path component {local_part!r}.")
+                mailbox = os.path.join(domain_dir, local_part)
+                try:
+                    self._make_private_dir(mailbox)
+                except FileExistsError:
+                    self.create_mailbox(domain, local_part)
+                    continue
+                made.append(local_part)
+                for sub in ("cur", "new", "tmp"):
+                    self._make_private_dir(os.path.join(mailbox, sub))
+        except OSError as exc:
+            self._remove_made(domain, made)
+            raise HostStateError(
+                f"Could not create a maildir in {domain_dir}: {exc.strerror}."
+            ) from exc
+        except HostStateError:
+            self._remove_made(domain, made)
+            raise
+        return made
+
+    def _remove_made(self, domain: str, local_parts: Sequence[str]) -> None:
+        for local_part in local_parts:
+            self.remove_empty_mailbox(domain, local_part)
+
+    def _make_private_dir(self, path: str) -> None:
+        """mkdir ``path`` 0700 whatever the umask, owned by the mail user."""
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+        if self.uid is not None or self.gid is not None:
+            os.chown(
+                path,
+                self.uid if self.uid is not None else -1,
+                self.gid if self.gid is not None else -1,
+            )
 
     def remove_empty_mailbox(self, domain: str, local_part: str) -> None:
         """Undo ``create_mailbox`` for a mailbox that never received mail."""

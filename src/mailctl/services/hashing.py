@@ -10,7 +10,8 @@ The cost of new hashes is the one ``domain.passwords`` sets in its module consta
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from mailctl.domain import passwords
@@ -42,6 +43,19 @@ class PasswordPool:
 
     def verify(self, plain: str, stored: str) -> bool:
         return self.run(lambda: passwords.verify_password(plain, stored))
+
+    def hash_many(self, plains: Sequence[str], scheme: str = passwords.DEFAULT_SCHEME) -> list[str]:
+        """Hash several passwords, as many at once as the pool has slots; in order.
+
+        The hashing libraries release the GIL, so each slot keeps a core busy. The slots
+        are the pool's own: a batch shares them with logins and single creates.
+        """
+        if len(plains) <= 1:
+            return [self.hash(plain, scheme) for plain in plains]
+        with ThreadPoolExecutor(
+            max_workers=min(self.size, len(plains)), thread_name_prefix="mailctl-hash"
+        ) as executor:
+            return list(executor.map(lambda plain: self.hash(plain, scheme), plains))
 
     def dummy_hash(self) -> str:
         """A default-scheme hash to verify when a username is unknown, made once per pool.

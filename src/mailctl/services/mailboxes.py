@@ -1,15 +1,23 @@
-"""Use cases for mailboxes: list, create, change password, delete to the trash."""
+"""Use cases for mailboxes: list, create (one or a batch), change password, delete to the trash."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.domain import passwords
-from mailctl.domain.names import parse_address
+from mailctl.domain.names import Address, parse_address
 from mailctl.domain.numbers import ascii_digits
-from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
+from mailctl.errors import (
+    ConflictError,
+    InvalidEntryError,
+    InvalidInputError,
+    MailctlError,
+    NotFoundError,
+    TooLargeError,
+)
 from mailctl.host.maildir import TrashEntry
 from mailctl.services.context import Actor, Context
 from mailctl.services.paging import Page, Paged, fetch
@@ -106,6 +114,149 @@ def create_user(
         view = UserView(user.id, ident, user.email)
     ctx.changed("users")
     return view
+
+
+@dataclass(frozen=True)
+class NewMailbox:
+    """One entry of a batch create: an address, and a password or an existing hash."""
+
+    email: str
+    password: str | None = None
+    password_hash: str | None = None
+
+
+# Addresses a conflict names at most; the count says how many more there are.
+_SHOWN_CONFLICTS = 10
+
+
+def shown_email(value: str) -> str:
+    """An entry's address as an error shows it: printable, and cut if long."""
+    text = value.strip().encode("ascii", "backslashreplace").decode("ascii")
+    return text[:100] or "no address"
+
+
+def _checked_entry(
+    ctx: Context, index: int, entry: NewMailbox, domain_name: str
+) -> tuple[Address, str | None, str | None]:
+    """An entry's address, and its password to hash or its validated hash; or
+    InvalidEntryError naming it."""
+    shown = shown_email(entry.email)
+    try:
+        if not entry.email.strip():
+            raise InvalidInputError("An email address is required.")
+        if entry.password is not None and entry.password_hash is not None:
+            raise InvalidInputError("Give either a password or a password hash, not both.")
+        if entry.password is None and entry.password_hash is None:
+            raise InvalidInputError("A password or a password hash is required.")
+        address = parse_address(entry.email, default_domain=domain_name)
+        shown = address.email
+        if address.domain != domain_name:
+            raise InvalidInputError(
+                f"The address {address.email} does not belong to the domain {domain_name}."
+            )
+        if entry.password_hash is not None:
+            return address, None, passwords.validate_prehashed(entry.password_hash)
+        plain = passwords.check_new_password(entry.password, ctx.settings.min_password_length)
+        if ctx.settings.password_scheme in ("BLF-CRYPT", "SHA512-CRYPT"):
+            # The scheme's own limits (72 or 511 bytes), found now rather than after the
+            # other entries were hashed.
+            _check_scheme_length(plain, ctx.settings.password_scheme)
+        return address, plain, None
+    except InvalidEntryError:
+        raise
+    except InvalidInputError as exc:
+        raise InvalidEntryError(index, shown, exc.message) from exc
+
+
+def _check_scheme_length(plain: str, scheme: str) -> None:
+    """InvalidInputError when ``scheme`` cannot take a password this long."""
+    limit = passwords.BCRYPT_MAX_BYTES if scheme == "BLF-CRYPT" else passwords.SHA_CRYPT_MAX_BYTES
+    size = len(plain.encode("utf-8"))
+    if size > limit:
+        raise InvalidInputError(
+            f"{scheme} takes at most {limit} bytes of password and this one is {size} bytes "
+            "long; choose a shorter password or another scheme."
+        )
+
+
+def create_users(
+    ctx: Context, actor: Actor, domain_id: int | str, entries: Sequence[NewMailbox]
+) -> list[UserView]:
+    """Create many mailboxes of one domain, and their maildirs, all or none.
+
+    Every entry is checked first (as create_user checks one); then the passwords are
+    hashed in parallel through the password pool, and the rows go in with one insert in
+    one transaction, with one audit entry per mailbox. InvalidEntryError names the first
+    refused entry (its place from 1, and its address), ConflictError the addresses that
+    exist already, TooLargeError a batch over ``max_batch_users``; nothing is created then.
+    """
+    ident = parse_id(domain_id, "domain id")
+    limit = ctx.settings.max_batch_users
+    if not entries:
+        raise InvalidInputError("The batch is empty: give at least one mailbox.")
+    if len(entries) > limit:
+        raise TooLargeError(
+            f"The batch has {len(entries)} mailboxes; at most {limit} are allowed at once. "
+            "Split it into smaller batches."
+        )
+    with ctx.uow() as uow:
+        domain = uow.domains.get(ident)
+        if domain is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        domain_name = domain.name
+    checked: list[tuple[Address, str | None, str | None]] = []
+    first_place: dict[str, int] = {}
+    for index, entry in enumerate(entries, start=1):
+        address, plain, hashed = _checked_entry(ctx, index, entry, domain_name)
+        earlier = first_place.setdefault(address.email, index)
+        if earlier != index:
+            raise InvalidEntryError(
+                index, address.email, f"The address is in the batch already, as entry {earlier}."
+            )
+        checked.append((address, plain, hashed))
+    emails = [address.email for address, _, _ in checked]
+    plains = [plain for _, plain, _ in checked if plain is not None]
+    if plains:
+        # Before the costly part, so a conflict answers at once; checked again below.
+        with ctx.uow() as uow:
+            _refuse_existing(uow.users.existing(emails))
+    fresh = iter(ctx.passwords.hash_many(plains, ctx.settings.password_scheme))
+    rows = [
+        (address.email, hashed if hashed is not None else next(fresh))
+        for address, _, hashed in checked
+    ]
+    local_parts = [address.local_part for address, _, _ in checked]
+    with ctx.maildirs.changing(), ctx.uow() as uow:
+        if uow.domains.get(ident) is None:
+            raise NotFoundError(f"There is no domain with id {ident}.")
+        # Checked under the transaction: a create may have come in meanwhile.
+        _refuse_existing(uow.users.existing(emails))
+        inserted = uow.users.add_many(ident, rows)
+        uow.audit.record_many(actor, "create_user", emails, f"one of a batch of {len(rows)}")
+        made = ctx.maildirs.create_mailboxes(domain_name, local_parts)  # removes its own on failure
+        try:
+            uow.commit()
+        except MailctlError:
+            for local_part in made:
+                ctx.maildirs.remove_empty_mailbox(domain_name, local_part)
+            raise
+    ctx.changed("users")
+    return [UserView(user_id, ident, email) for user_id, email in inserted]
+
+
+def _refuse_existing(existing: Sequence[str]) -> None:
+    """ConflictError naming the addresses of a batch that are mailboxes already."""
+    if not existing:
+        return
+    shown = ", ".join(existing[:_SHOWN_CONFLICTS])
+    more = len(existing) - _SHOWN_CONFLICTS
+    if len(existing) == 1:
+        raise ConflictError(f"The mailbox {shown} exists already; no mailbox was created.")
+    raise ConflictError(
+        f"{len(existing)} mailboxes of the batch exist already: {shown}"
+        + (f" and {more} more" if more > 0 else "")
+        + "; no mailbox was created."
+    )
 
 
 def change_password(

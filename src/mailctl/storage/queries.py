@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from mailctl.storage.tables import Admin, Alias, AuditEntry, Base, Domain, Secret, User
+from mailctl.storage.tables import Admin, Alias, AuditEntry, Base, Domain, Secret, User, utcnow
+
+# Rows per IN (...) list: well under every backend's limit on bound parameters.
+_IN_CHUNK = 500
 
 
 def _delete_row(session: Session, row: Base, condition: ColumnElement[bool]) -> bool:
@@ -101,6 +104,32 @@ class Users:
         self.session.add(user)
         self.session.flush()
         return user
+
+    def add_many(self, domain_id: int, rows: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
+        """Insert mailboxes ``(email, password)`` in one executemany; their ``(id, email)``
+        in the order given."""
+        if not rows:
+            return []
+        now = utcnow()
+        # RETURNING in no set order lets every backend send up to a thousand rows per
+        # statement; the addresses (unique) say which id is whose.
+        result = self.session.execute(
+            insert(User).returning(User.id, User.email),
+            [
+                {"domain_id": domain_id, "email": email, "password": password, "created_at": now}
+                for email, password in rows
+            ],
+        )
+        ids = {str(email): int(ident) for ident, email in result.all()}
+        return [(ids[email], email) for email, _ in rows]
+
+    def existing(self, emails: Sequence[str]) -> list[str]:
+        """Which of ``emails`` are mailboxes already, in the order given."""
+        found: set[str] = set()
+        for start in range(0, len(emails), _IN_CHUNK):
+            chunk = emails[start : start + _IN_CHUNK]
+            found.update(self.session.scalars(select(User.email).where(User.email.in_(chunk))))
+        return [email for email in emails if email in found]
 
     def delete(self, user: User) -> bool:
         """Delete the mailbox; False if another transaction deleted it first."""
@@ -215,6 +244,29 @@ class Audit:
         )
         self.session.add(entry)
         return entry
+
+    def record_many(
+        self, actor: Acting, action: str, targets: Sequence[str], detail: str | None = None
+    ) -> None:
+        """Record one entry per target in one statement, as ``record`` would each."""
+        if not targets:
+            return
+        address = actor.address or None
+        now = utcnow()
+        self.session.execute(
+            insert(AuditEntry),
+            [
+                {
+                    "at": now,
+                    "admin": actor.name[:64],
+                    "action": action[:64],
+                    "target": target[:320],
+                    "client_address": address and address[:64],
+                    "detail": detail,
+                }
+                for target in targets
+            ],
+        )
 
     def recent(self, limit: int = 100) -> Sequence[AuditEntry]:
         return self.session.scalars(

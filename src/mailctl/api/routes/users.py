@@ -7,12 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from mailctl.api.bodies import UserChanged, UserList, UserTrashed
+from mailctl.api.bodies import UserChanged, UserList, UsersCreated, UserTrashed
 from mailctl.api.deps import ActorDep, ContextDep, parsed
-from mailctl.api.fields import ID
+from mailctl.api.fields import ID, Json, Note
 from mailctl.api.openapi import DomainIdPath, answers
 from mailctl.api.paging import ListPage, page_json
 from mailctl.api.responses import JSONRoute, conditional
+from mailctl.config import Settings
+from mailctl.errors import InvalidEntryError, InvalidInputError
 from mailctl.services import mailboxes
 from mailctl.services.views import UserView
 
@@ -26,6 +28,64 @@ class NewUser:
     email: str
     password: str | None = None
     password_hash: str | None = None
+
+
+_ENTRY_KEYS = ("email", "password", "password_hash")
+# What one batch entry may take of a request body at most, on average: an address, and a
+# long password or hash with JSON's escapes.
+BATCH_ENTRY_BYTES = 1024
+_USERS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {key: {"type": "string"} for key in _ENTRY_KEYS},
+        "required": ["email"],
+        "additionalProperties": False,
+    },
+}
+
+
+@dataclass(frozen=True)
+class NewUsers:
+    """The fields of create_users: the mailboxes, as a JSON list."""
+
+    users: Annotated[
+        object,
+        Json(_USERS_SCHEMA),
+        Note('a JSON list of {"email", "password"} or {"email", "password_hash"} objects'),
+    ]
+
+
+def batch_body_bytes(settings: Settings) -> int:
+    """The request body a batch create may send: room for ``max_batch_users`` entries."""
+    return max(settings.max_field_bytes, settings.max_batch_users * BATCH_ENTRY_BYTES)
+
+
+def batch_entries(value: object) -> list[mailboxes.NewMailbox]:
+    """The entries of a ``users`` field, or InvalidInputError for a value of another shape."""
+    if not isinstance(value, list):
+        raise InvalidInputError(
+            "The field 'users' must be a JSON list of objects, each with an email and a "
+            "password or a password_hash."
+        )
+    entries = []
+    for index, item in enumerate(value, start=1):
+        if not isinstance(item, dict):
+            raise InvalidInputError(f"Entry {index} of 'users' must be a JSON object.")
+        email = item.get("email")
+        shown = mailboxes.shown_email(email) if isinstance(email, str) else "no address"
+        for key, text in item.items():
+            if key not in _ENTRY_KEYS:
+                raise InvalidEntryError(
+                    index, shown, f"Unknown field {key[:40]!r}; give {', '.join(_ENTRY_KEYS)}."
+                )
+            if text is not None and not isinstance(text, str):
+                raise InvalidEntryError(index, shown, f"The field '{key}' must be text.")
+        entries.append(
+            mailboxes.NewMailbox(email or "", item.get("password"), item.get("password_hash"))
+        )
+    return entries
 
 
 @dataclass(frozen=True)
@@ -85,6 +145,22 @@ def create_user(
         "result": True,
         "msg": f"The mailbox {user.email} was created.",
         "user": user_json(user),
+    }
+
+
+@router.post("/user/{domain_id}/batch", **answers(UsersCreated, 400, 401, 404, 409, 413, 503))
+def create_users(
+    ctx: ContextDep,
+    actor: ActorDep,
+    fields: Annotated[NewUsers, Depends(parsed(NewUsers, batch_body_bytes))],
+    domain_id: DomainIdPath,
+) -> dict[str, Any]:
+    """Create many mailboxes of one domain in one transaction: all of them, or none."""
+    users = mailboxes.create_users(ctx, actor, domain_id, batch_entries(fields.users))
+    return {
+        "result": True,
+        "msg": f"{len(users)} mailbox{'es were' if len(users) != 1 else ' was'} created.",
+        "users": [user_json(u) for u in users],
     }
 
 
