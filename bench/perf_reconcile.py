@@ -87,7 +87,7 @@ def build_data(wiring: _Wiring, count: int) -> None:
         for table in (DkimKey, Certificate, Domain):
             conn.execute(delete(table))
         conn.execute(insert(Domain), [{"name": name} for name in names])
-        ids = dict(conn.execute(select(Domain.name, Domain.id)).tuples().all())
+        ids = dict(conn.execute(select(Domain.name, Domain.id)).all())
         conn.execute(
             insert(DkimKey),
             [
