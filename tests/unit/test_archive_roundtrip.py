@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -289,3 +290,26 @@ def test_name_that_is_not_utf8_fails_the_export_loudly(tmp_path: Path) -> None:
 
     with pytest.raises(HostStateError, match="not valid UTF-8"):
         b"".join(export_stream(_manifest("m"), {"m": root}))
+
+
+def _compressing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("export-gzip")]
+
+
+def test_an_export_given_up_midway_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """A download the client abandons stops the export's compressing thread with it."""
+    rng = random.Random(5)
+    for i in range(8):
+        _write(
+            tmp_path / "m" / "cur" / f"170000000{i}.M{i}P2.host:2,S",
+            rng.randbytes(64 << 10),
+            BASE_NS,
+        )
+    stream = export_stream(_manifest("m"), {"m": tmp_path / "m"}, 4096, compresslevel=1)
+    next(stream)
+    assert _compressing_threads()
+    stream.close()  # what the server does when the client goes away
+    assert _compressing_threads() == []
+    whole = b"".join(export_stream(_manifest("m"), {"m": tmp_path / "m"}, 4096))
+    assert whole[:2] == b"\x1f\x8b"
+    assert _compressing_threads() == []
