@@ -73,6 +73,20 @@ def test_a_file_planted_in_a_key_folder_is_removed(ctx: Context) -> None:
     assert not stray.exists()
 
 
+def test_a_folder_planted_in_the_key_folder_is_looked_into(ctx: Context) -> None:
+    """A new folder changes its parent's times: its files are found and deleted, also
+    when a database change makes the run compare (and trust unchanged folders)."""
+    _with_keys(ctx, 3)
+    _settled(ctx)
+    stray = ctx.settings.opendkim_path / "keys" / "d1.example" / "sub" / "old.private"
+    stray.parent.mkdir()
+    stray.write_text("left behind\n")
+    dkim.add_key(ctx, ACTOR, "d2.example", "s2", "ed25519", rotate=True)
+
+    assert not stray.exists()
+    assert not reconcile(ctx).changed
+
+
 def test_a_mode_changed_behind_its_back_is_set_back(ctx: Context) -> None:
     """chmod changes only the ctime and mode: the key is made private again."""
     _with_keys(ctx, 1)

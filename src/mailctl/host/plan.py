@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,13 +139,11 @@ def read_actual(
     wanted = {os.fspath(file.path): file for file in desired}
     paths: dict[str, Path | None] = {name: file.path for name, file in wanted.items()}
     for folder in managed_dirs:
-        # Links are not followed, so a link planted in a managed folder cannot make
-        # reconcile read or delete anything outside it.
-        for top, _dirs, names in os.walk(folder, followlinks=False):
+        for top, files in _walk(os.fspath(folder), known):
             if walked is not None:
                 walked.append(top)
-            for name in names:
-                paths.setdefault(os.path.join(top, name), None)
+            for name in files:
+                paths.setdefault(name, None)
     for name in sorted(paths):
         path = paths[name] or Path(name)
         want = wanted.get(name)
@@ -158,6 +156,44 @@ def read_actual(
         if have is not None:
             found[path] = have
     return found
+
+
+def _walk(folder: str, known: State | None) -> Iterator[tuple[str, list[str]]]:
+    """Each folder under ``folder`` (itself included) with the paths of what is in it
+    that is not a folder, as os.walk finds them; a folder that ``known`` proves
+    unchanged is not listed again."""
+    stack = [folder]
+    while stack:
+        top = stack.pop()
+        listing = known.known_listing(top) if known is not None else None
+        if listing is not None:
+            files, folders = listing
+            yield top, files
+            stack.extend(reversed(folders))
+            continue
+        files = []
+        folders = []
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    # Links are not followed, so a link planted in a managed folder cannot
+                    # make reconcile read or delete anything outside it.
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif not _is_dir_link(entry):
+                        files.append(entry.path)
+        except OSError:
+            continue  # gone meanwhile, or unreadable: as os.walk, skipped
+        yield top, files
+        stack.extend(reversed(folders))
+
+
+def _is_dir_link(entry: os.DirEntry[str]) -> bool:
+    # os.walk counts a link to a folder as a folder (and does not follow it).
+    try:
+        return entry.is_symlink() and entry.is_dir()
+    except OSError:
+        return False
 
 
 def _known_file(name: str, want: DesiredFile, known: State) -> ActualFile | None:

@@ -8,10 +8,10 @@ those still has the same lstat: any write to a file changes its ctime (which no 
 can set back), and any entry added, removed or renamed in a folder changes the folder's.
 
 Timestamps are coarse (a clock tick, or a second on some filesystems), so an entry
-changed within the same tick as it was recorded could keep its times. As git does for
-its index, an entry whose time is not older than the moment recording started (taken
-from the filesystem's own clock) is "racy": it is never trusted on its stat, but
-checked by content (a file) or by its listing (a folder).
+changed within the same tick as it was looked at could keep its times. As git does for
+its index, an entry whose time is not older than the moment the run began to look at
+the disk (taken from the filesystem's own clock) is "racy": it is never trusted on its
+stat, and the next run compares it (and records it again) the slow way.
 """
 
 from __future__ import annotations
@@ -65,12 +65,31 @@ class State:
     racy_files: frozenset[str] = frozenset()
     # A racy folder's listing, to compare names with when its stat cannot be trusted.
     racy_dirs: dict[str, list[str]] = field(default_factory=dict)
+    _children: dict[str, tuple[list[str], list[str]]] | None = field(default=None, repr=False)
 
     def known_digest(self, path: str, info: os.stat_result) -> str | None:
         """The recorded content digest of ``path`` if its lstat ``info`` proves it unchanged."""
         if path in self.racy_files or self.files.get(path) != _signature(info):
             return None
         return self.digests.get(path)
+
+    def known_listing(self, path: str) -> tuple[list[str], list[str]] | None:
+        """The files and folders in the folder ``path`` if its lstat proves them unchanged.
+
+        A folder's entries change only with its mtime and ctime; one that is not racy
+        and has its recorded signature holds what it held when recorded: the recorded
+        files and folders whose parent it is.
+        """
+        if path in self.racy_dirs or self.dirs.get(path) != _lstat_signature(path):
+            return None
+        if self._children is None:
+            children: dict[str, tuple[list[str], list[str]]] = {}
+            for name in self.files:
+                children.setdefault(os.path.dirname(name), ([], []))[0].append(name)
+            for name in self.dirs:
+                children.setdefault(os.path.dirname(name), ([], []))[1].append(name)
+            self._children = children
+        return self._children.get(path, ([], []))
 
     def unchanged_on_disk(self, *, racy: bool = True) -> bool:
         """Whether every recorded file and folder is still as recorded (one lstat each).
@@ -149,13 +168,15 @@ def record(
     inputs: str,
     contents: Mapping[str, bytes],
     dirs: Iterable[str],
+    since: int,
 ) -> None:
     """Record the files ``contents`` (path to the bytes just made sure of) and ``dirs``.
 
     Called only when the disk holds exactly what was rendered; an entry that vanished
     meanwhile is left out, so its absence makes the next run compare the slow way.
+    ``since`` is ``filesystem_now`` from before the disk was first looked at: an entry
+    changed after that (by this run, or by anyone while it ran) is racy.
     """
-    since = _filesystem_now(path.parent)
     files: dict[str, str] = {}
     digests: dict[str, str] = {}
     racy_files: list[str] = []
@@ -192,8 +213,11 @@ def record(
     write_atomic(path, json.dumps(data, separators=(",", ":")).encode(), 0o600)
 
 
-def _filesystem_now(directory: Path) -> int:
-    # The filesystem's own clock, at its own granularity: the mtime of a file made now.
+def filesystem_now(directory: Path) -> int:
+    """The filesystem's own clock, at its own granularity: the mtime of a file made now.
+
+    OSError if no file can be made in ``directory``.
+    """
     fd, tmp = held_temp_file(directory, f".{STATE_NAME}.", ".tmp")
     try:
         return os.fstat(fd).st_mtime_ns

@@ -151,18 +151,19 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
         if known is not None and known.inputs == inputs and known.unchanged_on_disk(racy=False):
             return ReconcileReport()
         desired = _render(settings, rows)
+        since = _filesystem_now(settings.data_dir)
         walked: list[str] = []
         actual = read_actual(desired, [d for d in managed if d.exists()], known, walked)
         decided = plan(desired, actual, managed)
         if decided.empty:
-            _remember(state_path, inputs, desired, walked, managed)
+            _remember(state_path, inputs, desired, walked, managed, since)
             return ReconcileReport()
         # Until this run completes, the record no longer describes the disk.
         host_state.forget(state_path)
         commands = reload_commands(settings)
         result = host_daemons.apply(decided, actual, commands, settings.reload_timeout_seconds)
         if result.ok:
-            _remember(state_path, inputs, desired, walked, managed)
+            _remember(state_path, inputs, desired, walked, managed, since)
     report = ReconcileReport(
         written=[str(p) for p in result.written],
         deleted=[str(p) for p in result.deleted],
@@ -183,21 +184,31 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
     return report
 
 
+def _filesystem_now(data_dir: Path) -> int | None:
+    """The time a record is made from (see host.state), or None: no record this time."""
+    if not data_dir.is_dir():
+        return None  # nothing is recorded without a data folder (`mailctl init` makes it)
+    try:
+        return host_state.filesystem_now(data_dir)
+    except OSError as exc:
+        log.warning("cannot record the reconciled state (%s); the next run compares all", exc)
+        return None
+
+
 def _remember(
     state_path: Path,
     inputs: str,
     desired: list[DesiredFile],
     walked: list[str],
     managed: Iterable[Path],
+    since: int | None,
 ) -> None:
     """Record what this run left on disk; a failure only costs the next run its shortcut.
-
-    Nothing is recorded without a data folder (``mailctl init`` makes it).
 
     The folders watched are those under the managed ones, where a file nobody renders
     would be deleted; the others (the record's own folder) are not listed at all.
     """
-    if not state_path.parent.is_dir():
+    if since is None:
         return
     roots = tuple(os.fspath(folder) for folder in managed)
     folders = set(walked).union(roots)
@@ -206,9 +217,8 @@ def _remember(
         if parent.startswith(roots):
             folders.add(parent)
     try:
-        host_state.record(
-            state_path, inputs, {os.fspath(f.path): f.content for f in desired}, sorted(folders)
-        )
+        contents = {os.fspath(f.path): f.content for f in desired}
+        host_state.record(state_path, inputs, contents, sorted(folders), since)
     except (MailctlError, OSError) as exc:
         host_state.forget(state_path)
         log.warning("cannot record the reconciled state (%s); the next run compares all", exc)
