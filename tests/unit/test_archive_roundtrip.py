@@ -14,6 +14,7 @@ import pytest
 from mailctl.archive import (
     AliasEntry,
     DkimKeyEntry,
+    FileEntry,
     MailboxEntry,
     Manifest,
     export_stream,
@@ -313,3 +314,18 @@ def test_an_export_given_up_midway_leaves_no_thread_behind(tmp_path: Path) -> No
     whole = b"".join(export_stream(_manifest("m"), {"m": tmp_path / "m"}, 4096))
     assert whole[:2] == b"\x1f\x8b"
     assert _compressing_threads() == []
+
+
+@pytest.mark.parametrize("files", [0, 1, 3])
+def test_the_manifest_in_pieces_is_the_manifest(files: int) -> None:
+    """The pieces the exporter writes join to the very bytes of to_json."""
+    manifest = Manifest(
+        domain="example.org",
+        mailboxes=[MailboxEntry("m@example.org", "{ARGON2ID}x", "maildirs/m")],
+        aliases=[AliasEntry("a@example.org", "m@example.org")],
+        dkim_keys=[DkimKeyEntry("s1", "ed25519", "-----BEGIN\nPEM\n-----END\n", True)],
+    )
+    for i in range(files):
+        manifest.directories.append(f"maildirs/m/cur{i}")
+        manifest.files.append(FileEntry(f'maildirs/m/cur/{i}:2,S "é"', i, "ab" * 32, i * 7))
+    assert b"".join(manifest.to_json_parts()) == manifest.to_json()

@@ -326,11 +326,14 @@ def _generate(
         exporter = _Exporter(manifest, out, chunk_size, progress)
         for rel, root in roots:
             yield from exporter.maildir(root, rel)
-        data = manifest.to_json()
+        # In pieces: the manifest of a big domain is never one object tree in memory.
+        parts = manifest.to_json_parts()
+        size = sum(map(len, parts))
         mtime_ns = int(manifest.generated_at.timestamp()) * 1_000_000_000
-        yield from out.header(MANIFEST_NAME, tarfile.REGTYPE, len(data), mtime_ns, 0o600)
-        yield from out.feed(data)
-        yield from out.pad(len(data))
+        yield from out.header(MANIFEST_NAME, tarfile.REGTYPE, size, mtime_ns, 0o600)
+        for part in parts:
+            yield from out.feed(part)
+        yield from out.pad(size)
         yield from out.finish()
     finally:
         out.close()
