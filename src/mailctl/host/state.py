@@ -29,7 +29,7 @@ from typing import Any
 from mailctl.host.fs import held_temp_file, write_atomic
 
 STATE_NAME = ".reconcile-state.json"
-_VERSION = 1
+_VERSION = 2
 # 128 bits of SHA-256 tell two contents apart as surely as the whole digest would here.
 _DIGEST_HEX = 32
 
@@ -39,14 +39,23 @@ def digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()[:_DIGEST_HEX]
 
 
-def _signature(info: os.stat_result) -> str:
-    return (
-        f"{info.st_ino} {info.st_size} {info.st_mtime_ns} {info.st_ctime_ns} "
-        f"{info.st_mode} {info.st_uid} {info.st_gid}"
-    )
+Signature = list[int]
 
 
-def _lstat_signature(path: str) -> str | None:
+def _signature(info: os.stat_result) -> Signature:
+    # A list, as JSON gives it back: compared as it is read, without converting.
+    return [
+        info.st_ino,
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        info.st_mode,
+        info.st_uid,
+        info.st_gid,
+    ]
+
+
+def _lstat_signature(path: str) -> Signature | None:
     try:
         return _signature(os.lstat(path))
     except OSError:
@@ -59,9 +68,9 @@ class State:
 
     inputs: str
     # path: lstat signature, and path: content digest
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Signature] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
-    dirs: dict[str, str] = field(default_factory=dict)
+    dirs: dict[str, Signature] = field(default_factory=dict)
     racy_files: frozenset[str] = frozenset()
     # A racy folder's listing, to compare names with when its stat cannot be trusted.
     racy_dirs: dict[str, list[str]] = field(default_factory=dict)
@@ -128,8 +137,11 @@ def _same_content(path: str, recorded: str | None) -> bool:
 
 def inputs_digest(parts: Iterable[Iterable[str]]) -> str:
     """A digest of everything the rendered files depend on: rows and settings, in order."""
-    text = "\x01".join(map("\x00".join, parts))
-    return hashlib.sha256(f"v{_VERSION}\x01{text}".encode("utf-8", "surrogateescape")).hexdigest()
+    hasher = hashlib.sha256(f"v{_VERSION}".encode())
+    # Row by row: one string of all the keys would cost more to build than to hash.
+    for row in parts:
+        hasher.update(b"\x01" + "\x00".join(row).encode("utf-8", "surrogateescape"))
+    return hasher.hexdigest()
 
 
 def load(path: Path) -> State | None:
@@ -177,7 +189,7 @@ def record(
     ``since`` is ``filesystem_now`` from before the disk was first looked at: an entry
     changed after that (by this run, or by anyone while it ran) is racy.
     """
-    files: dict[str, str] = {}
+    files: dict[str, Signature] = {}
     digests: dict[str, str] = {}
     racy_files: list[str] = []
     for name, content in contents.items():
@@ -189,7 +201,7 @@ def record(
         digests[name] = digest(content)
         if max(info.st_mtime_ns, info.st_ctime_ns) >= since:
             racy_files.append(name)
-    folders: dict[str, str] = {}
+    folders: dict[str, Signature] = {}
     racy_dirs: dict[str, list[str]] = {}
     for name in dirs:
         try:
