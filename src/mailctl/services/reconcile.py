@@ -213,7 +213,7 @@ def _remember(
     roots = tuple(os.fspath(folder) for folder in managed)
     folders = set(walked).union(roots)
     for file in desired:
-        parent = os.path.dirname(file.path)
+        parent = os.fspath(file.path).rpartition("/")[0]  # as dirname, for clean paths
         if parent.startswith(roots):
             folders.add(parent)
     try:
