@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from mailctl.archive import (
     AliasEntry,
     DkimKeyEntry,
+    FileEntry,
     MailboxEntry,
     Manifest,
     export_stream,
@@ -289,3 +291,41 @@ def test_name_that_is_not_utf8_fails_the_export_loudly(tmp_path: Path) -> None:
 
     with pytest.raises(HostStateError, match="not valid UTF-8"):
         b"".join(export_stream(_manifest("m"), {"m": root}))
+
+
+def _compressing_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("export-gzip")]
+
+
+def test_an_export_given_up_midway_leaves_no_thread_behind(tmp_path: Path) -> None:
+    """A download the client abandons stops the export's compressing thread with it."""
+    rng = random.Random(5)
+    for i in range(8):
+        _write(
+            tmp_path / "m" / "cur" / f"170000000{i}.M{i}P2.host:2,S",
+            rng.randbytes(64 << 10),
+            BASE_NS,
+        )
+    stream = export_stream(_manifest("m"), {"m": tmp_path / "m"}, 4096, compresslevel=1)
+    next(stream)
+    assert _compressing_threads()
+    stream.close()  # what the server does when the client goes away
+    assert _compressing_threads() == []
+    whole = b"".join(export_stream(_manifest("m"), {"m": tmp_path / "m"}, 4096))
+    assert whole[:2] == b"\x1f\x8b"
+    assert _compressing_threads() == []
+
+
+@pytest.mark.parametrize("files", [0, 1, 3])
+def test_the_manifest_in_pieces_is_the_manifest(files: int) -> None:
+    """The pieces the exporter writes join to the very bytes of to_json."""
+    manifest = Manifest(
+        domain="example.org",
+        mailboxes=[MailboxEntry("m@example.org", "{ARGON2ID}x", "maildirs/m")],
+        aliases=[AliasEntry("a@example.org", "m@example.org")],
+        dkim_keys=[DkimKeyEntry("s1", "ed25519", "-----BEGIN\nPEM\n-----END\n", True)],
+    )
+    for i in range(files):
+        manifest.directories.append(f"maildirs/m/cur{i}")
+        manifest.files.append(FileEntry(f'maildirs/m/cur/{i}:2,S "é"', i, "ab" * 32, i * 7))
+    assert b"".join(manifest.to_json_parts()) == manifest.to_json()

@@ -183,3 +183,28 @@ def test_ensure_dir_parents_stay_walkable_under_umask_077(tmp_path: Path) -> Non
     assert _mode(tmp_path / "etc") == 0o755
     assert _mode(tmp_path / "etc" / "opendkim") == 0o755
     assert _mode(created) == 0o750
+
+
+def test_a_failed_batch_removes_its_temporary_files(tmp_path: Path) -> None:
+    """A write that cannot happen leaves no temporary file and keeps the files renamed so far."""
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    writes = [fs.PendingWrite(ok / f"f{i}", b"x" * i, 0o600) for i in range(20)]
+    writes.append(fs.PendingWrite(tmp_path / "missing" / "f", b"y", 0o600))
+    done: list[Path] = []
+    with pytest.raises(HostStateError, match="missing"):
+        fs.write_atomic_batch(writes, lambda item: done.append(item.path))
+    assert done == []  # the batch failed before any rename
+    assert sorted(p.name for p in ok.iterdir()) == []
+
+
+def test_batched_writes_flush_and_rename(tmp_path: Path) -> None:
+    """Every file of a batch lands whole with its mode; the callback hears of each."""
+    pem = b"-----BEGIN PRIVATE KEY-----\n" + os.urandom(48).hex().encode() + b"\n"
+    writes = [fs.PendingWrite(tmp_path / f"k{i}", pem, 0o640) for i in range(300)]
+    done: list[Path] = []
+    fs.write_atomic_batch(writes, lambda item: done.append(item.path))
+    assert done == [w.path for w in writes]
+    assert all(w.path.read_bytes() == pem for w in writes)
+    assert {w.path.stat().st_mode & 0o777 for w in writes} == {0o640}
+    assert sorted(tmp_path.iterdir()) == sorted(w.path for w in writes)

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,6 +161,15 @@ class FileEntry:
     mtime_ns: int
 
 
+def _indented(items: Iterable[object]) -> Iterator[bytes]:
+    # Each item as json.dumps(indent=1) writes it two levels down: a list in the object.
+    separator = b"\n"
+    for item in items:
+        text = json.dumps(item, indent=1, ensure_ascii=False)
+        yield separator + ("  " + text.replace("\n", "\n  ")).encode("utf-8")
+        separator = b",\n"
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -208,6 +217,31 @@ class Manifest:
     def to_json(self) -> bytes:
         """The manifest as UTF-8 JSON bytes, one entry per line for readable diffs."""
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False).encode("utf-8")
+
+    def to_json_parts(self) -> list[bytes]:
+        """``to_json()`` in pieces, one per directory and file, joined they are the same bytes.
+
+        A domain of 100,000 messages has a manifest of tens of MB as one object tree and
+        its encoding; in pieces it costs about its own size, so an export's memory stays
+        bounded by its file count only that much.
+        """
+        head = self.to_dict()
+        head["directories"] = []
+        head["files"] = []
+        text = json.dumps(head, indent=1, ensure_ascii=False)
+        tail = ',\n "directories": [],\n "files": []\n}'
+        if not text.endswith(tail):  # the two lists are the last keys of to_dict
+            raise RuntimeError("The manifest's lists are not where to_json_parts expects.")
+        parts = [text[: -len(tail)].encode("utf-8"), b',\n "directories": [']
+        parts += _indented(self.directories)
+        parts.append(b"\n ]" if self.directories else b"]")
+        parts.append(b',\n "files": [')
+        parts += _indented(
+            {"path": f.path, "size": f.size, "sha256": f.sha256, "mtime_ns": f.mtime_ns}
+            for f in self.files
+        )
+        parts.append(b"\n ]\n}" if self.files else b"]\n}")
+        return parts
 
     @classmethod
     def from_json(cls, data: bytes | str, *, max_depth: int = MAX_PATH_DEPTH) -> Manifest:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.errors import HostStateError
-from mailctl.host.fs import ensure_dir, write_atomic
+from mailctl.host.fs import PendingWrite, ensure_dir, write_atomic, write_atomic_batch
 from mailctl.host.plan import ActualFile
+from mailctl.host.render import DesiredFile
 
 
 def ensure_parent(
@@ -35,13 +36,23 @@ def ensure_parent(
     the folder keeps the owner of whoever runs mailctl.
     """
     parent = path.parent
-    if parent.is_dir():
-        return
-    if folder_mode is not None:
-        ensure_dir(parent, folder_mode)
-        return
-    ensure_dir(parent, 0o750 if file_mode & 0o077 == 0 else 0o755)
-    if uid is not None or gid is not None:
+    mode = folder_mode
+    if mode is None:
+        mode = 0o750 if file_mode & 0o077 == 0 else 0o755
+    try:
+        # The common case, a new folder in an existing one, in one call; the mode given
+        # here is narrowed by the umask, so it is set below.
+        os.mkdir(parent, 0o700)
+    except OSError:
+        if parent.is_dir():
+            return
+        ensure_dir(parent, mode)
+    else:
+        try:
+            os.chmod(parent, mode)
+        except OSError as exc:
+            raise HostStateError(f"Cannot create directory {parent}: {exc.strerror}.") from exc
+    if folder_mode is None and (uid is not None or gid is not None):
         try:
             os.chown(parent, -1 if uid is None else uid, -1 if gid is None else gid)
         except OSError as exc:
@@ -102,6 +113,32 @@ class FileChanges:
         ensure_parent(path, mode, uid, gid, folder_mode=folder_mode)
         write_atomic(path, content, mode, uid, gid)
         self._changes.append(_Change(path, before, frozenset(daemons), deleted=False))
+
+    def write_many(
+        self,
+        files: Sequence[DesiredFile],
+        before: Mapping[Path, ActualFile],
+    ) -> None:
+        """``write`` for many files, flushed to disk together (see ``write_atomic_batch``).
+
+        ``before`` holds what each path held (missing: no file). HostStateError if a write
+        fails; the files written until then are recorded, to be put back.
+        """
+
+        def prepare(item: PendingWrite) -> None:
+            folder = os.fspath(item.path.parent)
+            if folder not in ready:
+                ensure_parent(item.path, item.mode, item.uid, item.gid)
+                ready.add(folder)
+
+        def written(item: PendingWrite) -> None:
+            change = _Change(item.path, before.get(item.path), daemons[item.path], deleted=False)
+            self._changes.append(change)
+
+        ready: set[str] = set()
+        daemons = {file.path: file.daemons for file in files}
+        pending = [PendingWrite(f.path, f.content, f.mode, f.uid, f.gid) for f in files]
+        write_atomic_batch(pending, written, prepare)
 
     def delete(self, path: Path, *, before: ActualFile | None, daemons: Collection[str]) -> None:
         """Remove ``path`` (gone already is fine); ``before`` is what it held."""

@@ -21,6 +21,9 @@ NOT_RUNNING = "not running"
 # is not running"), `systemctl reload` of a stopped unit ("... is not active, cannot
 # reload").
 _NOT_RUNNING_SAYINGS = ("is not running", "is not active")
+# From this many files on, writes are flushed to disk in batches rather than one by one
+# (two fsyncs per file make a first reconcile of 10,000 domains take many seconds).
+BATCH_FROM = 16
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,9 @@ def apply(
     """
     changes = FileChanges()
     with changes.undone_on_failure():
-        for file in plan.writes:
+        if len(plan.writes) >= BATCH_FROM:
+            changes.write_many(plan.writes, actual)
+        for file in plan.writes if len(plan.writes) < BATCH_FROM else ():
             changes.write(
                 file.path,
                 file.content,

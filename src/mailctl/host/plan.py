@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailctl.errors import HostStateError
 from mailctl.host.render import DesiredFile
+from mailctl.host.state import State, digest
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,14 @@ def plan(
     deleted, so a hand-written opendkim.conf next to the tables is safe.
     """
     wanted = {file.path: file for file in desired}
+    # Sorted by parts, the order Path itself sorts in, without its slower comparisons.
     writes = tuple(
-        wanted[path] for path in sorted(wanted) if _differs(wanted[path], actual.get(path))
+        wanted[path]
+        for path in sorted(wanted, key=_parts)
+        if _differs(wanted[path], actual.get(path))
     )
     deletes: list[Delete] = []
-    for path in sorted(actual):
+    for path in sorted(actual, key=_parts):
         if path in wanted:
             continue
         daemons = _owner(path, managed_dirs)
@@ -90,6 +94,10 @@ def plan(
     for gone in deletes:
         reload |= gone.daemons
     return Plan(writes=writes, deletes=tuple(deletes), daemons_to_reload=frozenset(reload))
+
+
+def _parts(path: Path) -> tuple[str, ...]:
+    return path.parts
 
 
 def read_file(path: Path, *, follow_links: bool = False) -> ActualFile | None:
@@ -115,18 +123,86 @@ def read_file(path: Path, *, follow_links: bool = False) -> ActualFile | None:
 
 
 def read_actual(
-    desired: Iterable[DesiredFile], managed_dirs: Iterable[Path]
+    desired: Iterable[DesiredFile],
+    managed_dirs: Iterable[Path],
+    known: State | None = None,
+    walked: list[str] | None = None,
 ) -> dict[Path, ActualFile]:
-    """Gather from disk every desired path that exists and every file under managed folders."""
+    """Gather from disk every desired path that exists and every file under managed folders.
+
+    With ``known`` (what the last run recorded), a desired file whose lstat is as
+    recorded and whose recorded digest is that of the desired bytes is not read: it
+    holds those bytes. Every other file is read whole. ``walked``, if given, receives
+    every folder found under the managed ones.
+    """
     found: dict[Path, ActualFile] = {}
-    paths = {file.path for file in desired}
+    wanted = {os.fspath(file.path): file for file in desired}
+    paths: dict[str, Path | None] = {name: file.path for name, file in wanted.items()}
     for folder in managed_dirs:
-        # Links are not followed, so a link planted in a managed folder cannot make
-        # reconcile read or delete anything outside it.
-        for top, _dirs, names in os.walk(folder, followlinks=False):
-            paths.update(Path(top) / name for name in names)
-    for path in sorted(paths):
+        for top, files in _walk(os.fspath(folder), known):
+            if walked is not None:
+                walked.append(top)
+            for name in files:
+                paths.setdefault(name, None)
+    for name in sorted(paths):
+        path = paths[name] or Path(name)
+        want = wanted.get(name)
+        if known is not None and want is not None:
+            have = _known_file(name, want, known)
+            if have is not None:
+                found[path] = have
+                continue
         have = read_file(path)
         if have is not None:
             found[path] = have
     return found
+
+
+def _walk(folder: str, known: State | None) -> Iterator[tuple[str, list[str]]]:
+    """Each folder under ``folder`` (itself included) with the paths of what is in it
+    that is not a folder, as os.walk finds them; a folder that ``known`` proves
+    unchanged is not listed again."""
+    stack = [folder]
+    while stack:
+        top = stack.pop()
+        listing = known.known_listing(top) if known is not None else None
+        if listing is not None:
+            files, folders = listing
+            yield top, files
+            stack.extend(reversed(folders))
+            continue
+        files = []
+        folders = []
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    # Links are not followed, so a link planted in a managed folder cannot
+                    # make reconcile read or delete anything outside it.
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif not _is_dir_link(entry):
+                        files.append(entry.path)
+        except OSError:
+            continue  # gone meanwhile, or unreadable: as os.walk, skipped
+        yield top, files
+        stack.extend(reversed(folders))
+
+
+def _is_dir_link(entry: os.DirEntry[str]) -> bool:
+    # os.walk counts a link to a folder as a folder (and does not follow it).
+    try:
+        return entry.is_symlink() and entry.is_dir()
+    except OSError:
+        return False
+
+
+def _known_file(name: str, want: DesiredFile, known: State) -> ActualFile | None:
+    try:
+        info = os.lstat(name)
+    except OSError:
+        return None
+    recorded = known.known_digest(name, info)
+    if recorded is None or not stat.S_ISREG(info.st_mode) or recorded != digest(want.content):
+        return None
+    # The file is as recorded, and what was recorded is what we want: the same bytes.
+    return ActualFile(want.content, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,13 @@ DOVECOT = "dovecot"
 TRUSTED_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 _TLS_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,252})$")
+# A name of lowercase ASCII labels of letters, digits and inner hyphens: what the database
+# holds for nearly every domain. Such a name, without punycode labels, an all-numeric last
+# label or more than 253 characters, is its own normal form; the others go through
+# normalize_domain. Checking 10,000 names this way takes milliseconds, not a second.
+_PLAIN_DOMAIN = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,13 @@ def key_dir(base_dir: Path) -> Path:
 
 def _checked_domain(domain: str) -> str:
     # Domains become folder names: only the canonical form is safe and unambiguous.
+    if (
+        len(domain) <= 253
+        and _PLAIN_DOMAIN.fullmatch(domain)
+        and "xn--" not in domain
+        and not domain.rsplit(".", 1)[1].isdigit()
+    ):
+        return domain
     if normalize_domain(domain) != domain:
         raise InvalidInputError(f"The domain {domain!r} is not in its normalised form.")
     return domain
@@ -91,10 +106,12 @@ def render_opendkim(
     files: list[DesiredFile] = []
     key_lines: list[str] = []
     signing_lines: list[str] = []
+    keys_folder = os.fspath(key_dir(base_dir))
     for domain in sorted(by_domain):
         key = by_domain[domain]
         selector = validate_selector(key.selector)
-        key_file = key_dir(base_dir) / domain / f"{selector}.private"
+        # One Path from one string: joining Path objects costs more than the rest here.
+        key_file = Path(f"{keys_folder}/{domain}/{selector}.private")
         key_name = f"{selector}._domainkey.{domain}"
         files.append(
             DesiredFile(key_file, key.private_pem.encode("ascii"), 0o600, daemons, uid=uid, gid=gid)
@@ -137,9 +154,11 @@ def render_tls(
         if name in seen:
             raise InvalidInputError(f"Two certificates are named {name}.")
         seen.add(name)
-        folder = tls_dir / name
+        folder = f"{os.fspath(tls_dir)}/{name}"
         files.append(
-            DesiredFile(folder / "fullchain.pem", cert.chain_pem, 0o644, daemons, uid, gid)
+            DesiredFile(Path(f"{folder}/fullchain.pem"), cert.chain_pem, 0o644, daemons, uid, gid)
         )
-        files.append(DesiredFile(folder / "privkey.pem", cert.key_pem, 0o600, daemons, uid, gid))
+        files.append(
+            DesiredFile(Path(f"{folder}/privkey.pem"), cert.key_pem, 0o600, daemons, uid, gid)
+        )
     return files

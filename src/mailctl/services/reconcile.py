@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from mailctl.config import Settings
 from mailctl.errors import MailctlError, reported
 from mailctl.host import daemons as host_daemons
+from mailctl.host import state as host_state
 from mailctl.host.fs import ensure_dir, locked
 from mailctl.host.plan import plan, read_actual
 from mailctl.host.render import (
@@ -80,27 +83,45 @@ class ReconcileReport:
         return not self.failures
 
 
-def desired_files(ctx: Wiring) -> list[DesiredFile]:
-    """Everything the daemons should find on disk, computed from the database."""
-    settings = ctx.settings
+@dataclass(frozen=True)
+class _Rows:
+    """The database rows the daemon files are rendered from."""
+
+    keys: list[tuple[str, str, str]]
+    certs: Sequence[tuple[str, str, str]]
+
+
+def _read_rows(ctx: Wiring) -> _Rows:
     with ctx.uow() as uow:
-        keys = [
-            DkimKeyState(domain, key.selector, key.private_key)
-            for domain, key in uow.dkim_keys.active_with_domains()
-        ]
-        certs = [
-            TlsState(cert.name, cert.chain_pem.encode("ascii"), cert.key_pem.encode("ascii"))
-            for cert in uow.certificates.list()
-        ]
+        return _Rows(uow.dkim_keys.signing_rows(), uow.certificates.pem_rows())
+
+
+def _owners(settings: Settings) -> tuple[int | None, int | None, int, int]:
     # DKIM files belong to OpenDKIM's user (MAILCTL_FILE_UID/GID); TLS files to whoever
     # runs reconcile, root on a mail host, so that a key left behind by another owner
     # is taken back even when its bytes are right.
+    return settings.file_uid, settings.file_gid, os.geteuid(), os.getegid()
+
+
+def _render(settings: Settings, rows: _Rows) -> list[DesiredFile]:
+    dkim_uid, dkim_gid, tls_uid, tls_gid = _owners(settings)
+    keys = [DkimKeyState(domain, selector, pem) for domain, selector, pem in rows.keys]
+    certs = [TlsState(name, c.encode("ascii"), k.encode("ascii")) for name, c, k in rows.certs]
     return [
-        *render_opendkim(
-            keys, settings.opendkim_path, uid=settings.file_uid, gid=settings.file_gid
-        ),
-        *render_tls(certs, settings.tls_path, uid=os.geteuid(), gid=os.getegid()),
+        *render_opendkim(keys, settings.opendkim_path, uid=dkim_uid, gid=dkim_gid),
+        *render_tls(certs, settings.tls_path, uid=tls_uid, gid=tls_gid),
     ]
+
+
+def _inputs(settings: Settings, rows: _Rows) -> str:
+    """A digest of all that the rendered files depend on: settings and rows."""
+    where = (str(settings.opendkim_path), str(settings.tls_path), *map(str, _owners(settings)))
+    return host_state.inputs_digest([where, ("keys",), *rows.keys, ("certificates",), *rows.certs])
+
+
+def desired_files(ctx: Wiring) -> list[DesiredFile]:
+    """Everything the daemons should find on disk, computed from the database."""
+    return _render(ctx.settings, _read_rows(ctx))
 
 
 def reconcile(ctx: Wiring) -> ReconcileReport:
@@ -109,6 +130,10 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
     Bounded: a run waits at most ``reconcile_lock_wait_seconds`` for another run on this
     host (then ConflictError), and each reload at most ``reload_timeout_seconds``; with the
     three daemons that is the longest a caller (an API request included) can be held.
+
+    A run that finds the same rows as the last complete run, and every file and folder
+    that run left with the same lstat (see ``host.state``), has nothing to do and stops
+    there; any other run compares every file, reading those it cannot vouch for.
     """
     settings = ctx.settings
     managed = {
@@ -117,14 +142,28 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
     }
     ensure_dir(settings.opendkim_path, 0o755)
     ensure_dir(settings.tls_path, 0o755)
+    # In the data folder, which is this host's own: not beside the files a daemon reads.
+    state_path = settings.data_dir / host_state.STATE_NAME
     with locked(settings.opendkim_path / LOCK_NAME, settings.reconcile_lock_wait_seconds):
-        desired = desired_files(ctx)
-        actual = read_actual(desired, [d for d in managed if d.exists()])
+        rows = _read_rows(ctx)
+        inputs = _inputs(settings, rows)
+        known = host_state.load(state_path)
+        if known is not None and known.inputs == inputs and known.unchanged_on_disk(racy=False):
+            return ReconcileReport()
+        desired = _render(settings, rows)
+        since = _filesystem_now(settings.data_dir)
+        walked: list[str] = []
+        actual = read_actual(desired, [d for d in managed if d.exists()], known, walked)
         decided = plan(desired, actual, managed)
         if decided.empty:
+            _remember(state_path, inputs, desired, walked, managed, since)
             return ReconcileReport()
+        # Until this run completes, the record no longer describes the disk.
+        host_state.forget(state_path)
         commands = reload_commands(settings)
         result = host_daemons.apply(decided, actual, commands, settings.reload_timeout_seconds)
+        if result.ok:
+            _remember(state_path, inputs, desired, walked, managed, since)
     report = ReconcileReport(
         written=[str(p) for p in result.written],
         deleted=[str(p) for p in result.deleted],
@@ -143,6 +182,46 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
             problem.detail,
         )
     return report
+
+
+def _filesystem_now(data_dir: Path) -> int | None:
+    """The time a record is made from (see host.state), or None: no record this time."""
+    if not data_dir.is_dir():
+        return None  # nothing is recorded without a data folder (`mailctl init` makes it)
+    try:
+        return host_state.filesystem_now(data_dir)
+    except OSError as exc:
+        log.warning("cannot record the reconciled state (%s); the next run compares all", exc)
+        return None
+
+
+def _remember(
+    state_path: Path,
+    inputs: str,
+    desired: list[DesiredFile],
+    walked: list[str],
+    managed: Iterable[Path],
+    since: int | None,
+) -> None:
+    """Record what this run left on disk; a failure only costs the next run its shortcut.
+
+    The folders watched are those under the managed ones, where a file nobody renders
+    would be deleted; the others (the record's own folder) are not listed at all.
+    """
+    if since is None:
+        return
+    roots = tuple(os.fspath(folder) for folder in managed)
+    folders = set(walked).union(roots)
+    for file in desired:
+        parent = os.fspath(file.path).rpartition("/")[0]  # as dirname, for clean paths
+        if parent.startswith(roots):
+            folders.add(parent)
+    try:
+        contents = {os.fspath(f.path): f.content for f in desired}
+        host_state.record(state_path, inputs, contents, sorted(folders), since)
+    except (MailctlError, OSError) as exc:
+        host_state.forget(state_path)
+        log.warning("cannot record the reconciled state (%s); the next run compares all", exc)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,15 @@ class Certificates:
     def list(self) -> Sequence[Certificate]:
         return self.session.scalars(select(Certificate).order_by(Certificate.name)).all()
 
+    def pem_rows(self) -> Sequence[tuple[str, str, str]]:
+        """(name, chain PEM, key PEM) of every certificate, as plain rows, for rendering."""
+        rows = self.session.connection().execute(
+            select(Certificate.name, Certificate.chain_pem, Certificate.key_pem).order_by(
+                Certificate.name
+            )
+        )
+        return rows.all()
+
     def expiring_before(self, moment: datetime) -> Sequence[Certificate]:
         return self.session.scalars(
             select(Certificate).where(Certificate.not_after < moment).order_by(Certificate.name)

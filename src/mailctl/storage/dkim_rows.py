@@ -39,6 +39,21 @@ class DkimKeys:
         ).all()
         return [(name, key) for name, key in rows]
 
+    def signing_rows(self) -> list[tuple[str, str, str]]:
+        """(domain name, selector, private PEM) of every active key, as plain rows.
+
+        What reconcile renders from. Plain tuples, not ORM objects: building an object per
+        key costs more than the query itself at thousands of domains.
+        """
+        # On the session's connection: Core rows, without the ORM's per-row loading.
+        rows = self.session.connection().execute(
+            select(Domain.name, DkimKey.selector, DkimKey.private_key)
+            .join(Domain, Domain.id == DkimKey.domain_id)
+            .where(DkimKey.active.is_(True))
+            .order_by(Domain.name)
+        )
+        return list(rows.all())
+
     def add(
         self, domain_id: int, selector: str, key_type: str, private_key: str, active: bool = True
     ) -> DkimKey:
