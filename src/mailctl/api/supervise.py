@@ -3,8 +3,8 @@
 The parent imports the app's modules once, then forks the workers: they share those pages
 with it (and each other) instead of each loading its own copy, and start in a moment. The
 parent serves nothing and opens no database connection; each worker builds its own app
-(its own engine and pool) after the fork. A worker that dies is started again; SIGTERM or
-SIGINT stops them all, each finishing the requests it holds.
+(its own engine and pool) after the fork. A worker that dies is started again; SIGTERM,
+SIGINT or SIGHUP stops them all, each finishing the requests it holds.
 """
 
 from __future__ import annotations
@@ -41,9 +41,11 @@ MALLOC_ARENAS = 2
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died between the fork and the call above
+        os._exit(1)
 
 
 def _few_malloc_arenas() -> None:
@@ -76,11 +78,12 @@ class Supervisor:
         self.failed = False
 
     def _fork(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)
-            _die_with_parent()
+            _die_with_parent(parent)
             code = 0
             try:
                 self.run_worker(self.sock)
