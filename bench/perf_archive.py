@@ -161,11 +161,13 @@ def run(ctx: Any) -> list[Figure]:
     shutil.rmtree(work, ignore_errors=True)
     source, target = work / "source", work / "target"
     mailctl = str(Path(sys.executable).with_name("mailctl"))
+    if ctx.backend != "sqlite":
+        # The import needs a second database beside the export's: each data folder's own
+        # SQLite file gives it one. Export and import read and write the same files on
+        # every backend; only the rows of one domain differ.
+        note = "measured on SQLite only: each data folder of the run has its own file"
+        return [Figure(SECTION, f"export and import ({ctx.backend})", 0, "", note=note)]
     try:
-        if ctx.backend != "sqlite":
-            # The import needs a second database beside the export's: each data folder's
-            # own SQLite file gives it one. On a server the figures would be the same.
-            raise NotImplementedError("perf_archive runs on SQLite only")
         env_source = _env(source, "")
         env_target = _env(target, "")
         for env in (env_source, env_target):
