@@ -160,3 +160,18 @@ def test_a_matching_etag_answers_304_until_the_list_changes(
         api.get(f"/users/{domain_id}", headers={"If-None-Match": users.headers["etag"]}).status_code
         == 304
     )
+
+
+def test_the_largest_offset_and_cursor_accepted_answer_an_empty_page(
+    api: httpx.Client, ctx: Context
+) -> None:
+    """The largest offset and cursor the fields take reach the database as numbers it
+    compares, and answer an empty last page (not a 500)."""
+    (domain_id,) = _domains(ctx, ["example.com"])
+    for path in ("/domains", f"/users/{domain_id}"):
+        for params in ({"offset": str(10**15)}, {"after": str(10**18 - 1)}):
+            response = api.get(path, params={"limit": "5", **params})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["next_offset"] is None
+            assert [] in body.values()

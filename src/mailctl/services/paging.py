@@ -60,7 +60,7 @@ def read_page(
     """The page the words of a request or a command ask for; InvalidInputError if wrong."""
     size = _number("limit", limit, 1, MAX_LIMIT)
     skip = _number("offset", offset, 0, 10**15) or 0
-    cursor = _number("after", after, 0, 10**18)
+    cursor = _number("after", after, 0, 10**18 - 1)  # an id: at most 18 digits
     if cursor is not None and skip:
         raise InvalidInputError("Give 'offset' or 'after', not both.")
     if size is None and (skip or cursor is not None):
