@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -27,14 +28,20 @@ async def get_context(request: Request) -> Context:
 ContextDep = Annotated[Context, Depends(get_context)]
 
 
-async def get_fields(request: Request, ctx: ContextDep) -> AsyncIterator[Fields]:
-    fields = await read_fields(request, ctx.settings.max_field_bytes)
+@contextlib.asynccontextmanager
+async def _reading(request: Request, max_bytes: int) -> AsyncIterator[Fields]:
+    fields = await read_fields(request, max_bytes)
     try:
         yield fields
     finally:
         # Uploaded parts spill to temporary files; close them once the route is done.
         for upload in fields.files.values():
             await upload.close()
+
+
+async def get_fields(request: Request, ctx: ContextDep) -> AsyncIterator[Fields]:
+    async with _reading(request, ctx.settings.max_field_bytes) as fields:
+        yield fields
 
 
 FieldsDep = Annotated[Fields, Depends(get_fields)]
@@ -56,12 +63,8 @@ def parsed(
 
     async def parse_large_fields_of(request: Request, ctx: ContextDep) -> AsyncIterator[Any]:
         limit = ctx.settings.max_field_bytes if body_bytes is None else body_bytes(ctx.settings)
-        fields = await read_fields(request, limit)
-        try:
+        async with _reading(request, limit) as fields:
             yield await parse_fields(model, fields, ctx.settings.max_upload_bytes)
-        finally:
-            for upload in fields.files.values():
-                await upload.close()
 
     parse: Callable[..., Any] = parse_fields_of if body_bytes is None else parse_large_fields_of
     parse.__name__ = f"parse_{model.__name__}"
