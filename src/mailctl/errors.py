@@ -56,6 +56,14 @@ class AuthError(MailctlError):
     exit_code = 3
 
 
+class ForbiddenError(MailctlError):
+    """The caller is known, but its role or key may not do this (a domain admin creating
+    a domain, a read-only key changing anything)."""
+
+    status_code = 403
+    exit_code = 3
+
+
 class NotFoundError(MailctlError):
     """The thing named does not exist."""
 

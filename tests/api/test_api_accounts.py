@@ -14,7 +14,7 @@ from tests.conftest import ADMIN, ADMIN_PASSWORD, LiveServer
 
 from mailctl.config import Settings
 from mailctl.errors import AuthError
-from mailctl.services import accounts, auth
+from mailctl.services import accounts, admins, auth
 from mailctl.services.context import Actor, Context
 
 NEW_PASSWORD = "a-new-admin-password-42"
@@ -215,7 +215,7 @@ def test_revoke_refusals(
 
 def test_another_admins_token_cannot_be_revoked(anon: httpx.Client, server: LiveServer) -> None:
     """A token id of another admin is not found: an admin revokes only its own by id."""
-    auth.create_admin(server.ctx, Actor("test"), "second", "second-password-1")
+    admins.create_admin(server.ctx, Actor("test"), "second", "second-password-1")
     other = anon.post("/auth", data={"username": "second", "password": "second-password-1"})
     other_id = jwt.decode(other.json()["token"], options={"verify_signature": False})["jti"]
     response = call(anon, login(anon), "DELETE", "/auth/tokens", data={"id": other_id})
@@ -313,13 +313,14 @@ def test_expired_token_rows_are_pruned(server: LiveServer, anon: httpx.Client) -
 
 
 def test_openapi_declares_the_account_answers(anon: httpx.Client) -> None:
-    """The OpenAPI document lists each new method's statuses, each with a JSON body."""
+    """The OpenAPI document lists each new method's statuses, each with a JSON body
+    (403: an API key may not use them)."""
     paths = anon.get("/openapi.json").json()["paths"]
     declared = {
-        ("post", "/auth/password"): {"200", "400", "401", "409", "413", "429", "503"},
-        ("post", "/auth/logout"): {"200", "401", "404", "503"},
-        ("get", "/auth/tokens"): {"200", "401", "503"},
-        ("delete", "/auth/tokens"): {"200", "400", "401", "404", "413", "503"},
+        ("post", "/auth/password"): {"200", "400", "401", "403", "409", "413", "429", "503"},
+        ("post", "/auth/logout"): {"200", "401", "403", "404", "503"},
+        ("get", "/auth/tokens"): {"200", "401", "403", "503"},
+        ("delete", "/auth/tokens"): {"200", "400", "401", "403", "404", "413", "503"},
     }
     for (method, path), statuses in declared.items():
         responses = paths[path][method]["responses"]

@@ -13,6 +13,7 @@ from mailctl.api import errors, logs, openapi
 from mailctl.api.paths import TrailingSlash
 from mailctl.api.routes import (
     acme_challenge,
+    admins,
     aliases,
     archives,
     auth,
@@ -34,7 +35,7 @@ DESCRIPTION = (
     "token from POST /auth as `Auth-token` or `Authorization: Bearer`. Every error is "
     'JSON: `{"result": false, "msg": "..."}`.'
 )
-ROUTERS = (system, auth, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
+ROUTERS = (system, auth, admins, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
 
 
 def create_app(

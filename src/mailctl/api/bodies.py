@@ -315,3 +315,70 @@ class TokensRevoked(BaseModel):
     result: Literal[True]
     msg: str
     revoked: int
+
+
+class AdminInfo(BaseModel):
+    """An admin as a superadmin sees it: never its password or tokens."""
+
+    username: str
+    role: Literal["superadmin", "domain_admin"]
+    disabled: bool
+    domains: list[str]  # the granted domains of a domain admin; empty for a superadmin
+    created_at: str | None
+
+
+class AdminList(BaseModel):
+    result: Literal[True]
+    admins: list[AdminInfo]
+
+
+class AdminChanged(BaseModel):
+    result: Literal[True]
+    msg: str
+    admin: AdminInfo
+
+
+class Caller(BaseModel):
+    """Who the request's token or key speaks for, and what it may touch."""
+
+    username: str
+    role: Literal["superadmin", "domain_admin"]
+    domains: list[str] | None  # null: every domain
+    read_only: bool
+    api_key: str | None  # the key's id, when the request came with a key
+
+
+class WhoAmI(BaseModel):
+    result: Literal[True]
+    admin: Caller
+
+
+class ApiKeyInfo(BaseModel):
+    """A key, never its secret."""
+
+    id: str
+    name: str
+    admin: str
+    domains: list[str] | None  # null: every domain its admin sees
+    access: Literal["read", "write"]
+    networks: list[str]
+    created: str
+    expires: str | None
+
+
+class ApiKeyCreated(BaseModel):
+    result: Literal[True]
+    msg: str
+    key: str  # shown this once; only a hash of it is kept
+    api_key: ApiKeyInfo
+
+
+class ApiKeyList(BaseModel):
+    result: Literal[True]
+    keys: list[ApiKeyInfo]
+
+
+class ApiKeyRevoked(BaseModel):
+    result: Literal[True]
+    msg: str
+    api_key: ApiKeyInfo

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailctl.api.fields import Fields, parse_fields, read_fields
 from mailctl.config import Settings
-from mailctl.services import auth
+from mailctl.services import auth, scope
 from mailctl.services.context import Actor, Context
 
 # The dependencies below that need no I/O are coroutines: FastAPI runs a plain ``def``
@@ -139,10 +139,24 @@ async def current_admin(request: Request) -> auth.AdminIdentity:
     """
     ctx: Context = request.app.state.ctx
     token = token_of(request)
-    cached = auth.cached_identity(ctx, token)
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(auth.authenticate, ctx, token)
+    identity = auth.cached_identity(ctx, token)
+    if identity is None:
+        identity = await run_in_threadpool(auth.authenticate, ctx, token)
+    if isinstance(identity, auth.KeyIdentity):
+        identity.check_address(_address(request, ctx))
+    if (
+        identity.scope.read_only
+        and request.method not in READING_METHODS
+        and request.url.path not in READING_POSTS
+    ):
+        scope.require_write(identity.scope)
+    return identity
+
+
+# The methods a read-only key may use: every operation that changes something is another.
+READING_METHODS = frozenset({"GET", "HEAD"})
+# A POST that only reads (it probes a certificate), for a monitoring script's key.
+READING_POSTS = frozenset({"/ssl/get-left-days"})
 
 
 CurrentAdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
@@ -151,7 +165,7 @@ CurrentAdminDep = Annotated[auth.AdminIdentity, Depends(current_admin)]
 async def current_actor(request: Request) -> Actor:
     """The admin of the request's token, and the address it came from, for the audit."""
     admin = await current_admin(request)
-    return Actor(admin.username, _address(request, request.app.state.ctx))
+    return Actor(admin.username, _address(request, request.app.state.ctx), admin.scope)
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

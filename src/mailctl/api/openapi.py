@@ -40,6 +40,7 @@ MEANINGS = {
     304: "Not modified: the listing is still the one the If-None-Match ETag names.",
     400: "Bad input: a missing or malformed field, a refused certificate or key.",
     401: "Missing, bad or expired token; or a wrong username or password.",
+    403: "The caller's role or key may not do this (only a superadmin may; a read-only key).",
     404: "The domain, mailbox, alias, key, job or trash entry named does not exist.",
     409: "It exists already, or another action holds it.",
     413: "An upload or a field over its size limit.",
@@ -190,7 +191,8 @@ def _needs_token(dependant: Any) -> bool:
 
 
 def _document_security(app: FastAPI, document: dict[str, Any]) -> None:
-    """Each operation that takes a token names both ways to send it (api.deps)."""
+    """Each operation that takes a token names both ways to send it (api.deps), and the
+    403 that a narrower role or key may get there."""
     schemes = {scheme.scheme_name: scheme for scheme in SECURITY_SCHEMES}
     requirement: list[dict[str, list[str]]] = [{name: []} for name in schemes]
     used = False
@@ -203,7 +205,16 @@ def _document_security(app: FastAPI, document: dict[str, Any]) -> None:
         operations = document.get("paths", {}).get(route.path_format, {})
         for method in route.methods or ():
             if method.lower() in operations:
-                operations[method.lower()]["security"] = requirement
+                operation = operations[method.lower()]
+                operation["security"] = requirement
+                responses = operation.setdefault("responses", {})
+                responses["403"] = {
+                    "description": MEANINGS[403],
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    },
+                }
+                operation["responses"] = dict(sorted(responses.items()))
                 used = True
     if used:
         components = document.setdefault("components", {})

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from mailctl.domain.names import parse_alias_destination, parse_alias_source
 from mailctl.errors import ConflictError, InvalidInputError, NotFoundError
+from mailctl.services import scope
 from mailctl.services.context import Actor, Context
 from mailctl.services.mailboxes import parse_id
 
@@ -82,6 +83,9 @@ def delete_aliases(
         raise InvalidInputError("An alias source address is required.")
     wanted_source = parse_alias_source(source)
     wanted_destination = None if destination in (None, "") else parse_alias_destination(destination)
+    what = f" to {wanted_destination}" if wanted_destination else ""
+    missing = f"There is no alias {wanted_source}{what}."
+    scope.within(actor, wanted_source.rpartition("@")[2], missing)
     with ctx.uow() as uow:
         doomed = [
             a
@@ -95,8 +99,7 @@ def delete_aliases(
             view for view, alias in zip(views, doomed, strict=True) if uow.aliases.delete(alias)
         ]
         if not removed:
-            what = f" to {wanted_destination}" if wanted_destination else ""
-            raise NotFoundError(f"There is no alias {wanted_source}{what}.")
+            raise NotFoundError(missing)
         uow.audit.record(
             actor, "delete_alias", wanted_source, "to " + "; ".join(a.destination for a in removed)
         )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import ipaddress
 import random
 import secrets
 import time
@@ -14,14 +17,14 @@ import jwt
 from mailctl.domain import passwords
 from mailctl.errors import (
     AuthError,
-    ConflictError,
     DiskFullError,
     InvalidInputError,
-    NotFoundError,
     UnavailableError,
 )
 from mailctl.services.context import Actor, Context
-from mailctl.storage.tables import AdminToken
+from mailctl.services.scope import DOMAIN_ADMIN, SUPERADMIN, Scope
+from mailctl.storage.tables import Admin, AdminToken
+from mailctl.storage.uow import UnitOfWork
 
 JWT_ALGORITHM = "HS256"
 JWT_SECRET_NAME = "jwt_secret"  # noqa: S105 - the row name, not a secret
@@ -37,13 +40,36 @@ REVOKED_MESSAGES = {
 }
 
 
+# What an identity built without a scope may do: nothing (fail closed).
+NO_RIGHTS = Scope(role=DOMAIN_ADMIN, domains={})
+DISABLED = "This admin account is disabled; a superadmin can enable it again."
+
+
 @dataclass(frozen=True)
 class AdminIdentity:
-    """The admin a valid token speaks for, and the id (``jti``) of that token."""
+    """The admin a valid token speaks for, the id (``jti``) of that token, and what the
+    admin may touch."""
 
     id: int
     username: str
     token_id: str | None = None
+    scope: Scope = NO_RIGHTS
+
+
+KEY_PREFIX = "mailctl_"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def key_digest(secret: str) -> str:
+    """What is stored of an API key's secret (random, 256 bits: a fast hash will do)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def scope_of(uow: UnitOfWork, admin: Admin) -> Scope:
+    """An admin's own rights: every domain for a superadmin, else its granted ones."""
+    if admin.role == SUPERADMIN:
+        return Scope(role=SUPERADMIN)
+    return Scope(role=DOMAIN_ADMIN, domains=uow.admins.granted(admin.id), grants_of=admin.id)
 
 
 @dataclass(frozen=True)
@@ -105,31 +131,6 @@ def initialize(
     return InitResult(name, admin_created, generated, secret_created)
 
 
-def create_admin(ctx: Context, actor: Actor, username: str, password: str) -> AdminIdentity:
-    """Add another admin account."""
-    name = validate_admin_username(username)
-    hashed = ctx.passwords.hash(password)
-    with ctx.uow() as uow:
-        if uow.admins.by_username(name) is not None:
-            raise ConflictError(f"The admin {name} exists already.")
-        admin = uow.admins.add(name, hashed)
-        uow.audit.record(actor, "create_admin", name)
-        uow.commit()
-        return AdminIdentity(admin.id, admin.username)
-
-
-def delete_admin(ctx: Context, actor: Actor, username: str) -> None:
-    """Remove an admin; its tokens stop working at once."""
-    with ctx.uow() as uow:
-        admin = uow.admins.by_username(username)
-        if admin is None:
-            raise NotFoundError(f"There is no admin {username}.")
-        uow.admins.delete(admin)
-        uow.audit.record(actor, "delete_admin", username)
-        uow.commit()
-    ctx.tokens.revoked()
-
-
 def login(
     ctx: Context,
     username: object,
@@ -148,6 +149,7 @@ def login(
         # Read with the hash: a password change between here and the token's row raises
         # the generation, so a token won with the old password is born revoked.
         generation = admin.token_generation if admin is not None else 0
+        disabled = admin.disabled if admin is not None else False
     # The hash is checked outside the transaction: it takes long, and holds no row.
     # An unknown username is checked against a dummy hash, so it costs what a wrong password
     # does.
@@ -156,6 +158,9 @@ def login(
     if identity is None or stored is None or not ok:
         raise AuthError(BAD_CREDENTIALS)
     ctx.throttle.attempt_succeeded(attempt)
+    if disabled:
+        # Said only to who knows the password: to anyone else it is a wrong password.
+        raise AuthError(DISABLED)
     # Housekeeping, like the pruning below: a busy or full database must not fail the
     # login; the weaker hash still verifies, and the next login tries again.
     with contextlib.suppress(UnavailableError, DiskFullError):
@@ -248,6 +253,68 @@ def cached_identity(ctx: Context, token: str | None) -> AdminIdentity | None:
     return found
 
 
+@dataclass(frozen=True)
+class KeyIdentity(AdminIdentity):
+    """An admin acting through an API key: the key's id and the ranges it is accepted from."""
+
+    key_id: str = ""
+    networks: tuple[Network, ...] = ()
+
+    def check_address(self, address: str | None) -> None:
+        """AuthError unless the request came from one of the key's ranges (if it has any)."""
+        if not self.networks:
+            return
+        try:
+            client = ipaddress.ip_address((address or "").strip())
+        except ValueError:
+            client = None
+        if client is None or not any(client in network for network in self.networks):
+            raise AuthError("This API key is not accepted from this address.")
+
+
+def authenticate_key(ctx: Context, token: str) -> tuple[KeyIdentity, float]:
+    """The admin a key acts for, narrowed by the key, and until when it may be trusted."""
+    body = token[len(KEY_PREFIX) :]
+    key_id, sep, secret = body.partition("_")
+    if not sep or not key_id or not secret or len(key_id) > 32:
+        raise AuthError("The API key is not valid.")
+    now = time.time()
+    with ctx.uow() as uow:
+        found = uow.api_keys.with_admin(key_id)
+        # Compared even when no row was found, so a wrong id costs what a wrong secret does.
+        stored = found[0].secret_hash if found is not None else key_digest(secrets.token_hex(8))
+        if not hmac.compare_digest(stored, key_digest(secret)) or found is None:
+            raise AuthError("The API key is not valid.")
+        key, admin = found
+        if key.revoked_at is not None:
+            raise AuthError("This API key was revoked.")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise AuthError("This API key has expired; make a new one.")
+        if admin.disabled:
+            raise AuthError(DISABLED)
+        own = scope_of(uow, admin)
+        if key.all_domains:
+            domains = own.domains
+            bound_to = None
+        else:
+            bound = uow.api_keys.domains_map(key.id)
+            domains = {i: n for i, n in bound.items() if own.sees_id(i)}
+            bound_to = key.id
+        scope = Scope(
+            role=own.role,
+            domains=domains,
+            read_only=key.read_only,
+            grants_of=own.grants_of,
+            key_domains_of=bound_to,
+        )
+        networks = tuple(ipaddress.ip_network(n) for n in (key.networks or "").split(",") if n)
+        identity = KeyIdentity(
+            admin.id, admin.username, None, scope, key_id=key.key_id, networks=networks
+        )
+        expires = key.expires_at if key.expires_at is not None else now + 86400 * 3650
+    return identity, expires
+
+
 def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
     """Return the admin a token speaks for, or raise AuthError (401).
 
@@ -262,6 +329,10 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
     if cached is not None:
         return cached
     seen = ctx.tokens.snapshot()
+    if token.startswith(KEY_PREFIX):
+        key_identity, key_expires = authenticate_key(ctx, token)
+        ctx.tokens.put(token, key_identity, key_expires, seen)
+        return key_identity
     try:
         claims = jwt.decode(
             token,
@@ -297,6 +368,8 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
                 "The admin's password changed or its tokens were revoked after this token "
                 "was issued; " + LOG_IN_AGAIN
             )
-        identity = AdminIdentity(admin.id, admin.username, row.jti)
+        if admin.disabled:
+            raise AuthError(DISABLED)
+        identity = AdminIdentity(admin.id, admin.username, row.jti, scope_of(uow, admin))
     ctx.tokens.put(token, identity, expires_at, seen)
     return identity

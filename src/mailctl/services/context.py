@@ -13,6 +13,7 @@ from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
 from mailctl.services.job_runner import JobRunner
 from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
+from mailctl.services.scope import Scope
 from mailctl.services.throttle import Limits, LoginThrottle
 from mailctl.services.token_cache import STAMP_NAME, TokenCache
 from mailctl.storage.database import Database
@@ -26,10 +27,12 @@ JOB_WAIT_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class Actor:
-    """Who performs an action, as the audit log records it."""
+    """Who performs an action, as the audit log records it, and what it may touch
+    (``scope``; None for the host's own commands, which may do anything)."""
 
     name: str
     address: str | None = None
+    scope: Scope | None = None
 
 
 @dataclass

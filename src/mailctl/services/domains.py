@@ -7,7 +7,9 @@ from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFo
 from mailctl.services.context import Actor, Context
 from mailctl.services.mailboxes import commit_to_trash, hash_new_password
 from mailctl.services.paging import Page, Paged, fetch
+from mailctl.services.scope import Scope
 from mailctl.services.views import DomainView, TrashView, UserView
+from mailctl.storage.reads import DomainRow, Window
 
 
 def list_domains(ctx: Context) -> list[DomainView]:
@@ -15,10 +17,19 @@ def list_domains(ctx: Context) -> list[DomainView]:
     return page_domains(ctx, Page()).items
 
 
-def page_domains(ctx: Context, page: Page) -> Paged[DomainView]:
-    """One page of the domains, by id, with their numbers of mailboxes (one query)."""
+def page_domains(ctx: Context, page: Page, scope: Scope | None = None) -> Paged[DomainView]:
+    """One page of the domains, by id, with their numbers of mailboxes (one query); of
+    those the ``scope`` may see, when it is narrowed."""
+    granted = scope.grants_of if scope is not None else None
+    keyed = scope.key_domains_of if scope is not None else None
+    if scope is not None and not scope.every_domain and granted is None and keyed is None:
+        return Paged([])  # a scope that names no rows to narrow by sees nothing
+
+    def read(window: Window) -> list[DomainRow]:
+        return reads.domain_rows(window, granted_to=granted, bound_to_key=keyed)
+
     with ctx.reads() as reads:
-        return fetch(page, reads.domain_rows, DomainView._make, lambda d: d.id)
+        return fetch(page, read, DomainView._make, lambda d: d.id)
 
 
 def get_domain(ctx: Context, name: str) -> DomainView:

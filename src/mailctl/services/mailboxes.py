@@ -19,6 +19,7 @@ from mailctl.errors import (
     TooLargeError,
 )
 from mailctl.host.maildir import TrashEntry
+from mailctl.services import scope
 from mailctl.services.context import Actor, Context
 from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.views import TrashView, UserView
@@ -285,10 +286,12 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
     if not email.strip():
         raise InvalidInputError("An email address is required.")
     address = parse_address(email)
+    missing = f"The mailbox {address.email} does not exist."
+    scope.within(actor, address.domain, missing)
     with ctx.maildirs.changing(), ctx.uow() as uow:
         user = uow.users.by_email(address.email, lock=True)
         if user is None:
-            raise NotFoundError(f"The mailbox {address.email} does not exist.")
+            raise NotFoundError(missing)
         record = {"email": user.email, "password": user.password}
         if not uow.users.delete(user):
             # A concurrent delete won; it made the one trash entry.

@@ -14,6 +14,7 @@ from mailctl.domain.names import normalize_domain, parse_address
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.host.maildir import TrashEntry
 from mailctl.services.context import Actor, Context
+from mailctl.services.scope import Scope
 
 log = logging.getLogger("mailctl.trash")
 
@@ -83,9 +84,16 @@ def _item(entry: TrashEntry) -> TrashItem:
     )
 
 
-def list_trash(ctx: Context) -> list[TrashItem]:
-    """Everything in the trash, oldest first."""
+def _domain_of(target: str) -> str:
+    return target.rpartition("@")[2]
+
+
+def list_trash(ctx: Context, scope: Scope | None = None) -> list[TrashItem]:
+    """Everything in the trash, oldest first; of a narrowed ``scope``, the mailboxes of
+    the domains it may see (a deleted domain is no longer granted to anyone)."""
     items = [_item(entry) for entry in ctx.maildirs.trash_entries()]
+    if scope is not None and not scope.every_domain:
+        items = [i for i in items if i.kind == "mailbox" and scope.sees_name(_domain_of(i.target))]
     oldest = datetime.min.replace(tzinfo=UTC)
     return sorted(items, key=lambda item: (item.deleted_at or oldest, item.id))
 
@@ -158,7 +166,13 @@ def restore(ctx: Context, actor: Actor, trash_id: object) -> Restored:
     mail goes back to the trash and nothing else changed.
     """
     with ctx.maildirs.changing():
-        return _restore(ctx, actor, ctx.maildirs.trash_entry(trash_id))
+        entry = ctx.maildirs.trash_entry(trash_id)
+        scope = actor.scope
+        if scope is not None and not scope.every_domain:
+            item = _item(entry)
+            if item.kind != "mailbox" or not scope.sees_name(_domain_of(item.target)):
+                raise NotFoundError(f"There is nothing in the trash with the id {entry.path.name}.")
+        return _restore(ctx, actor, entry)
 
 
 def _restore(ctx: Context, actor: Actor, entry: TrashEntry) -> Restored:

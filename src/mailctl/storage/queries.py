@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from mailctl.storage.tables import Admin, Alias, AuditEntry, Base, Domain, Secret, User, utcnow
+from mailctl.storage.tables import (
+    Admin,
+    AdminDomain,
+    Alias,
+    AuditEntry,
+    Base,
+    Domain,
+    Secret,
+    User,
+    utcnow,
+)
 
 # Rows per IN (...) list: well under every backend's limit on bound parameters.
 _IN_CHUNK = 500
@@ -186,11 +197,57 @@ class Admins:
     def count(self) -> int:
         return int(self.session.scalar(select(func.count(Admin.id))) or 0)
 
-    def add(self, username: str, password: str) -> Admin:
-        admin = Admin(username=username, password=password)
+    def add(self, username: str, password: str, role: str = "superadmin") -> Admin:
+        admin = Admin(username=username, password=password, role=role)
         self.session.add(admin)
         self.session.flush()
         return admin
+
+    def enabled_superadmins(self) -> int:
+        query = select(func.count(Admin.id)).where(
+            (Admin.role == "superadmin") & (Admin.disabled.is_(False))
+        )
+        return int(self.session.scalar(query) or 0)
+
+    def granted(self, admin_id: int) -> dict[int, str]:
+        """The domains granted to an admin: id to name."""
+        query = (
+            select(Domain.id, Domain.name)
+            .join(AdminDomain, AdminDomain.domain_id == Domain.id)
+            .where(AdminDomain.admin_id == admin_id)
+            .order_by(Domain.name)
+        )
+        return {row[0]: row[1] for row in self.session.execute(query)}
+
+    def grants(self) -> dict[int, builtins.list[str]]:
+        """Every admin's granted domain names, by admin id (one query, for a listing)."""
+        query = (
+            select(AdminDomain.admin_id, Domain.name)
+            .join(Domain, Domain.id == AdminDomain.domain_id)
+            .order_by(Domain.name)
+        )
+        found: dict[int, builtins.list[str]] = {}
+        for admin_id, name in self.session.execute(query):
+            found.setdefault(admin_id, []).append(name)
+        return found
+
+    def grant(self, admin_id: int, domain_id: int) -> bool:
+        """Grant a domain; False if it was granted already."""
+        if self.session.get(AdminDomain, (admin_id, domain_id)) is not None:
+            return False
+        self.session.add(AdminDomain(admin_id=admin_id, domain_id=domain_id))
+        self.session.flush()
+        return True
+
+    def ungrant(self, admin_id: int, domain_id: int) -> bool:
+        """Take a domain back; False if it was not granted."""
+        result = self.session.execute(
+            delete(AdminDomain).where(
+                (AdminDomain.admin_id == admin_id) & (AdminDomain.domain_id == domain_id)
+            ),
+            execution_options={"synchronize_session": False},
+        )
+        return bool(cast(CursorResult[Any], result).rowcount == 1)
 
     def delete(self, admin: Admin) -> None:
         self.session.delete(admin)

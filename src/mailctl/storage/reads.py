@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, exc, func, select
 from sqlalchemy.engine import Dialect
 
 from mailctl.storage.database import Database, translate
-from mailctl.storage.tables import Domain, User
+from mailctl.storage.tables import AdminDomain, ApiKeyDomain, Domain, User
 
 DomainRow = tuple[int, str, int]
 UserRow = tuple[int, int, str]
@@ -74,7 +74,22 @@ def _shaped(query: Any, id_column: Any, name_column: Any, shape: tuple[bool, ...
 
 
 def _domains(shape: tuple[bool, ...]) -> Any:
-    return _shaped(select(Domain.id, Domain.name, _USERS_COUNT), Domain.id, Domain.name, shape)
+    *window, granted, keyed = shape
+    query = select(Domain.id, Domain.name, _USERS_COUNT)
+    # A domain admin's listing: its granted domains; a key's: the domains it is bound to.
+    if granted:
+        query = query.where(
+            Domain.id.in_(
+                select(AdminDomain.domain_id).where(AdminDomain.admin_id == bindparam("admin_id"))
+            )
+        )
+    if keyed:
+        query = query.where(
+            Domain.id.in_(
+                select(ApiKeyDomain.domain_id).where(ApiKeyDomain.key_id == bindparam("key_id"))
+            )
+        )
+    return _shaped(query, Domain.id, Domain.name, tuple(window))
 
 
 def _users(shape: tuple[bool, ...]) -> Any:
@@ -104,7 +119,7 @@ def _compile(
 def domains_sql(dialect: Dialect) -> str:
     """The SQL text of the whole domain listing on that dialect (it takes no parameters):
     what a benchmark times through the bare driver, as the API's own query."""
-    return _compile(dialect, "domains", _domains, _shape(Window())).sql
+    return _compile(dialect, "domains", _domains, (*_shape(Window()), False, False)).sql
 
 
 def _shape(window: Window) -> tuple[bool, ...]:
@@ -150,9 +165,22 @@ class Reads:
             cursor.close()
         return rows
 
-    def domain_rows(self, window: Window = Window()) -> list[DomainRow]:
-        """(id, name, mailbox count) of the domains in the window, by id."""
-        rows = self._rows("domains", _domains, _shape(window), _params(window))
+    def domain_rows(
+        self,
+        window: Window = Window(),
+        *,
+        granted_to: int | None = None,
+        bound_to_key: int | None = None,
+    ) -> list[DomainRow]:
+        """(id, name, mailbox count) of the domains in the window, by id; only those
+        granted to an admin, or bound to an API key, when one is named."""
+        params = _params(window)
+        if granted_to is not None:
+            params["admin_id"] = granted_to
+        if bound_to_key is not None:
+            params["key_id"] = bound_to_key
+        shape = (*_shape(window), granted_to is not None, bound_to_key is not None)
+        rows = self._rows("domains", _domains, shape, params)
         return [(row[0], row[1], int(row[2])) for row in rows]
 
     def domain_exists(self, domain_id: int) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -95,6 +96,69 @@ class Admin(Base):
     # generation it was issued under is the admin's current one.
     token_generation: Mapped[int] = mapped_column(
         Integer, nullable=False, default=0, server_default="0"
+    )
+    # "superadmin" (every domain, the admins, the host's certificates) or "domain_admin"
+    # (only the domains granted in admin_domains).
+    role: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="superadmin", server_default="superadmin"
+    )
+    # A disabled admin can neither log in nor use a token or key it holds.
+    disabled: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+
+
+class AdminDomain(Base):
+    """A domain granted to a domain admin."""
+
+    __tablename__ = "admin_domains"
+
+    admin_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("admins.id", ondelete="CASCADE"), primary_key=True
+    )
+    domain_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_domains.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ApiKey(Base):
+    """A long-lived key for scripts, made by an admin for itself or by a superadmin.
+
+    Only a SHA-256 of the key's secret part is kept: the key is random (256 bits), so a
+    fast hash is as safe as a slow one and costs nothing per request. ``key_id`` is the
+    public part, by which a request's key is found. Times are seconds since the epoch.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    admin_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("admins.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    read_only: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # False: only the domains in api_key_domains (and still only those its admin sees).
+    all_domains: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Client address ranges (CIDR, comma-separated) the key is accepted from; None: any.
+    networks: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+    expires_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class ApiKeyDomain(Base):
+    """A domain an API key is bound to."""
+
+    __tablename__ = "api_key_domains"
+
+    key_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    domain_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_domains.id", ondelete="CASCADE"), primary_key=True, index=True
     )
 
 

@@ -11,6 +11,7 @@ from mailctl.storage.certificate_rows import AcmeAccounts, AcmeChallenges, Certi
 from mailctl.storage.database import Database, translate
 from mailctl.storage.dkim_rows import DkimKeys
 from mailctl.storage.job_rows import Jobs
+from mailctl.storage.key_rows import ApiKeys
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
 from mailctl.storage.throttle_rows import LoginThrottles
 from mailctl.storage.token_rows import AdminTokens
@@ -43,6 +44,7 @@ class UnitOfWork:
         self.jobs = Jobs(self.session)
         self.login_throttles = LoginThrottles(self.session)
         self.admin_tokens = AdminTokens(self.session)
+        self.api_keys = ApiKeys(self.session)
         return self
 
     def __exit__(

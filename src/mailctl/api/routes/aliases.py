@@ -11,7 +11,7 @@ from mailctl.api.bodies import AliasCreated, AliasesRemoved, AliasList
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import DomainIdPath, answers
 from mailctl.api.responses import JSONRoute
-from mailctl.services import aliases
+from mailctl.services import aliases, scope
 from mailctl.services.aliases import AliasView
 
 router = APIRouter(tags=["aliases"], route_class=JSONRoute)
@@ -46,6 +46,7 @@ def alias_json(view: AliasView) -> dict[str, Any]:
 @router.get("/aliases/{domain_id}", **answers(AliasList, 400, 401, 404, 503))
 def list_aliases(ctx: ContextDep, _actor: ActorDep, domain_id: DomainIdPath) -> dict[str, Any]:
     """The aliases of the domain with this id."""
+    scope.domain_id(_actor, domain_id)
     views = aliases.list_aliases(ctx, domain_id)
     return {"result": True, "aliases": [alias_json(a) for a in views]}
 
@@ -63,6 +64,7 @@ def add_alias(
     """Send mail for ``source`` (an address of the domain, or ``@domain`` for every address
     without a mailbox) to ``destination`` (addresses separated by commas, here or elsewhere).
     """
+    scope.domain_id(actor, domain_id)
     view = aliases.add_alias(ctx, actor, domain_id, fields.source, fields.destination)
     return {
         "result": True,

@@ -32,7 +32,7 @@ from mailctl.api.openapi import answers, field_schema, query
 from mailctl.api.responses import JSONRoute
 from mailctl.domain.numbers import ascii_digits, ascii_int
 from mailctl.errors import InvalidInputError, TooLargeError
-from mailctl.services import archives, trash
+from mailctl.services import archives, scope, trash
 from mailctl.services.archives import UploadSpool
 
 router = APIRouter(tags=["archives"], route_class=JSONRoute)
@@ -108,6 +108,7 @@ def export_domain(
     the archive in the server's archive directory and answers where it is instead.
     """
     name = fields.domain
+    scope.domain_name(actor, name)
     if _wants_json(fields.format, request.headers.get("accept", "")):
         written = archives.export_to_file(ctx, actor, name)
         return JSONResponse(
@@ -267,6 +268,7 @@ async def import_domain(request: Request, ctx: ContextDep, actor: ActorDep) -> d
     Every checksum, name, hash and key is checked before anything changes. An existing
     domain is a 409 unless ``replace=true``, which moves it to the trash first.
     """
+    scope.require_superadmin(actor, "import domains")
     with archives.receive_upload(ctx) as spool:
         fields = await _receive(request, spool)
         options = await parse_fields(ImportOptions, fields, 0)
@@ -297,8 +299,10 @@ def _trash_json(item: trash.TrashItem) -> dict[str, Any]:
 
 @router.get("/trash", **answers(TrashList, 401, 503))
 def list_trash(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
-    """Deleted mailboxes and domains waiting in the trash, oldest first."""
-    return {"result": True, "trash": [_trash_json(item) for item in trash.list_trash(ctx)]}
+    """Deleted mailboxes and domains waiting in the trash, oldest first (for a domain
+    admin, its domains' mailboxes)."""
+    items = trash.list_trash(ctx, _actor.scope)
+    return {"result": True, "trash": [_trash_json(item) for item in items]}
 
 
 @router.post(

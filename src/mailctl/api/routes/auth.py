@@ -24,7 +24,7 @@ from mailctl.api.fields import Note
 from mailctl.api.openapi import answers
 from mailctl.api.responses import JSONRoute
 from mailctl.errors import InvalidInputError
-from mailctl.services import accounts, auth
+from mailctl.services import accounts, api_keys, auth
 from mailctl.services.context import Actor
 
 router = APIRouter(tags=["auth"], route_class=JSONRoute)
@@ -94,6 +94,7 @@ def change_password(
     Tokens issued before, this one included, are refused afterwards; the answer carries
     a new token.
     """
+    api_keys.refuse_for_keys(admin, "change a password")
     changed = accounts.change_password(
         ctx, admin, fields.password, fields.new_password, address, agent
     )
@@ -112,6 +113,7 @@ def change_password(
 )
 def logout(ctx: ContextDep, admin: CurrentAdminDep, address: ClientAddressDep) -> dict[str, Any]:
     """Log out: the token this request carries is refused from now on."""
+    api_keys.refuse_for_keys(admin, "log out")
     accounts.logout(ctx, admin, address)
     return {"result": True, "msg": "Logged out; this token no longer works."}
 
@@ -122,6 +124,7 @@ def logout(ctx: ContextDep, admin: CurrentAdminDep, address: ClientAddressDep) -
 )
 def list_tokens(ctx: ContextDep, admin: CurrentAdminDep) -> dict[str, Any]:
     """Your active tokens: id, issued, expires, and the address and agent that logged in."""
+    api_keys.refuse_for_keys(admin, "list login tokens")
     return {
         "result": True,
         "tokens": [
@@ -149,6 +152,7 @@ def revoke_tokens(
     address: ClientAddressDep,
 ) -> dict[str, Any]:
     """Revoke one of your tokens (``id``), or all of them (``all=true``, this one included)."""
+    api_keys.refuse_for_keys(admin, "revoke login tokens")
     every = fields.all
     token_id = (fields.id or "").strip()
     if every == bool(token_id):

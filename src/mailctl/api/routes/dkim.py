@@ -12,7 +12,7 @@ from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers
 from mailctl.api.responses import JSONRoute
 from mailctl.api.shapes import reload_json
-from mailctl.services import dkim
+from mailctl.services import dkim, scope
 from mailctl.services.dkim import DkimKeyView
 
 router = APIRouter(tags=["dkim"], route_class=JSONRoute)
@@ -87,6 +87,7 @@ def add_dkim_key(
     key is committed and its DNS record valid, the daemon keeps its previous files, and
     ``reload.failures`` says what went wrong (the next reconcile tries again).
     """
+    scope.domain_name(actor, fields.domain)
     result = dkim.add_key(
         ctx,
         actor,
@@ -120,18 +121,21 @@ def show_dkim_key_by_field(
     ctx: ContextDep, _actor: ActorDep, fields: Annotated[KeyOfDomain, Depends(parsed(KeyOfDomain))]
 ) -> dict[str, Any]:
     """The DNS record of a domain's active DKIM key (``domain`` as a field)."""
+    scope.domain_name(_actor, fields.domain)
     return {"result": True, **key_json(dkim.get_key(ctx, fields.domain))}
 
 
 @router.get("/dkim/{domain}", **answers(DkimKey, 400, 401, 404, 503))
 def show_dkim_key(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """The DNS record of a domain's active DKIM key."""
+    scope.domain_name(_actor, domain)
     return {"result": True, **key_json(dkim.get_key(ctx, domain))}
 
 
 @router.get("/dkim/{domain}/keys", **answers(DkimKeyList, 400, 401, 404, 503))
 def list_dkim_keys(domain: str, ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """Every key of a domain: the active one first, then those retired by a rotation."""
+    scope.domain_name(_actor, domain)
     name, keys = dkim.list_keys(ctx, domain)
     return {"result": True, "domain": name, "keys": [listed_key_json(k) for k in keys]}
 
@@ -144,6 +148,7 @@ def remove_dkim_key(
     ctx: ContextDep, actor: ActorDep, fields: Annotated[KeyToRemove, Depends(parsed(KeyToRemove))]
 ) -> dict[str, Any]:
     """Delete one key of a domain. Removing the active key stops signing the domain's mail."""
+    scope.domain_name(actor, fields.domain)
     removed = dkim.remove_key(ctx, actor, fields.domain, fields.selector)
     if removed.was_active:
         message = (

@@ -12,7 +12,7 @@ from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers
 from mailctl.api.paging import ListPage, page_json
 from mailctl.api.responses import JSONRoute, conditional
-from mailctl.services import domains
+from mailctl.services import domains, scope
 from mailctl.services.views import DomainView
 
 router = APIRouter(tags=["domains"], route_class=JSONRoute)
@@ -45,8 +45,10 @@ def list_domains(
     _actor: ActorDep,
     fields: Annotated[ListPage, Depends(parsed(ListPage))],
 ) -> Response:
-    """Every domain with its number of mailboxes; a page of them with ``limit``."""
-    page = domains.page_domains(ctx, fields.page())
+    """Every domain with its number of mailboxes; a page of them with ``limit``.
+
+    A domain admin, or a key bound to some domains, sees only those."""
+    page = domains.page_domains(ctx, fields.page(), _actor.scope)
     return conditional(request, page_json("domains", page, domain_json))
 
 
@@ -58,6 +60,7 @@ def create_domain(
     ctx: ContextDep, actor: ActorDep, fields: Annotated[NewDomain, Depends(parsed(NewDomain))]
 ) -> dict[str, Any]:
     """Create a domain, and its first mailbox when username and password are given."""
+    scope.require_superadmin(actor, "create domains")
     domain, user = domains.create_domain(
         ctx, actor, fields.domain, fields.username, fields.password
     )
@@ -78,6 +81,7 @@ def delete_domain(
     fields: Annotated[DomainToDelete, Depends(parsed(DomainToDelete))],
 ) -> dict[str, Any]:
     """Delete a domain; its mail moves to the trash, where it can be restored."""
+    scope.require_superadmin(actor, "delete domains")
     trash = domains.delete_domain(ctx, actor, fields.domain)
     return {
         "result": True,

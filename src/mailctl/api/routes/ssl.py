@@ -24,7 +24,7 @@ from mailctl.api.responses import JSONRoute
 from mailctl.api.shapes import reload_json
 from mailctl.domain.numbers import ascii_int
 from mailctl.errors import InvalidInputError
-from mailctl.services import certificates
+from mailctl.services import certificates, scope
 from mailctl.services.certificates import CertificateView
 from mailctl.services.jobs import JobBusyError
 
@@ -102,6 +102,7 @@ async def upload_certificate(
     Dovecot refuse the new pair, the previous pair is back on disk and in the database,
     and the answer is 503 with ``result: false`` and the ``reload`` details.
     """
+    scope.require_superadmin(actor, "manage the host's certificates")
     result = await run_in_threadpool(
         certificates.upload_certificate,
         ctx,
@@ -128,6 +129,7 @@ async def upload_certificate(
 @router.get("/ssl/certificates", **answers(CertificateList, 401, 503))
 def list_certificates(ctx: ContextDep, _actor: ActorDep) -> dict[str, Any]:
     """Every stored certificate with its days left."""
+    scope.require_superadmin(_actor, "manage the host's certificates")
     views = certificates.list_certificates(ctx)
     return {"result": True, "certificates": [certificate_json(v) for v in views]}
 
@@ -151,6 +153,7 @@ def get_left_days(
     resolver, or a port no certificate could be read from, is a 502, never a 0; the
     message does not tell closed, filtered and open ports apart.
     """
+    scope.require_superadmin(_actor, "manage the host's certificates")
     found = certificates.days_left(
         ctx,
         fields.hostname,
@@ -179,6 +182,7 @@ def install_letsencrypt(
 
     409 with the running job's ``job_id`` while another order for that name runs.
     """
+    scope.require_superadmin(actor, "manage the host's certificates")
     hostname = fields.hostname
     try:
         job_id = certificates.start_issue(ctx, actor, hostname)

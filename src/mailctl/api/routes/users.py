@@ -15,7 +15,7 @@ from mailctl.api.paging import ListPage, page_json
 from mailctl.api.responses import JSONRoute, conditional
 from mailctl.config import Settings
 from mailctl.errors import InvalidEntryError, InvalidInputError
-from mailctl.services import mailboxes
+from mailctl.services import mailboxes, scope
 from mailctl.services.views import UserView
 
 router = APIRouter(tags=["users"], route_class=JSONRoute)
@@ -117,6 +117,7 @@ def list_users(
     fields: Annotated[ListPage, Depends(parsed(ListPage))],
 ) -> Response:
     """The mailboxes of the domain with this id; a page of them with ``limit``."""
+    scope.domain_id(_actor, domain_id)
     page = mailboxes.page_users(ctx, domain_id, fields.page())
     return conditional(request, page_json("users", page, user_json))
 
@@ -138,6 +139,7 @@ def create_user(
     domain_id: DomainIdPath,
 ) -> dict[str, Any]:
     """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
+    scope.domain_id(actor, domain_id)
     user = mailboxes.create_user(
         ctx, actor, domain_id, fields.email, fields.password, fields.password_hash
     )
@@ -156,6 +158,7 @@ def create_users(
     domain_id: DomainIdPath,
 ) -> dict[str, Any]:
     """Create many mailboxes of one domain in one transaction: all of them, or none."""
+    scope.domain_id(actor, domain_id)
     users = mailboxes.create_users(ctx, actor, domain_id, batch_entries(fields.users))
     return {
         "result": True,
@@ -172,6 +175,7 @@ def change_password(
     ctx: ContextDep, actor: ActorDep, fields: Annotated[NewPassword, Depends(parsed(NewPassword))]
 ) -> dict[str, Any]:
     """Change a mailbox password; the response comes after the change is stored."""
+    scope.domain_id(actor, fields.domain_id)
     user = mailboxes.change_password(ctx, actor, fields.id, fields.password, fields.domain_id)
     return {
         "result": True,
