@@ -45,7 +45,7 @@ def check_role(value: object) -> str:
     return role
 
 
-def _domain_names(value: object) -> list[str]:
+def domain_names(value: object) -> list[str]:
     """Domain names from a list or a comma- or space-separated text."""
     if value is None:
         return []
@@ -67,6 +67,11 @@ def _view(admin: Admin, domains: list[str]) -> AdminView:
     return AdminView(
         admin.id, admin.username, admin.role, admin.disabled, tuple(domains), admin.created_at
     )
+
+
+def _current(uow: UnitOfWork, admin: Admin) -> AdminView:
+    """The admin as it stands in this transaction, with its granted domains."""
+    return _view(admin, list(uow.admins.granted(admin.id).values()))
 
 
 def _admin(uow: UnitOfWork, username: object) -> Admin:
@@ -98,7 +103,7 @@ def get_admin(ctx: Context, actor: Actor, username: object) -> AdminView:
     require_superadmin(actor, "see other admins")
     with ctx.uow() as uow:
         admin = _admin(uow, username)
-        return _view(admin, list(uow.admins.granted(admin.id).values()))
+        return _current(uow, admin)
 
 
 def create_admin(
@@ -113,7 +118,7 @@ def create_admin(
     require_superadmin(actor, "create admins")
     name = validate_admin_username(username)
     wanted_role = check_role(role)
-    names = _domain_names(domains)
+    names = domain_names(domains)
     if names and wanted_role != DOMAIN_ADMIN:
         raise InvalidInputError("Only a domain admin is granted domains: a superadmin has all.")
     plain = passwords.check_new_password(password, ctx.settings.min_password_length)
@@ -159,7 +164,7 @@ def set_disabled(ctx: Context, actor: Actor, username: object, disabled: bool) -
         admin.disabled = disabled
         uow.audit.record(actor, "disable_admin" if disabled else "enable_admin", admin.username)
         uow.commit()
-        view = _view(admin, list(uow.admins.granted(admin.id).values()))
+        view = _current(uow, admin)
     ctx.tokens.revoked()
     return view
 
@@ -175,7 +180,7 @@ def set_role(ctx: Context, actor: Actor, username: object, role: object) -> Admi
         admin.role = wanted
         uow.audit.record(actor, "set_admin_role", admin.username, f"role={wanted}")
         uow.commit()
-        view = _view(admin, list(uow.admins.granted(admin.id).values()))
+        view = _current(uow, admin)
     ctx.tokens.revoked()
     return view
 
@@ -183,7 +188,7 @@ def set_role(ctx: Context, actor: Actor, username: object, role: object) -> Admi
 def grant(ctx: Context, actor: Actor, username: object, domains: object) -> AdminView:
     """Grant domains to a domain admin (granting one it has already is no error)."""
     require_superadmin(actor, "grant domains")
-    names = _domain_names(domains)
+    names = domain_names(domains)
     if not names:
         raise InvalidInputError("Name the domain(s) to grant.")
     with ctx.uow() as uow:
@@ -197,7 +202,7 @@ def grant(ctx: Context, actor: Actor, username: object, domains: object) -> Admi
             if uow.admins.grant(admin.id, domain_id):
                 uow.audit.record(actor, "grant_domain", admin.username, f"domain={name}")
         uow.commit()
-        view = _view(admin, list(uow.admins.granted(admin.id).values()))
+        view = _current(uow, admin)
     ctx.tokens.revoked()
     return view
 
@@ -205,7 +210,7 @@ def grant(ctx: Context, actor: Actor, username: object, domains: object) -> Admi
 def revoke(ctx: Context, actor: Actor, username: object, domains: object) -> AdminView:
     """Take domains back from a domain admin; at once for its tokens and keys."""
     require_superadmin(actor, "take domains back")
-    names = _domain_names(domains)
+    names = domain_names(domains)
     if not names:
         raise InvalidInputError("Name the domain(s) to take back.")
     with ctx.uow() as uow:
@@ -219,6 +224,6 @@ def revoke(ctx: Context, actor: Actor, username: object, domains: object) -> Adm
             uow.admins.ungrant(admin.id, by_name[name])
             uow.audit.record(actor, "revoke_domain", admin.username, f"domain={name}")
         uow.commit()
-        view = _view(admin, list(uow.admins.granted(admin.id).values()))
+        view = _current(uow, admin)
     ctx.tokens.revoked()
     return view

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailctl.domain.names import normalize_domain
 from mailctl.errors import ForbiddenError, InvalidInputError, NotFoundError
+from mailctl.services.admins import domain_names
 from mailctl.services.auth import (
     KEY_PREFIX,
     AdminIdentity,
@@ -113,14 +113,7 @@ def _domains(value: object) -> list[str] | None:
     """Domain names, or None for every domain its admin sees (empty or ``*``)."""
     if value is None or (isinstance(value, str) and value.strip() in ("", "*")):
         return None
-    if not isinstance(value, str):
-        raise InvalidInputError("The domains must be names separated by commas, or *.")
-    names: list[str] = []
-    for part in value.replace(",", " ").split():
-        name = normalize_domain(part)
-        if name not in names:
-            names.append(name)
-    return names
+    return domain_names(value)
 
 
 def _view(key: ApiKey, admin: str, domains: list[str] | None) -> ApiKeyView:

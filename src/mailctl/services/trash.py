@@ -84,16 +84,18 @@ def _item(entry: TrashEntry) -> TrashItem:
     )
 
 
-def _domain_of(target: str) -> str:
-    return target.rpartition("@")[2]
+def _visible(scope: Scope | None, item: TrashItem) -> bool:
+    """Whether ``scope`` sees a trash entry: a narrowed one, only its domains' mailboxes."""
+    if scope is None or scope.every_domain:
+        return True
+    return item.kind == "mailbox" and scope.sees_name(item.target.rpartition("@")[2])
 
 
 def list_trash(ctx: Context, scope: Scope | None = None) -> list[TrashItem]:
     """Everything in the trash, oldest first; of a narrowed ``scope``, the mailboxes of
     the domains it may see (a deleted domain is no longer granted to anyone)."""
     items = [_item(entry) for entry in ctx.maildirs.trash_entries()]
-    if scope is not None and not scope.every_domain:
-        items = [i for i in items if i.kind == "mailbox" and scope.sees_name(_domain_of(i.target))]
+    items = [item for item in items if _visible(scope, item)]
     oldest = datetime.min.replace(tzinfo=UTC)
     return sorted(items, key=lambda item: (item.deleted_at or oldest, item.id))
 
@@ -167,11 +169,8 @@ def restore(ctx: Context, actor: Actor, trash_id: object) -> Restored:
     """
     with ctx.maildirs.changing():
         entry = ctx.maildirs.trash_entry(trash_id)
-        scope = actor.scope
-        if scope is not None and not scope.every_domain:
-            item = _item(entry)
-            if item.kind != "mailbox" or not scope.sees_name(_domain_of(item.target)):
-                raise NotFoundError(f"There is nothing in the trash with the id {entry.path.name}.")
+        if not _visible(actor.scope, _item(entry)):
+            raise NotFoundError(f"There is nothing in the trash with the id {entry.path.name}.")
         return _restore(ctx, actor, entry)
 
 
