@@ -52,7 +52,12 @@ def test_a_domain_admin_lists_and_manages_only_its_domain(
 def test_a_read_only_key_bound_to_a_domain_reads_it_and_changes_nothing(
     anon: httpx.Client, owner: dict[str, str]
 ) -> None:
-    made = anon.post("/auth/keys", headers=owner, data={"name": "monitor", "access": "read"}).json()
+    made = anon.post(
+        "/auth/keys",
+        headers=owner,
+        data={"name": "monitor", "access": "read", "domains": "mine.example"},
+    ).json()
+    assert made["api_key"]["domains"] == ["mine.example"]
     key = {"Authorization": f"Bearer {made['key']}"}
     assert [d["name"] for d in anon.get("/domains", headers=key).json()["domains"]] == [
         "mine.example"
@@ -64,6 +69,7 @@ def test_a_read_only_key_bound_to_a_domain_reads_it_and_changes_nothing(
         "DELETE", "/auth/keys", headers=owner, data={"id": made["api_key"]["id"]}
     )
     assert revoked.status_code == 200
+    assert revoked.json()["api_key"]["domains"] == ["mine.example"]
     assert anon.get("/domains", headers=key).status_code == 401
 
 

@@ -220,6 +220,7 @@ def revoke_key(ctx: Context, actor: Actor, key_id: object) -> ApiKeyView:
     wanted = key_id.strip() if isinstance(key_id, str) else ""
     if wanted.startswith(KEY_PREFIX):
         wanted = wanted[len(KEY_PREFIX) :].split("_", 1)[0]
+    wanted = wanted[:33]  # no id is longer than 32: a longer one is simply not found
     missing = f"There is no active API key with id {wanted[:32]}."
     with ctx.uow() as uow:
         found = uow.api_keys.with_admin(wanted) if wanted else None
@@ -231,8 +232,9 @@ def revoke_key(ctx: Context, actor: Actor, key_id: object) -> ApiKeyView:
             raise NotFoundError(missing)
         key.revoked_at = time.time()
         uow.audit.record(actor, "revoke_api_key", owner.username, f"key={key.key_id}")
+        bound = None if key.all_domains else uow.api_keys.domains_of([key.id]).get(key.id, [])
         uow.commit()
-        view = _view(key, owner.username, None)
+        view = _view(key, owner.username, bound)
     ctx.tokens.revoked()
     return view
 
