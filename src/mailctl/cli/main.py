@@ -13,6 +13,7 @@ from mailctl.cli import (
     dkim,
     domains,
     hostcmds,
+    keys,
     setup,
     trash,
     users,
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(admins.app, name="admin")
+app.add_typer(keys.app, name="key")
 app.add_typer(domains.app, name="domain")
 app.add_typer(users.app, name="user")
 app.add_typer(aliases.app, name="alias")
