@@ -80,3 +80,32 @@ def test_the_last_superadmin_cannot_be_disabled(api: httpx.Client) -> None:
     answer = api.post("/admin/disable", data={"username": me["username"]})
     assert answer.status_code == 409
     assert "last enabled superadmin" in answer.json()["msg"]
+
+
+def test_a_key_bound_to_a_domain_reaches_only_keys_bound_within_it(
+    api: httpx.Client, anon: httpx.Client, owner: dict[str, str]
+) -> None:
+    """A superadmin's key bound to mine.example lists and revokes its own kind only: the
+    superadmin's key of other.example and its all-domain key are as unknown to it (404)."""
+    made = {
+        name: api.post("/auth/keys", data={"name": name, "domains": domains}).json()
+        for name, domains in (("mine", "mine.example"), ("other", "other.example"), ("all", ""))
+    }
+    key = {"Auth-token": made["mine"]["key"]}
+    listed = anon.get("/auth/keys", headers=key).json()["keys"]
+    assert [k["name"] for k in listed] == ["mine"]
+    for name in ("other", "all"):
+        refused = anon.request(
+            "DELETE", "/auth/keys", headers=key, data={"id": made[name]["api_key"]["id"]}
+        )
+        assert refused.status_code == 404
+        assert (
+            refused.json()["msg"]
+            == f"There is no active API key with id {made[name]['api_key']['id']}."
+        )
+    assert [k["name"] for k in api.get("/auth/keys").json()["keys"]] == ["mine", "other", "all"]
+    itself = anon.request(
+        "DELETE", "/auth/keys", headers=key, data={"id": made["mine"]["api_key"]["id"]}
+    )
+    assert itself.status_code == 200
+    assert anon.get("/domains", headers=key).status_code == 401

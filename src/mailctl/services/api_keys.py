@@ -27,7 +27,7 @@ from mailctl.services.auth import (
     scope_of,
 )
 from mailctl.services.context import Actor, Context
-from mailctl.services.scope import require_superadmin
+from mailctl.services.scope import Scope, require_superadmin
 from mailctl.storage.tables import ApiKey, ApiKeyDomain
 
 MAX_NETWORKS = 32
@@ -199,9 +199,21 @@ def create_key(
     return NewApiKey(f"{KEY_PREFIX}{key_id}_{secret}", view)
 
 
+def _reaches(scope: Scope | None, domains: list[str] | None) -> bool:
+    """Whether a caller may see and revoke a key bound to ``domains`` (None: all its admin's).
+
+    A key bound to some domains reaches only the keys bound within them: its admin's wider
+    keys, and those of its other domains, are as unknown to it as the domains themselves.
+    """
+    if scope is None or scope.key_domains_of is None:
+        return True
+    return domains is not None and all(scope.sees_name(name) for name in domains)
+
+
 def list_keys(ctx: Context, actor: Actor, admin: object = None) -> list[ApiKeyView]:
     """The keys still valid of the acting admin, or of ``admin`` (``*``: of every admin)
-    for a superadmin, without their secrets."""
+    for a superadmin, without their secrets; a key bound to domains lists only the keys
+    bound within those."""
     wanted = admin.strip() if isinstance(admin, str) and admin.strip() else actor.name
     if wanted != actor.name:
         require_superadmin(actor, "list other admins' keys")
@@ -209,14 +221,17 @@ def list_keys(ctx: Context, actor: Actor, admin: object = None) -> list[ApiKeyVi
     with ctx.uow() as uow:
         rows = uow.api_keys.active(None if wanted == "*" else wanted, now)
         domains = uow.api_keys.domains_of([key.id for key, _ in rows])
+        bound = {key.id: None if key.all_domains else domains.get(key.id, []) for key, _ in rows}
         return [
-            _view(key, owner, None if key.all_domains else domains.get(key.id, []))
+            _view(key, owner, bound[key.id])
             for key, owner in rows
+            if _reaches(actor.scope, bound[key.id])
         ]
 
 
 def revoke_key(ctx: Context, actor: Actor, key_id: object) -> ApiKeyView:
-    """Revoke a key of the acting admin (a superadmin: any key); it stops at once."""
+    """Revoke a key of the acting admin (a superadmin: any key); it stops at once. A key
+    bound to domains revokes only keys bound within those (another is not found)."""
     wanted = key_id.strip() if isinstance(key_id, str) else ""
     if wanted.startswith(KEY_PREFIX):
         wanted = wanted[len(KEY_PREFIX) :].split("_", 1)[0]
@@ -230,9 +245,11 @@ def revoke_key(ctx: Context, actor: Actor, key_id: object) -> ApiKeyView:
         superadmin = actor.scope is None or actor.scope.superadmin
         if owner.username != actor.name and not superadmin:
             raise NotFoundError(missing)
+        bound = None if key.all_domains else uow.api_keys.domains_of([key.id]).get(key.id, [])
+        if not _reaches(actor.scope, bound):
+            raise NotFoundError(missing)
         key.revoked_at = time.time()
         uow.audit.record(actor, "revoke_api_key", owner.username, f"key={key.key_id}")
-        bound = None if key.all_domains else uow.api_keys.domains_of([key.id]).get(key.id, [])
         uow.commit()
         view = _view(key, owner.username, bound)
     ctx.tokens.revoked()
