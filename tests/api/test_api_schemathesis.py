@@ -116,19 +116,20 @@ class Tally:
             self.violations.append(f"{label}: {type(exc).__name__}: {str(exc)[:600]}")
 
 
-def fuzz(
-    operation: Any,
-    mode: Any,
-    count: int,
-    call: Callable[[Any], Any],
-    tally: Tally,
-    headers: dict[str, str],
-) -> None:
-    """Send ``count`` examples of one operation in one generation mode (derandomized)."""
+# The examples of each operation and mode, built once per test process: derandomized, they
+# are the same for every backend, and building them costs more than sending them.
+_EXAMPLES: dict[tuple[str, str], list[Any]] = {}
+
+
+def examples(operation: Any, mode: Any, count: int) -> list[Any]:
+    """``count`` examples of one operation in one generation mode (derandomized, cached)."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
 
-    label = f"{operation.label} ({mode.value})"
+    key = (operation.label, mode.value)
+    if key in _EXAMPLES:
+        return _EXAMPLES[key]
+    built: list[Any] = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -139,21 +140,36 @@ def fuzz(
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    def run(case: Any) -> None:
+    def build(case: Any) -> None:
+        built.append(case)
+
+    try:
+        build()
+    except Unsatisfiable:
+        # No negative example exists for an operation without inputs (GET /ping).
+        assert mode is schemathesis.GenerationMode.NEGATIVE, key
+    _EXAMPLES[key] = built
+    return built
+
+
+def fuzz(
+    operation: Any,
+    mode: Any,
+    count: int,
+    call: Callable[[Any], Any],
+    tally: Tally,
+    headers: dict[str, str],
+) -> None:
+    """Send the examples of one operation in one generation mode, each answer checked."""
+    label = f"{operation.label} ({mode.value})"
+    for case in examples(operation, mode, count):
         try:
             response = call(case)
         except requests.RequestException as exc:
-            # No answer at all: reported as such, not left to hypothesis to replay.
             tally.sent[label] += 1
             tally.transport_errors.append(f"{label}: {type(exc).__name__}: {exc}")
-            return
+            continue
         tally.record(label, case, response, headers)
-
-    try:
-        run()
-    except Unsatisfiable:
-        # No negative example exists for an operation without inputs (GET /ping).
-        assert mode is schemathesis.GenerationMode.NEGATIVE, label
 
 
 @pytest.mark.slow
