@@ -8,7 +8,7 @@ import sqlite3
 import psycopg
 import pymysql
 import pytest
-from sqlalchemy import exc
+from sqlalchemy import event, exc
 
 from mailctl.errors import (
     DiskFullError,
@@ -17,7 +17,7 @@ from mailctl.errors import (
     UnavailableError,
     reported,
 )
-from mailctl.storage.database import translate
+from mailctl.storage.database import make_engine, translate
 from mailctl.storage.timeouts import Timeouts, postgresql_connect_args
 
 
@@ -147,3 +147,44 @@ def test_statement_limits_keep_options_of_the_url() -> None:
     assert args["options"] == ("-c search_path=mail -c statement_timeout=2500 -c lock_timeout=2500")
     assert "options" not in postgresql_connect_args(Timeouts(statement=0), None)
     assert Timeouts(statement=0).client is None
+
+
+class _Stop(Exception):
+    pass
+
+
+def _mariadb_connect_params(url: str) -> dict[str, object]:
+    """The arguments make_engine would hand PyMySQL for ``url`` (nothing is connected)."""
+    engine = make_engine(url)
+    seen: dict[str, object] = {}
+
+    @event.listens_for(engine, "do_connect")
+    def capture(
+        _dialect: object, _record: object, _args: object, params: dict[str, object]
+    ) -> None:
+        seen.update(params)
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        engine.connect()
+    engine.dispose()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("url", "tls_offered"),
+    [
+        ("mysql+pymysql://mailctl:pw@127.0.0.1/mailctl", False),
+        ("mysql+pymysql://mailctl:pw@localhost/mailctl", False),
+        ("mysql+pymysql://mailctl:pw@[::1]/mailctl", False),
+        ("mysql+pymysql://mailctl:pw@/mailctl?unix_socket=/run/mysqld/mysqld.sock", False),
+        ("mysql+pymysql://mailctl:pw@db.example.net/mailctl", True),
+        ("mysql+pymysql://mailctl:pw@192.0.2.7/mailctl", True),
+        ("mysql+pymysql://mailctl:pw@127.0.0.1/mailctl?ssl_ca=/etc/ssl/db-ca.pem", True),
+    ],
+)
+def test_mariadb_over_loopback_skips_the_tls_attempt(url: str, tls_offered: bool) -> None:
+    """Over loopback PyMySQL is told not to build a TLS context (90 ms per connection);
+    a remote server, or a URL that asks for TLS, keeps PyMySQL's own choice."""
+    params = _mariadb_connect_params(url)
+    assert params.get("ssl_disabled") is (None if tls_offered else True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailctl.errors import (
@@ -62,6 +63,18 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database).absolute()
 
 
+def _loopback_without_tls(url: URL) -> bool:
+    """Whether a MariaDB URL names this machine (or a socket) and asks for no TLS."""
+    if any(key.startswith("ssl") for key in url.query):
+        return False
+    if "unix_socket" in url.query or url.host in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(url.host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
     """Create an engine with the settings each backend needs to behave like the others.
 
@@ -87,7 +100,7 @@ def make_engine(url: str, timeouts: Timeouts | None = None) -> Engine:
         # a request that waited for a row lock would not see what the holder committed and
         # would act on stale rows. READ COMMITTED is PostgreSQL's default; both then agree.
         kwargs["isolation_level"] = "READ COMMITTED"
-        kwargs["connect_args"] = mariadb_connect_args(limits)
+        kwargs["connect_args"] = mariadb_connect_args(limits, _loopback_without_tls(parsed))
     elif backend == "postgresql":
         options = parsed.query.get("options")
         parsed = parsed.difference_update_query(["options"])
