@@ -285,11 +285,20 @@ class Audit:
         self.session = session
 
     def record(
-        self, actor: Acting, action: str, target: str, detail: str | None = None
+        self,
+        actor: Acting,
+        action: str,
+        target: str,
+        detail: str | None = None,
+        *,
+        domain: str | None = None,
     ) -> AuditEntry:
         """Record that ``actor`` did ``action`` to ``target``, in this transaction.
 
-        The one way any service writes the audit log; long values are cut to the columns.
+        ``domain`` is the name of the domain the action concerns (None for admins, keys,
+        tokens, certificates): the entry is shown to whoever sees that domain. The one way
+        any service writes the audit log; long values are cut to the columns. A detail
+        must never hold a secret (a password, a token, a key): the log is read over HTTP.
         """
         address = actor.address or None
         entry = AuditEntry(
@@ -298,12 +307,19 @@ class Audit:
             target=target[:320],
             client_address=address and address[:64],
             detail=detail,
+            domain=domain and domain[:253],
         )
         self.session.add(entry)
         return entry
 
     def record_many(
-        self, actor: Acting, action: str, targets: Sequence[str], detail: str | None = None
+        self,
+        actor: Acting,
+        action: str,
+        targets: Sequence[str],
+        detail: str | None = None,
+        *,
+        domain: str | None = None,
     ) -> None:
         """Record one entry per target in one statement, as ``record`` would each."""
         if not targets:
@@ -320,6 +336,7 @@ class Audit:
                     "target": target[:320],
                     "client_address": address and address[:64],
                     "detail": detail,
+                    "domain": domain and domain[:253],
                 }
                 for target in targets
             ],
