@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
@@ -13,6 +15,7 @@ from mailctl.storage.tables import (
     Admin,
     AdminDomain,
     Alias,
+    ApiKeyDomain,
     AuditEntry,
     Base,
     Domain,
@@ -278,6 +281,18 @@ class Acting(Protocol):
     def address(self) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit entries to read: each field given narrows them (times are UTC, and
+    both ends are included)."""
+
+    admin: str | None = None
+    action: str | None = None
+    domain: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class Audit:
     """Writes and reads ``audit_log``."""
 
@@ -346,6 +361,44 @@ class Audit:
         return self.session.scalars(
             select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         ).all()
+
+    def entries(
+        self,
+        wanted: AuditQuery,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        granted_to: int | None = None,
+        bound_to_key: int | None = None,
+    ) -> Sequence[AuditEntry]:
+        """The entries that match, newest first; only those older than the entry
+        ``before`` (a cursor), and only those of the domains granted to an admin, or bound
+        to an API key, when one is named (the domains as they are now)."""
+        query = select(AuditEntry)
+        if wanted.admin is not None:
+            query = query.where(AuditEntry.admin == wanted.admin)
+        if wanted.action is not None:
+            query = query.where(AuditEntry.action == wanted.action)
+        if wanted.domain is not None:
+            query = query.where(AuditEntry.domain == wanted.domain)
+        if wanted.since is not None:
+            query = query.where(AuditEntry.at >= wanted.since)
+        if wanted.until is not None:
+            query = query.where(AuditEntry.at <= wanted.until)
+        if granted_to is not None:
+            granted = select(AdminDomain.domain_id).where(AdminDomain.admin_id == granted_to)
+            names = select(Domain.name).where(Domain.id.in_(granted))
+            query = query.where(AuditEntry.domain.in_(names))
+        if bound_to_key is not None:
+            bound = select(ApiKeyDomain.domain_id).where(ApiKeyDomain.key_id == bound_to_key)
+            names = select(Domain.name).where(Domain.id.in_(bound))
+            query = query.where(AuditEntry.domain.in_(names))
+        if before is not None:
+            query = query.where(AuditEntry.id < before)
+        query = query.order_by(AuditEntry.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        return self.session.scalars(query).all()
 
 
 class Secrets:
