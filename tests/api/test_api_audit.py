@@ -116,6 +116,56 @@ def test_each_change_of_a_domain_names_it_and_admin_changes_name_none(
     assert all(e["domain"] == "gone.example" for e in kept)
 
 
+# Once, on SQLite: which domain an entry names is decided by the services, in Python.
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_keys_archives_and_trash_restores_name_their_domain(api: httpx.Client) -> None:
+    """DKIM keys, an export, an import in place of the domain and trash restores (of a
+    mailbox, of a domain) each name the domain; a certificate names none."""
+    made = api.post(
+        "/domains",
+        data={"domain": "example.com", "username": "ann", "password": "pw-ann-12345"},
+    )
+    assert made.status_code == 200, made.text
+    assert api.post("/dkim/add-new-domain", data={"domain": "example.com"}).status_code == 200
+    gone = api.request("DELETE", "/users", data={"email": "ann@example.com"})
+    assert gone.status_code == 200, gone.text
+    restored = api.post("/trash/restore", data={"id": gone.json()["trash_id"]})
+    assert restored.status_code == 200, restored.text
+    archive = api.get("/export/domain", params={"domain": "example.com"})
+    assert archive.status_code == 200, archive.text
+    imported = api.post(
+        "/import/domain",
+        files={"archive": ("example.com.tar.gz", archive.content)},
+        data={"replace": "true"},
+    )
+    assert imported.status_code == 200, imported.text
+    removed = api.request("DELETE", "/domain", data={"domain": "example.com"})
+    assert api.post("/trash/restore", data={"id": removed.json()["trash_id"]}).status_code == 200
+    chain, key = self_signed("mail.example.com")
+    upload = api.post(
+        "/ssl/upload",
+        files={"ssl_certificate": ("c.pem", chain), "ssl_certificate_key": ("k.pem", key)},
+    )
+    assert upload.status_code == 200, upload.text
+
+    found = [(e["action"], e["domain"]) for e in _entries(api)]
+    certificate, *rest = found
+    assert certificate[1] is None
+    assert rest == [
+        ("restore_domain", "example.com"),
+        ("delete_domain", "example.com"),
+        ("import_domain", "example.com"),
+        ("delete_domain", "example.com"),  # the one the import replaced
+        ("export_domain", "example.com"),
+        ("restore_user", "example.com"),
+        ("delete_user", "example.com"),
+        ("create_dkim_key", "example.com"),
+        ("create_user", "example.com"),
+        ("create_domain", "example.com"),
+        ("create_admin", None),
+    ]
+
+
 def test_filters_by_admin_domain_and_action_are_exact(api: httpx.Client, ctx: Context) -> None:
     """admin, domain and action each narrow the list, together too, matching whole values."""
     one, _ = domains.create_domain(ctx, ALICE, "one.example")
