@@ -348,12 +348,14 @@ def test_a_domain_admin_reads_only_its_domains_entries(
         ({"after": "x"}, "'after' must be a whole number"),
         ({"admin": "a" * 65}, "'admin' must be at most 64 characters."),
         ({"action": "a" * 65}, "'action' must be at most 64 characters."),
-        ({"domain": "not a domain"}, ""),
+        ({"domain": "not a domain"}, "The domain name must not contain spaces"),
     ],
 )
 def test_bad_fields_are_a_clear_400(
     api: httpx.Client, params: dict[str, str], message: str
 ) -> None:
+    """A time that is neither ISO 8601 nor Unix seconds, a page out of range, a name too
+    long or no domain name: a 400 in the envelope that names the field."""
     answer = api.get("/audit", params=params)
     assert answer.status_code == 400, answer.text
     body = answer.json()
