@@ -67,3 +67,28 @@ def test_catch_all_alias_example_creates_the_catch_all(
     assert body["alias"]["source"] == "@alsoanotherexample.com"
     aliases = api.get("/aliases/1").json()["aliases"]
     assert [a["source"] for a in aliases] == ["@alsoanotherexample.com"]
+
+
+# Once, on SQLite: what is checked is the example's fields and the answer's shape; the
+# filters' SQL is tested on every backend in test_api_audit.py.
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_audit_examples_read_a_domains_entries_page_by_page(
+    api: httpx.Client, server: LiveServer, token: str, tmp_path: Path
+) -> None:
+    """The README's GET /audit examples, as written: a page of the domain's entries, then
+    the next from ``after``."""
+    fields = {"domain": "example.com", "username": "ann", "password": "PASSWORD-1"}
+    created = api.post("/domains", data=fields)
+    assert created.status_code == 200, created.text
+    first = run_curl(readme_command('"since=2026-12-01T00:00:00Z"'), server, token, tmp_path)
+    assert first.returncode == 0, first.stderr
+    body = json.loads(first.stdout)
+    assert body["result"] is True, body
+    assert [e["action"] for e in body["entries"]] == ["create_user", "create_domain"]
+    assert {e["domain"] for e in body["entries"]} == {"example.com"}
+    assert body["next_after"] is None
+    nxt = run_curl(readme_command('"after=12"'), server, token, tmp_path)
+    assert nxt.returncode == 0, nxt.stderr
+    older = json.loads(nxt.stdout)
+    assert [e["id"] for e in older["entries"]] == [e["id"] for e in body["entries"]]  # all < 12
+    assert older["next_after"] is None

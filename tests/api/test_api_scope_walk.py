@@ -202,6 +202,8 @@ def _like_ghost(world: World) -> list[Call]:
         ),
         Call("POST", f"/alias/{mine}", {"source": f"x@{OTHER}", "destination": f"a@{MINE}"}),
         Call("POST", f"/alias/{mine}", {"source": f"@{OTHER}", "destination": f"a@{MINE}"}),
+        # A superadmin reads a deleted domain's entries: only to others is B a 404.
+        Call("GET", "/audit", {"domain": OTHER}),
     ]
 
 
@@ -270,6 +272,10 @@ def _listings() -> dict[tuple[str, str], list[Call]]:
             Call("GET", "/domains", {"limit": "1", "after": "1"}),
         ],
         ("GET", "/trash"): [Call("GET", "/trash")],
+        ("GET", "/audit"): [
+            Call("GET", "/audit"),
+            Call("GET", "/audit", {"action": "create_user", "limit": "1000"}),
+        ],
     }
 
 

@@ -16,6 +16,7 @@ from mailctl.api.routes import (
     admins,
     aliases,
     archives,
+    audit,
     auth,
     dkim,
     domains,
@@ -35,7 +36,20 @@ DESCRIPTION = (
     "token from POST /auth as `Auth-token` or `Authorization: Bearer`. Every error is "
     'JSON: `{"result": false, "msg": "..."}`.'
 )
-ROUTERS = (system, auth, admins, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
+ROUTERS = (
+    system,
+    auth,
+    admins,
+    domains,
+    users,
+    aliases,
+    dkim,
+    ssl,
+    jobs,
+    acme_challenge,
+    archives,
+    audit,
+)
 
 
 def create_app(

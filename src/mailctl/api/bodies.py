@@ -281,6 +281,29 @@ class Restored(BaseModel):
     dkim_keys: int
 
 
+class AuditEntry(BaseModel):
+    """One change: who made it (``admin``), when (``at``, ISO 8601 in UTC), from where, to
+    what, and the domain it concerns (null for admins, keys, tokens and certificates)."""
+
+    id: int
+    at: str
+    admin: str
+    action: str
+    target: str
+    domain: str | None
+    client_address: str | None
+    detail: str | None
+
+
+class AuditList(BaseModel):
+    """A page of the audit log, newest first; ``next_after`` is the ``after`` of the next
+    page, null after the last."""
+
+    result: Literal[True]
+    entries: list[AuditEntry]
+    next_after: int | None
+
+
 class PasswordChanged(BaseModel):
     """The new password holds; every earlier token is refused, the one here is new."""
 

@@ -8,6 +8,7 @@ from mailctl.cli import (
     admins,
     aliases,
     archives,
+    audit,
     certs,
     check,
     dkim,
@@ -44,6 +45,7 @@ app.command("agent")(hostcmds.agent_command)
 app.command("setup")(setup.setup_command)
 app.command("dns")(setup.dns_command)
 app.command("check")(check.check_command)
+app.command("audit")(audit.audit_command)
 
 
 @app.command()

@@ -200,7 +200,9 @@ def grant(ctx: Context, actor: Actor, username: object, domains: object) -> Admi
             )
         for domain_id, name in zip(_domain_ids(uow, names), names, strict=True):
             if uow.admins.grant(admin.id, domain_id):
-                uow.audit.record(actor, "grant_domain", admin.username, f"domain={name}")
+                uow.audit.record(
+                    actor, "grant_domain", admin.username, f"domain={name}", domain=name
+                )
         uow.commit()
         view = _current(uow, admin)
     ctx.tokens.revoked()
@@ -222,7 +224,7 @@ def revoke(ctx: Context, actor: Actor, username: object, domains: object) -> Adm
                 raise NotFoundError(f"The domain {name} is not granted to {admin.username}.")
         for name in names:
             uow.admins.ungrant(admin.id, by_name[name])
-            uow.audit.record(actor, "revoke_domain", admin.username, f"domain={name}")
+            uow.audit.record(actor, "revoke_domain", admin.username, f"domain={name}", domain=name)
         uow.commit()
         view = _current(uow, admin)
     ctx.tokens.revoked()

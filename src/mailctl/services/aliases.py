@@ -65,7 +65,9 @@ def add_alias(
                     f"The alias {wanted_source} to {wanted_destination} exists already."
                 )
         alias = uow.aliases.add(ident, wanted_source, wanted_destination)
-        uow.audit.record(actor, "create_alias", wanted_source, f"to {wanted_destination}")
+        uow.audit.record(
+            actor, "create_alias", wanted_source, f"to {wanted_destination}", domain=domain.name
+        )
         uow.commit()
         view = AliasView(alias.id, ident, alias.source, alias.destination)
     ctx.changed("aliases")
@@ -101,7 +103,11 @@ def delete_aliases(
         if not removed:
             raise NotFoundError(missing)
         uow.audit.record(
-            actor, "delete_alias", wanted_source, "to " + "; ".join(a.destination for a in removed)
+            actor,
+            "delete_alias",
+            wanted_source,
+            "to " + "; ".join(a.destination for a in removed),
+            domain=wanted_source.rpartition("@")[2],
         )
         uow.commit()
     ctx.changed("aliases")

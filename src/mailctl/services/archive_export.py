@@ -73,7 +73,7 @@ def prepare_export(ctx: Context, actor: Actor, name: object) -> DomainExport:
         ]
         keys = sorted(uow.dkim_keys.for_domain(domain.id), key=lambda k: (k.active, k.id))
         dkim_keys = [DkimKeyEntry(k.selector, k.key_type, k.private_key, k.active) for k in keys]
-        uow.audit.record(actor, "export_domain", domain_name)
+        uow.audit.record(actor, "export_domain", domain_name, domain=domain_name)
         uow.commit()
     manifest = Manifest(
         domain=domain_name, mailboxes=mailboxes, aliases=aliases, dkim_keys=dkim_keys

@@ -339,6 +339,7 @@ def _apply(
             plan.domain,
             f"{len(plan.mailboxes)} mailboxes, {files} files"
             + (", replacing the existing domain" if exists else ""),
+            domain=plan.domain,
         )
         uow.flush()
         created_dir = not domain_dir.exists()

@@ -192,6 +192,7 @@ def add_key(
                 "rotate_dkim_key" if replaced is not None else "create_dkim_key",
                 name,
                 detail,
+                domain=name,
             )
             view = _view(name, key)
             uow.commit()
@@ -244,6 +245,7 @@ def remove_key(ctx: Context, actor: Actor, domain: str, selector: str) -> DkimRe
             "delete_dkim_key",
             name,
             f"selector {wanted}" + ("; was signing" if was_active else "; retired"),
+            domain=name,
         )
         uow.commit()
     return DkimRemoval(name, wanted, was_active, ctx.changed("dkim"))

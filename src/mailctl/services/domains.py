@@ -68,11 +68,11 @@ def create_domain(
         if uow.domains.by_name(domain_name) is not None:
             raise ConflictError(f"The domain {domain_name} exists already.")
         domain = uow.domains.add(domain_name)
-        uow.audit.record(actor, "create_domain", domain_name)
+        uow.audit.record(actor, "create_domain", domain_name, domain=domain_name)
         user_view = None
         if address is not None and hashed is not None:
             user = uow.users.add(domain.id, address.email, hashed)
-            uow.audit.record(actor, "create_user", address.email)
+            uow.audit.record(actor, "create_user", address.email, domain=domain_name)
             user_view = UserView(user.id, domain.id, user.email)
         ctx.maildirs.domain_path(domain_name)  # refuse before commit if the path is unsafe
         created = None
@@ -118,7 +118,11 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
             # A concurrent delete won; it made the one trash entry.
             raise NotFoundError(f"The domain {domain_name} does not exist.")
         uow.audit.record(
-            actor, "delete_domain", domain_name, f"{len(users)} mailboxes, {len(aliases)} aliases"
+            actor,
+            "delete_domain",
+            domain_name,
+            f"{len(users)} mailboxes, {len(aliases)} aliases",
+            domain=domain_name,
         )
         source = ctx.maildirs.domain_path(domain_name)
         entry = ctx.maildirs.move_to_trash(

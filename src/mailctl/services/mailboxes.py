@@ -103,7 +103,7 @@ def create_user(
         if uow.users.by_email(address.email) is not None:
             raise ConflictError(f"The mailbox {address.email} exists already.")
         user = uow.users.add(ident, address.email, hashed)
-        uow.audit.record(actor, "create_user", address.email)
+        uow.audit.record(actor, "create_user", address.email, domain=domain_name)
         existed = ctx.maildirs.mailbox_path(domain_name, address.local_part).exists()
         ctx.maildirs.create_mailbox(domain_name, address.local_part)
         try:
@@ -233,7 +233,9 @@ def create_users(
         # Checked under the transaction: a create may have come in meanwhile.
         _refuse_existing(uow.users.existing(emails))
         inserted = uow.users.add_many(ident, rows)
-        uow.audit.record_many(actor, "create_user", emails, f"one of a batch of {len(rows)}")
+        uow.audit.record_many(
+            actor, "create_user", emails, f"one of a batch of {len(rows)}", domain=domain_name
+        )
         made = ctx.maildirs.create_mailboxes(domain_name, local_parts)  # removes its own on failure
         try:
             uow.commit()
@@ -274,7 +276,7 @@ def change_password(
         if user is None or user.domain_id != did:
             raise NotFoundError(f"There is no user with id {uid} in the domain with id {did}.")
         user.password = hashed
-        uow.audit.record(actor, "change_password", user.email)
+        uow.audit.record(actor, "change_password", user.email, domain=user.email.rpartition("@")[2])
         uow.commit()
         view = UserView(user.id, user.domain_id, user.email)
     ctx.changed("users")
@@ -310,6 +312,7 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
             "delete_user",
             address.email,
             f"with aliases {', '.join(a.source for a in orphans)}" if orphans else None,
+            domain=address.domain,
         )
         source = ctx.maildirs.mailbox_path(address.domain, address.local_part)
         entry = ctx.maildirs.move_to_trash(

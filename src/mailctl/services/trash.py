@@ -223,7 +223,7 @@ def _restore_mailbox(
             if alias_domain is not None and not again:
                 uow.aliases.add(alias_domain.id, source, target)
                 restored_aliases += 1
-        uow.audit.record(actor, "restore_user", mailbox.email, entry.path.name)
+        uow.audit.record(actor, "restore_user", mailbox.email, entry.path.name, domain=domain_name)
         uow.flush()
         _commit_with_move(ctx, uow.commit, entry, destination)
     ctx.maildirs.create_mailbox(domain_name, mailbox.local_part)
@@ -258,6 +258,7 @@ def _restore_domain(
             "restore_domain",
             domain_name,
             f"{entry.path.name}: {len(mailboxes)} mailboxes, {len(aliases)} aliases",
+            domain=domain_name,
         )
         uow.flush()
         _commit_with_move(ctx, uow.commit, entry, destination)

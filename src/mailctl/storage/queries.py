@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
@@ -13,6 +15,7 @@ from mailctl.storage.tables import (
     Admin,
     AdminDomain,
     Alias,
+    ApiKeyDomain,
     AuditEntry,
     Base,
     Domain,
@@ -278,6 +281,18 @@ class Acting(Protocol):
     def address(self) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which audit entries to read: each field given narrows them (times are UTC, and
+    both ends are included)."""
+
+    admin: str | None = None
+    action: str | None = None
+    domain: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class Audit:
     """Writes and reads ``audit_log``."""
 
@@ -285,11 +300,20 @@ class Audit:
         self.session = session
 
     def record(
-        self, actor: Acting, action: str, target: str, detail: str | None = None
+        self,
+        actor: Acting,
+        action: str,
+        target: str,
+        detail: str | None = None,
+        *,
+        domain: str | None = None,
     ) -> AuditEntry:
         """Record that ``actor`` did ``action`` to ``target``, in this transaction.
 
-        The one way any service writes the audit log; long values are cut to the columns.
+        ``domain`` is the name of the domain the action concerns (None for admins, keys,
+        tokens, certificates): the entry is shown to whoever sees that domain. The one way
+        any service writes the audit log; long values are cut to the columns. A detail
+        must never hold a secret (a password, a token, a key): the log is read over HTTP.
         """
         address = actor.address or None
         entry = AuditEntry(
@@ -298,12 +322,19 @@ class Audit:
             target=target[:320],
             client_address=address and address[:64],
             detail=detail,
+            domain=domain and domain[:253],
         )
         self.session.add(entry)
         return entry
 
     def record_many(
-        self, actor: Acting, action: str, targets: Sequence[str], detail: str | None = None
+        self,
+        actor: Acting,
+        action: str,
+        targets: Sequence[str],
+        detail: str | None = None,
+        *,
+        domain: str | None = None,
     ) -> None:
         """Record one entry per target in one statement, as ``record`` would each."""
         if not targets:
@@ -320,6 +351,7 @@ class Audit:
                     "target": target[:320],
                     "client_address": address and address[:64],
                     "detail": detail,
+                    "domain": domain and domain[:253],
                 }
                 for target in targets
             ],
@@ -329,6 +361,44 @@ class Audit:
         return self.session.scalars(
             select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
         ).all()
+
+    def entries(
+        self,
+        wanted: AuditQuery,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        granted_to: int | None = None,
+        bound_to_key: int | None = None,
+    ) -> Sequence[AuditEntry]:
+        """The entries that match, newest first; only those older than the entry
+        ``before`` (a cursor), and only those of the domains granted to an admin, or bound
+        to an API key, when one is named (the domains as they are now)."""
+        query = select(AuditEntry)
+        if wanted.admin is not None:
+            query = query.where(AuditEntry.admin == wanted.admin)
+        if wanted.action is not None:
+            query = query.where(AuditEntry.action == wanted.action)
+        if wanted.domain is not None:
+            query = query.where(AuditEntry.domain == wanted.domain)
+        if wanted.since is not None:
+            query = query.where(AuditEntry.at >= wanted.since)
+        if wanted.until is not None:
+            query = query.where(AuditEntry.at <= wanted.until)
+        if granted_to is not None:
+            granted = select(AdminDomain.domain_id).where(AdminDomain.admin_id == granted_to)
+            names = select(Domain.name).where(Domain.id.in_(granted))
+            query = query.where(AuditEntry.domain.in_(names))
+        if bound_to_key is not None:
+            bound = select(ApiKeyDomain.domain_id).where(ApiKeyDomain.key_id == bound_to_key)
+            names = select(Domain.name).where(Domain.id.in_(bound))
+            query = query.where(AuditEntry.domain.in_(names))
+        if before is not None:
+            query = query.where(AuditEntry.id < before)
+        query = query.order_by(AuditEntry.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        return self.session.scalars(query).all()
 
 
 class Secrets:
