@@ -53,6 +53,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files holding a ``slow`` test run first, the others after, each in its own order.
+
+    The parallel workers take whole files in this order (scripts/test asks xdist not to
+    reorder them by size): the few long files start at once on both workers and the many
+    quick ones fill the end, rather than one long file running alone at the finish.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cheap_password_hashing() -> Iterator[dict[str, object]]:
     """Hash with the least costs the libraries accept; yield production's settings.

@@ -12,6 +12,9 @@ import pytest
 from tests.securitylog import Figure
 from tests.serverproc import mailctl_env, serve
 
+# Each test runs `mailctl` as processes (init, serve), at production costs.
+pytestmark = pytest.mark.slow
+
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 # Rendered for the daemons, with the modes they need; not mailctl's own files.
 DAEMON_FOLDERS = ("opendkim", "tls")

@@ -10,7 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.serverproc import ServeProcess, mailctl_env, serve
+
+# Each test starts `mailctl serve` as a process, with its workers, at production costs.
+pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "a fine admin password"
 
