@@ -22,6 +22,7 @@ from mailctl.api.routes import (
     jobs,
     ssl,
     system,
+    totp,
     users,
 )
 from mailctl.config import Settings, load_settings
@@ -35,7 +36,20 @@ DESCRIPTION = (
     "token from POST /auth as `Auth-token` or `Authorization: Bearer`. Every error is "
     'JSON: `{"result": false, "msg": "..."}`.'
 )
-ROUTERS = (system, auth, admins, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
+ROUTERS = (
+    system,
+    auth,
+    totp,
+    admins,
+    domains,
+    users,
+    aliases,
+    dkim,
+    ssl,
+    jobs,
+    acme_challenge,
+    archives,
+)
 
 
 def create_app(

@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from mailctl.domain import totp
+from mailctl.domain import qr, totp
 from mailctl.errors import (
     AuthError,
     ConflictError,
@@ -67,6 +67,17 @@ class Enrolment:
     secret: str
     uri: str
 
+    def qr_svg(self) -> str:
+        return qr.svg(self.uri)
+
+    def qr_png(self) -> str:
+        """The QR code as a PNG image, base64-encoded."""
+        return qr.png_base64(self.uri)
+
+    def qr_terminal(self) -> str:
+        """The QR code in Unicode half blocks, for a terminal."""
+        return qr.terminal(self.uri)
+
 
 @dataclass(frozen=True)
 class TotpState:
@@ -85,6 +96,19 @@ def _admin(uow: UnitOfWork, username: object) -> Admin:
     if admin is None:
         raise NotFoundError(f"There is no admin {name[:64]}.")
     return admin
+
+
+# The words that turn the policy on and off (as a yes/no field of the API takes them).
+SWITCH_WORDS = {"true": True, "1": True, "yes": True, "on": True}
+SWITCH_WORDS |= {"false": False, "0": False, "no": False, "off": False}
+
+
+def parse_switch(value: object, name: str) -> bool:
+    """True or False from on/off, true/false, yes/no or 1/0; InvalidInputError otherwise."""
+    word = value.strip().lower() if isinstance(value, str) else ""
+    if word not in SWITCH_WORDS:
+        raise InvalidInputError(f"The field '{name}' must be true or false (on or off).")
+    return SWITCH_WORDS[word]
 
 
 def is_required(uow: UnitOfWork) -> bool:
