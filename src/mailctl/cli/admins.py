@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from mailctl.cli import totp
 from mailctl.cli.common import actor, console, context, read_password, reports_errors
 from mailctl.errors import InvalidInputError
 from mailctl.services import accounts
 
 app = typer.Typer(help="Manage the admins who use the API.", no_args_is_help=True)
+app.add_typer(totp.app, name="totp")
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 USERNAME = typer.Argument(None, help="The admin (default: MAILCTL_ADMIN_USERNAME, admin).")
