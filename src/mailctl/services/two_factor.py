@@ -168,12 +168,13 @@ def start_enrolment(ctx: Context, actor: Actor, username: object) -> Enrolment:
     return Enrolment(name, totp.encode_secret(secret), uri)
 
 
-def _open_secret(ctx: Context, uow: UnitOfWork, admin_id: int, sealed: str) -> bytes:
+def _key(ctx: Context, uow: UnitOfWork) -> totp_key.TotpKey:
+    """The key that opens the secrets there are; HostStateError if this server has none."""
     key = totp_key.load(ctx, uow, create=False)
     if key is None:
-        # A sealed secret with no key and no check value: the check row was deleted.
+        # A sealed secret, but neither a key nor a check value: the check row was deleted.
         raise HostStateError(totp_key.MISSING.format(where="the key file"))
-    return key.open(sealed, admin_id)
+    return key
 
 
 def confirm_enrolment(
@@ -198,15 +199,13 @@ def confirm_enrolment(
             )
         if row.confirmed_at is not None:
             raise ConflictError(f"Two-factor login is on already for {admin.username}.")
-        secret = _open_secret(ctx, uow, admin.id, row.secret)
-        step = totp.matching_step(secret, given, now)
+        key = _key(ctx, uow)
+        step = totp.matching_step(key.open(row.secret, admin.id), given, now)
         if step is None:
             raise InvalidInputError(
                 "The code is not correct: type the code the app shows now (and check that "
                 "the phone's clock is right)."
             )
-        key = totp_key.load(ctx, uow, create=False)
-        assert key is not None  # the secret opened with it
         if not uow.two_factor.confirm(admin.id, step, now):
             raise ConflictError(f"Two-factor login is on already for {admin.username}.")
         uow.two_factor.add_codes(admin.id, [key.code_digest(c) for c in codes])
@@ -236,9 +235,9 @@ def _check_code(ctx: Context, uow: UnitOfWork, admin_id: int, code: str) -> str:
     row = uow.two_factor.get(admin_id)
     if row is None or row.confirmed_at is None:
         raise SecondFactorError(WRONG_CODE)
+    key = _key(ctx, uow)
     if totp.is_code(code):
-        secret = _open_secret(ctx, uow, admin_id, row.secret)
-        step = totp.matching_step(secret, code, time.time())
+        step = totp.matching_step(key.open(row.secret, admin_id), code, time.time())
         if step is None:
             raise SecondFactorError(WRONG_CODE)
         if (row.last_step is not None and step <= row.last_step) or not (
@@ -246,8 +245,7 @@ def _check_code(ctx: Context, uow: UnitOfWork, admin_id: int, code: str) -> str:
         ):
             raise SecondFactorError(USED_CODE)
         return "totp"
-    key = totp_key.load(ctx, uow, create=False)
-    if key is None or len(code) != RECOVERY_CODE_LENGTH or not set(code) <= _RECOVERY_ALPHABET:
+    if len(code) != RECOVERY_CODE_LENGTH or not set(code) <= _RECOVERY_ALPHABET:
         raise SecondFactorError(WRONG_CODE)
     digest = key.code_digest(code)
     match = None
