@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     token_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     admin_username: str = "admin"  # first admin made by `mailctl init`
     admin_password: SecretStr | None = None  # if unset, `init` generates and prints one
+    # Seals the admins' two-factor secrets in the database: 32 random bytes, base64. If
+    # unset, the key is {data_dir}/totp.key, made on the first enrolment; every API
+    # process on the same database needs the same key (this setting, or a copy of the file).
+    totp_key: SecretStr | None = None
     # Failed logins: per (client address, username) and per client address (an IPv6
     # address counts by its /64). Reaching a limit blocks for login_backoff_seconds, twice
     # as long at each further failure, up to login_max_backoff_seconds; the count is
@@ -253,7 +257,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 # Never echoed in an error message: a wrong value may still be a real secret.
-_SECRET_FIELDS = frozenset({"jwt_secret", "admin_password", "database_url"})
+_SECRET_FIELDS = frozenset({"jwt_secret", "admin_password", "database_url", "totp_key"})
 
 
 def _first_problem(error: ValidationError, overridden: set[str]) -> str:

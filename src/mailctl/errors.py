@@ -3,6 +3,7 @@
 MailctlError
  ├── InvalidInputError   the request itself is wrong (HTTP 400, exit 2)
  ├── AuthError           missing, bad or expired credentials (HTTP 401, exit 3)
+ │    └── SecondFactorError  the password was right; a two-factor code is missing or wrong
  ├── NotFoundError       the domain, mailbox, key or job does not exist (HTTP 404, exit 4)
  ├── ConflictError       it exists already, or another action holds it (HTTP 409, exit 5)
  ├── TooLargeError       an upload or field is over its size limit (HTTP 413, exit 2)
@@ -54,6 +55,11 @@ class AuthError(MailctlError):
 
     status_code = 401
     exit_code = 3
+
+
+class SecondFactorError(AuthError):
+    """The password was right, but this admin logs in with a two-factor code too, and none
+    was given, or a wrong or used one; the API answers it with ``"totp_required": true``."""
 
 
 class ForbiddenError(MailctlError):

@@ -23,6 +23,7 @@ from mailctl.api.routes import (
     jobs,
     ssl,
     system,
+    totp,
     users,
 )
 from mailctl.config import Settings, load_settings
@@ -39,6 +40,7 @@ DESCRIPTION = (
 ROUTERS = (
     system,
     auth,
+    totp,
     admins,
     domains,
     users,

@@ -24,9 +24,56 @@ class JobBusy(ErrorBody):
     job_id: str
 
 
+class SecondFactorNeeded(ErrorBody):
+    """401 of a login: ``totp_required`` true when the password was right and a two-factor
+    code is missing, wrong or used (absent for a wrong password)."""
+
+    totp_required: bool = False
+
+
 class Token(BaseModel):
+    """A login's token; where the server requires two-factor login and this admin has not
+    enrolled yet, ``totp_enrolment_required`` is true and the token may only enrol."""
+
     result: Literal[True]
     token: str
+    totp_enrolment_required: bool = False
+    msg: str = ""  # only with totp_enrolment_required: what to do next
+
+
+class TotpEnrolment(BaseModel):
+    """A new TOTP secret, shown this once: type it in, or scan the QR code of ``uri``."""
+
+    result: Literal[True]
+    msg: str
+    secret: str  # base32
+    uri: str  # otpauth://totp/...
+    qr_svg: str  # an SVG document
+    qr_png: str  # a PNG image, base64
+
+
+class TotpConfirmed(BaseModel):
+    """Two-factor login is on; the recovery codes are shown this once, each works once."""
+
+    result: Literal[True]
+    msg: str
+    recovery_codes: list[str]
+
+
+class TotpStatus(BaseModel):
+    result: Literal[True]
+    username: str
+    enrolled: bool  # a secret was made
+    confirmed: bool  # a first code confirmed it: logins ask for codes
+    recovery_codes_left: int
+    required: bool  # the server requires two-factor login of every admin
+
+
+class TotpPolicy(BaseModel):
+    result: Literal[True]
+    msg: str
+    required: bool
+    not_enrolled: list[str]  # enabled admins without a confirmed second factor
 
 
 class Domain(BaseModel):

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailctl.api.fields import Fields, parse_fields, read_fields
 from mailctl.config import Settings
-from mailctl.services import auth, scope
+from mailctl.services import auth, scope, two_factor
 from mailctl.services.context import Actor, Context
 
 # The dependencies below that need no I/O are coroutines: FastAPI runs a plain ``def``
@@ -144,6 +144,8 @@ async def current_admin(request: Request) -> auth.AdminIdentity:
         identity = await run_in_threadpool(auth.authenticate, ctx, token)
     if isinstance(identity, auth.KeyIdentity):
         identity.check_address(_address(request, ctx))
+    if identity.enrol_only and (request.method, request.url.path.rstrip("/")) not in ENROLMENT:
+        two_factor.refuse_enrol_only(identity.enrol_only)
     if (
         identity.scope.read_only
         and request.method not in READING_METHODS
@@ -153,6 +155,16 @@ async def current_admin(request: Request) -> auth.AdminIdentity:
     return identity
 
 
+# What a token that may only enrol a second factor may do (services.two_factor).
+ENROLMENT = frozenset(
+    {
+        ("GET", "/auth/totp"),
+        ("POST", "/auth/totp"),
+        ("POST", "/auth/totp/confirm"),
+        ("GET", "/auth/me"),
+        ("POST", "/auth/logout"),
+    }
+)
 # The methods a read-only key may use: every operation that changes something is another.
 READING_METHODS = frozenset({"GET", "HEAD"})
 # A POST that only reads (it probes a certificate), for a monitoring script's key.

@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailctl.errors import AuthError, MailctlError, ThrottledError, UnavailableError, reported
+from mailctl.errors import (
+    AuthError,
+    MailctlError,
+    SecondFactorError,
+    ThrottledError,
+    UnavailableError,
+    reported,
+)
 
 log = logging.getLogger("mailctl.api")
 
@@ -20,8 +27,14 @@ _STATUS_MESSAGES = {
 }
 
 
-def envelope(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"result": False, "msg": message}, status_code=status, headers=headers)
+def envelope(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
+) -> JSONResponse:
+    body: dict[str, object] = {"result": False, "msg": message, **(extra or {})}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -51,7 +64,11 @@ def install(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": 'Bearer realm="mailctl"'}
         elif isinstance(shown, ThrottledError | UnavailableError) and shown.retry_after:
             headers = {"Retry-After": str(shown.retry_after)}
-        return envelope(shown.status_code, shown.message, headers)
+        # A client that logs in learns from the body, not the sentence, to ask for a code.
+        extra: dict[str, object] | None = None
+        if isinstance(shown, SecondFactorError):
+            extra = {"totp_required": True}
+        return envelope(shown.status_code, shown.message, headers, extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

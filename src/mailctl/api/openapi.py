@@ -39,7 +39,8 @@ OkBody = type[BaseModel] | dict[str, dict[str, Any]]
 MEANINGS = {
     304: "Not modified: the listing is still the one the If-None-Match ETag names.",
     400: "Bad input: a missing or malformed field, a refused certificate or key.",
-    401: "Missing, bad or expired token; or a wrong username or password.",
+    401: "Missing, bad or expired token; a wrong username or password; or a two-factor code "
+    "missing, wrong or used.",
     403: "The caller's role or key may not do this (only a superadmin may; a read-only key).",
     404: "The domain, mailbox, alias, key, job or trash entry named does not exist.",
     409: "It exists already, or another action holds it.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from mailctl.cli import totp
 from mailctl.cli.common import actor, console, context, read_password, reports_errors
 from mailctl.errors import InvalidInputError
 from mailctl.services import accounts, admins
@@ -12,9 +13,10 @@ from mailctl.services.admins import AdminView
 from mailctl.services.scope import DOMAIN_ADMIN, SUPERADMIN
 
 app = typer.Typer(
-    help="Manage the admins who use the API: roles, domains, passwords, tokens.",
+    help="Manage the admins who use the API: roles, domains, passwords, tokens, two-factor.",
     no_args_is_help=True,
 )
+app.add_typer(totp.app, name="totp")
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 USERNAME = typer.Argument(None, help="The admin (default: MAILCTL_ADMIN_USERNAME, admin).")

@@ -19,8 +19,10 @@ from mailctl.errors import (
     AuthError,
     DiskFullError,
     InvalidInputError,
+    SecondFactorError,
     UnavailableError,
 )
+from mailctl.services import two_factor
 from mailctl.services.context import Actor, Context
 from mailctl.services.scope import DOMAIN_ADMIN, SUPERADMIN, Scope
 from mailctl.storage.tables import Admin, AdminToken
@@ -54,6 +56,9 @@ class AdminIdentity:
     username: str
     token_id: str | None = None
     scope: Scope = NO_RIGHTS
+    # A token that may only enrol a second factor: the policy requires one, and this
+    # admin logged in before it had one (services.two_factor).
+    enrol_only: bool = False
 
 
 KEY_PREFIX = "mailctl_"
@@ -131,6 +136,14 @@ def initialize(
     return InitResult(name, admin_created, generated, secret_created)
 
 
+@dataclass(frozen=True)
+class LoggedIn:
+    """A login's token; ``enrol_only`` when it may only enrol a second factor."""
+
+    token: str
+    enrol_only: bool = False
+
+
 def login(
     ctx: Context,
     username: object,
@@ -138,7 +151,24 @@ def login(
     client_address: str | None,
     user_agent: str | None = None,
 ) -> str:
-    """Check an admin's credentials and return a signed token (HS256, with expiry)."""
+    """The token of a login without a second factor (``login_with_code`` without a code)."""
+    return login_with_code(ctx, username, password, client_address, user_agent).token
+
+
+def login_with_code(
+    ctx: Context,
+    username: object,
+    password: object,
+    client_address: str | None,
+    user_agent: str | None = None,
+    code: object = None,
+) -> LoggedIn:
+    """Check an admin's credentials and return a signed token (HS256, with expiry).
+
+    An admin with a second factor gives a ``code`` too (services.two_factor): without it,
+    or with a wrong or used one, SecondFactorError. A code missing after a right password
+    is not counted as a failed login (the client asks again with it); a wrong one is.
+    """
     if not isinstance(username, str) or not isinstance(password, str) or not username:
         raise AuthError(BAD_CREDENTIALS)
     attempt = ctx.throttle.begin_attempt(client_address, username)
@@ -150,6 +180,9 @@ def login(
         # the generation, so a token won with the old password is born revoked.
         generation = admin.token_generation if admin is not None else 0
         disabled = admin.disabled if admin is not None else False
+        second = (
+            two_factor.needed_at_login(uow, admin.id) if admin is not None else two_factor.NOTHING
+        )
     # The hash is checked outside the transaction: it takes long, and holds no row.
     # An unknown username is checked against a dummy hash, so it costs what a wrong password
     # does.
@@ -157,10 +190,18 @@ def login(
     ok = ctx.passwords.verify(password, checked)
     if identity is None or stored is None or not ok:
         raise AuthError(BAD_CREDENTIALS)
-    ctx.throttle.attempt_succeeded(attempt)
     if disabled:
+        ctx.throttle.attempt_succeeded(attempt)
         # Said only to who knows the password: to anyone else it is a wrong password.
         raise AuthError(DISABLED)
+    if second == two_factor.CODE:
+        if two_factor.is_missing(code):
+            # Taken off the counts, not cleared: clearing here would let a guesser of
+            # codes who knows the password start its count afresh.
+            ctx.throttle.attempt_forgiven(attempt)
+            raise SecondFactorError(two_factor.CODE_NEEDED)
+        two_factor.check_login_code(ctx, identity.id, identity.username, code, client_address)
+    ctx.throttle.attempt_succeeded(attempt)
     # Housekeeping, like the pruning below: a busy or full database must not fail the
     # login; the weaker hash still verifies, and the next login tries again.
     with contextlib.suppress(UnavailableError, DiskFullError):
@@ -169,9 +210,16 @@ def login(
         # Housekeeping: a busy database must not fail the login; a later one prunes.
         with contextlib.suppress(UnavailableError):
             prune_tokens(ctx)
-    return issue_token(
-        ctx, identity, generation=generation, client_address=client_address, user_agent=user_agent
+    enrol_only = second == two_factor.ENROL
+    token = issue_token(
+        ctx,
+        identity,
+        generation=generation,
+        client_address=client_address,
+        user_agent=user_agent,
+        enrol_only=enrol_only,
     )
+    return LoggedIn(token, enrol_only)
 
 
 def _rehash_if_weaker(ctx: Context, admin_id: int, password: str, stored: str) -> bool:
@@ -198,11 +246,13 @@ def issue_token(
     generation: int | None = None,
     client_address: str | None = None,
     user_agent: str | None = None,
+    enrol_only: bool = False,
 ) -> str:
     """Sign a token for the admin and record its id, so it can be listed and revoked.
 
     ``generation`` is the admin's token generation read together with the password that
-    was checked; without it, the current one.
+    was checked; without it, the current one. An ``enrol_only`` token may only enrol a
+    second factor (its claim ``totp_enrol``).
     """
     now = time.time()
     expires = now + ctx.settings.token_ttl_minutes * 60
@@ -233,6 +283,8 @@ def issue_token(
         "exp": datetime.fromtimestamp(expires, UTC),
         "jti": jti,
     }
+    if enrol_only:
+        claims["totp_enrol"] = True
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
@@ -370,6 +422,12 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
             )
         if admin.disabled:
             raise AuthError(DISABLED)
-        identity = AdminIdentity(admin.id, admin.username, row.jti, scope_of(uow, admin))
+        identity = AdminIdentity(
+            admin.id,
+            admin.username,
+            row.jti,
+            scope_of(uow, admin),
+            enrol_only=claims.get("totp_enrol") is True,
+        )
     ctx.tokens.put(token, identity, expires_at, seen)
     return identity

@@ -175,3 +175,13 @@ class LoginThrottle:
                 if row.failures < attempt.limit_of(row.key):
                     row.blocked_until = None
             uow.commit()
+
+    def attempt_forgiven(self, attempt: Attempt) -> None:
+        """Take an attempt off both counts, as if it had not been made, without clearing
+        them: the password was right, but the login asks for a second step (a code)."""
+        with self._uow() as uow:
+            for row in uow.login_throttles.lock([attempt.address_key, attempt.pair_key]):
+                row.failures = max(row.failures - 1, 0)
+                if row.failures < attempt.limit_of(row.key):
+                    row.blocked_until = None
+            uow.commit()

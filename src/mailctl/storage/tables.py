@@ -308,3 +308,51 @@ class LoginThrottleRow(Base):
     last_at: Mapped[float] = mapped_column(Double, nullable=False)
     blocked_until: Mapped[float | None] = mapped_column(Double, nullable=True)
     expires_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class AdminTotp(Base):
+    """An admin's TOTP (RFC 6238) second factor; one row per admin that began enrolling.
+
+    ``secret`` is the TOTP secret sealed with AES-GCM under a key kept outside the
+    database (``services.totp_key``): a dump of the database alone does not give the codes.
+    ``last_step`` is the latest 30-second step a code was accepted for: a code of that
+    step or an earlier one is refused, so no code works twice. Times are seconds since
+    the epoch.
+    """
+
+    __tablename__ = "admin_totp"
+
+    admin_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("admins.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[float] = mapped_column(Double, nullable=False)
+    # None until a first code confirmed the enrolment: only then does login ask for codes.
+    confirmed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class AdminRecoveryCode(Base):
+    """A one-time recovery code of an admin, as a keyed digest (HMAC-SHA256), never the code.
+
+    The codes are random (80 bits), so a fast keyed hash is as safe as a slow one; its key
+    is outside the database, so a dump cannot even be used to test guesses.
+    """
+
+    __tablename__ = "admin_recovery_codes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    admin_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("admins.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    used_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class AppSetting(Base):
+    """A setting of the whole server that superadmins change at run time, by name."""
+
+    __tablename__ = "app_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)

@@ -15,6 +15,7 @@ from mailctl.storage.key_rows import ApiKeys
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
 from mailctl.storage.throttle_rows import LoginThrottles
 from mailctl.storage.token_rows import AdminTokens
+from mailctl.storage.totp_rows import AppSettings, TwoFactor
 
 
 class UnitOfWork:
@@ -45,6 +46,8 @@ class UnitOfWork:
         self.login_throttles = LoginThrottles(self.session)
         self.admin_tokens = AdminTokens(self.session)
         self.api_keys = ApiKeys(self.session)
+        self.two_factor = TwoFactor(self.session)
+        self.app_settings = AppSettings(self.session)
         return self
 
     def __exit__(

@@ -1,4 +1,5 @@
-"""``/auth``: log in for a token; change the password, log out, list and revoke tokens.
+"""``/auth``: log in for a token (with a two-factor code if enrolled); change the password,
+log out, list and revoke tokens.
 
 The account's own methods hang below ``/auth``, the path that hands out tokens, and take
 their fields from anywhere (form, urlencoded, JSON, query string) like every other method;
@@ -12,7 +13,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from mailctl.api.bodies import Done, PasswordChanged, Token, TokenList, TokensRevoked
+from mailctl.api.bodies import (
+    Done,
+    PasswordChanged,
+    SecondFactorNeeded,
+    Token,
+    TokenList,
+    TokensRevoked,
+)
 from mailctl.api.deps import (
     ClientAddressDep,
     ContextDep,
@@ -24,7 +32,7 @@ from mailctl.api.fields import Note
 from mailctl.api.openapi import answers
 from mailctl.api.responses import JSONRoute
 from mailctl.errors import InvalidInputError
-from mailctl.services import accounts, api_keys, auth
+from mailctl.services import accounts, api_keys, auth, two_factor
 from mailctl.services.context import Actor
 
 router = APIRouter(tags=["auth"], route_class=JSONRoute)
@@ -36,6 +44,9 @@ class Credentials:
 
     username: str | None = None
     password: str | None = None
+    code: Annotated[
+        str | None, Note("the two-factor code (6 digits) or a recovery code, if enrolled")
+    ] = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,7 @@ class TokensToRevoke:
 
 @router.post(
     "/auth",
-    **answers(Token, 400, 401, 413, 429, 503),
+    **answers(Token, 400, (401, SecondFactorNeeded), 413, 429, 503),
 )
 def create_token(
     ctx: ContextDep,
@@ -64,9 +75,20 @@ def create_token(
     address: ClientAddressDep,
     agent: UserAgentDep,
 ) -> dict[str, Any]:
-    """Log in; the token goes in the ``Auth-token`` header of every other call."""
-    token = auth.login(ctx, fields.username, fields.password, address, agent)
-    return {"result": True, "token": token}
+    """Log in; the token goes in the ``Auth-token`` header of every other call.
+
+    An admin with two-factor login sends ``code`` too; without it the answer is a 401
+    with ``"totp_required": true``.
+    """
+    done = auth.login_with_code(ctx, fields.username, fields.password, address, agent, fields.code)
+    if done.enrol_only:
+        return {
+            "result": True,
+            "token": done.token,
+            "totp_enrolment_required": True,
+            "msg": two_factor.ENROL_FIRST,
+        }
+    return {"result": True, "token": done.token}
 
 
 @router.post(
