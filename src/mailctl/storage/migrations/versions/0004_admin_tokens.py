@@ -47,8 +47,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_admin_tokens_expires_at", table_name="admin_tokens")
-    op.drop_index("ix_admin_tokens_admin_id", table_name="admin_tokens")
+    # Dropping a table drops its indexes; dropping one first fails on MariaDB when a
+    # foreign key uses it (error 1553).
     op.drop_table("admin_tokens")
     with op.batch_alter_table("admins") as batch:
         batch.drop_column("token_generation")
