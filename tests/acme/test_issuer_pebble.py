@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mailctl.certs import IssuedCertificate, issue_certificate
+from mailctl.certs.issuer import IssuedCertificate, issue_certificate
 from mailctl.errors import InvalidInputError, UpstreamError
 
 if TYPE_CHECKING:

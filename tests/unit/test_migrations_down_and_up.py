@@ -17,7 +17,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from tests.backends import fresh_database
 
-from mailctl.storage.database import Database
+from mailctl.errors import UnavailableError
+from mailctl.storage.database import NOT_SET_UP, NOT_UP_TO_DATE, Database, newest_revision
 from mailctl.storage.tables import Base
 
 
@@ -62,3 +63,28 @@ def test_each_revision_goes_down_and_up_again(database: Database) -> None:
     _migrate(database, "upgrade", "head")
     assert _current(database) == newest_first[0]
     assert _tables(database) == set(Base.metadata.tables)
+
+
+def test_the_newest_revision_is_alembics_head() -> None:
+    """What the schema check compares with, read from the files, is Alembic's own head."""
+    script = ScriptDirectory.from_config(Database("sqlite://")._alembic_config())
+    assert newest_revision() == script.get_current_head()
+
+
+def test_the_schema_check_says_what_to_run(database: Database) -> None:
+    """A database one migration behind, or without tables, is refused with `mailctl init`."""
+    database.require_schema()
+    script = ScriptDirectory.from_config(database._alembic_config())
+    _migrate(database, "downgrade", "-1")
+    with pytest.raises(UnavailableError) as behind:
+        database.require_schema()
+    assert behind.value.message == NOT_UP_TO_DATE
+    _migrate(database, "downgrade", "base")
+    with database.engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE alembic_version"))
+    with pytest.raises(UnavailableError) as empty:
+        database.require_schema()
+    assert empty.value.message == NOT_SET_UP
+    _migrate(database, "upgrade", "head")
+    database.require_schema()
+    assert _current(database) == script.get_current_head()

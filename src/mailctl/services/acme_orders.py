@@ -12,7 +12,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailctl.certs import issue_certificate
 from mailctl.domain.names import normalize_domain
 from mailctl.errors import (
     ConflictError,
@@ -131,6 +130,9 @@ def _order(ctx: Context, actor: Actor, name: str, progress: Progress) -> str:
     """Order a certificate for ``name``, store and render it; return the outcome sentence."""
     settings = ctx.settings
     directory = settings.acme_directory_url
+    # The ACME client is loaded by the order that needs it, not by every server process.
+    from mailctl.certs.issuer import issue_certificate
+
     issued = issue_certificate(
         name,
         directory_url=directory,

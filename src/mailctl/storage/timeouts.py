@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
-import psycopg
-from psycopg import errors as pg_errors
 
 # Python's sqlite3 takes the busy timeout in seconds; a day stands for "no limit".
 _SQLITE_NO_LIMIT = 86400.0
@@ -85,36 +81,11 @@ def postgresql_connect_args(limits: Timeouts, url_options: object) -> dict[str, 
     return args
 
 
-class DeadlineConnection(psycopg.Connection[Any]):
-    """A psycopg connection that gives up on a server silent for ``deadline`` seconds.
-
-    statement_timeout needs a server that runs: a frozen one accepts bytes and answers
-    nothing, and psycopg would wait for ever. Every wait for the server (a query, a
-    commit, the pool's ping) goes through ``wait``; past the deadline the connection is
-    closed, so the pool sees it broken and opens a new one for the next request.
-    """
-
-    deadline: float | None = None
-
-    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        if timeout is not None or self.deadline is None:
-            return super().wait(gen, interval, timeout)
-        started = time.monotonic()
-        try:
-            return super().wait(gen, interval, self.deadline)
-        except pg_errors.OperationalError as error:
-            if self.closed or time.monotonic() - started < self.deadline:
-                raise  # the server answered with an error, or the connection broke
-            # The server may still act on what it was sent, or answer later: this
-            # connection is in an unknown state and must not be used again.
-            self.pgconn.finish()
-            raise pg_errors.OperationalError(
-                f"the server sent no answer within {self.deadline:g} seconds"
-            ) from error
-
-
 def postgresql_deadline(seconds: float) -> Callable[..., Any]:
     """The ``do_connect`` listener that opens DeadlineConnections."""
+    # psycopg is loaded by a PostgreSQL engine only: a server on SQLite or MariaDB
+    # never holds it.
+    from mailctl.storage.pg_deadline import DeadlineConnection
 
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         connection = DeadlineConnection.connect(*cargs, **cparams)
