@@ -132,7 +132,8 @@ def test_printed_grants_piped_into_the_sql_client_give_the_role_its_columns(
     """
     printed = run("setup", "--grants")
     assert printed.exit_code == 0, printed.output
-    assert "GRANT SELECT (email, password)" in printed.output
+    assert "GRANT SELECT (email, password, quota_bytes, quota_messages)" in printed.output
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON" in printed.output
     name = make_url(database.url).database
     assert name is not None
     if make_url(database.url).get_backend_name() == "postgresql":
