@@ -20,6 +20,7 @@ from mailctl.api.routes import (
     dkim,
     domains,
     jobs,
+    quotas,
     ssl,
     system,
     users,
@@ -35,7 +36,20 @@ DESCRIPTION = (
     "token from POST /auth as `Auth-token` or `Authorization: Bearer`. Every error is "
     'JSON: `{"result": false, "msg": "..."}`.'
 )
-ROUTERS = (system, auth, admins, domains, users, aliases, dkim, ssl, jobs, acme_challenge, archives)
+ROUTERS = (
+    system,
+    auth,
+    admins,
+    domains,
+    users,
+    quotas,
+    aliases,
+    dkim,
+    ssl,
+    jobs,
+    acme_challenge,
+    archives,
+)
 
 
 def create_app(
