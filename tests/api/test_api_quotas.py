@@ -234,3 +234,26 @@ def test_a_domain_admin_sets_quotas_of_its_domain_only_and_no_limits(
         )
         assert refused.status_code == 403
         assert refused.json()["msg"] == "Only a superadmin may change a domain's limits."
+
+
+def test_quotas_and_limits_come_back_from_the_trash(api: httpx.Client, domain_id: int) -> None:
+    """A restored mailbox keeps its quota; a restored domain its limits and quotas; a
+    mailbox restored into a domain that is full meanwhile is refused (409)."""
+    _user(api, domain_id, "a@example.com", quota="5M")
+    api.post("/user-quota", data={"email": "a@example.com", "quota": "5M", "messages": "9"})
+    trashed = api.request("DELETE", "/users", data={"email": "a@example.com"}).json()
+    assert api.post("/trash/restore", data={"id": trashed["trash_id"]}).status_code == 200
+    (user,) = api.get(f"/users/{domain_id}").json()["users"]
+    assert (user["quota_bytes"], user["quota_messages"]) == (5 * MiB, 9)
+
+    trashed = api.request("DELETE", "/users", data={"email": "a@example.com"}).json()
+    api.post("/domain-limits", data={"domain": "example.com", "max_mailboxes": "1"})
+    _user(api, domain_id, "b@example.com")
+    refused = api.post("/trash/restore", data={"id": trashed["trash_id"]})
+    assert refused.status_code == 409
+    assert "may have 1 mailboxes and has 1" in refused.json()["msg"]
+
+    gone = api.request("DELETE", "/domain", data={"domain": "example.com"}).json()
+    assert api.post("/trash/restore", data={"id": gone["trash_id"]}).status_code == 200
+    limits = api.get("/domain-limits", params={"domain": "example.com"}).json()["limits"]
+    assert (limits["max_mailboxes"], limits["mailboxes"]) == (1, 1)

@@ -24,6 +24,7 @@ from mailctl.services import quotas, scope
 from mailctl.services.context import Actor, Context
 from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.views import TrashView, UserView
+from mailctl.storage.tables import User
 
 log = logging.getLogger("mailctl.trash")
 
@@ -310,7 +311,7 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
         user = uow.users.by_email(address.email, lock=True)
         if user is None:
             raise NotFoundError(missing)
-        record = {"email": user.email, "password": user.password}
+        record = mailbox_record(user)
         if not uow.users.delete(user):
             # A concurrent delete won; it made the one trash entry.
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
@@ -341,6 +342,15 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
     ctx.changed("users")
     sources = tuple(str(a["source"]) for a in alias_records)
     return TrashView(str(entry.path), "mailbox", address.email, sources)
+
+
+def mailbox_record(user: User) -> dict[str, object]:
+    """A mailbox as a trash manifest keeps it: its address, its hash, its quota if any."""
+    record: dict[str, object] = {"email": user.email, "password": user.password}
+    for column in ("quota_bytes", "quota_messages"):
+        if getattr(user, column):
+            record[column] = getattr(user, column)
+    return record
 
 
 def commit_to_trash(

@@ -57,6 +57,10 @@ class Domain(Base):
     users: Mapped[list[User]] = relationship(back_populates="domain", passive_deletes=True)
 
 
+# The limit columns of a domain, as a trash manifest keeps them.
+LIMIT_COLUMNS = ("max_mailboxes", "max_aliases", "max_quota_bytes")
+
+
 class User(Base):
     """A mailbox; Dovecot's passdb reads ``email`` and the ``{SCHEME}`` ``password``."""
 
