@@ -6,6 +6,8 @@ summed in SQL that each dialect runs.
 
 from __future__ import annotations
 
+import threading
+
 import httpx
 import pytest
 from sqlalchemy import insert
@@ -257,3 +259,38 @@ def test_quotas_and_limits_come_back_from_the_trash(api: httpx.Client, domain_id
     assert api.post("/trash/restore", data={"id": gone["trash_id"]}).status_code == 200
     limits = api.get("/domain-limits", params={"domain": "example.com"}).json()["limits"]
     assert (limits["max_mailboxes"], limits["mailboxes"]) == (1, 1)
+
+
+RACERS = 6
+
+
+def test_racing_creates_never_pass_a_limit(
+    live_api_client: httpx.Client, server: LiveServer
+) -> None:
+    """Mailboxes made at the same moment in a domain with room for two: two are made, the
+    others answer 409 (the domain's row, or SQLite's write lock, lines them up)."""
+    api = live_api_client
+    domain_id = int(api.post("/domains", data={"domain": "example.com"}).json()["domain"]["id"])
+    api.post("/domain-limits", data={"domain": "example.com", "max_mailboxes": "2"})
+    barrier = threading.Barrier(RACERS)
+    statuses: list[int] = []
+    lock = threading.Lock()
+    headers = dict(api.headers)
+
+    def one(number: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60, headers=headers) as client:
+            barrier.wait()
+            answer = client.post(
+                f"/user/{domain_id}",
+                data={"email": f"racer{number}@example.com", "password": "pw-123456"},
+            )
+            with lock:
+                statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 200] + [409] * (RACERS - 2)
+    assert len(api.get(f"/users/{domain_id}").json()["users"]) == 2

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from mailctl.storage.tables import (
@@ -77,7 +77,13 @@ class Domains:
 
     def locked(self, domain_id: int) -> Domain | None:
         """The domain, its row held until the transaction ends: creates that check its
-        limits wait for each other instead of both passing the check."""
+        limits wait for each other instead of both passing the check.
+
+        SQLite has no row locks: the transaction takes the database's write lock before it
+        reads, so it must not have written yet.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(text("BEGIN IMMEDIATE"))
         query = select(Domain).where(Domain.id == domain_id).with_for_update()
         return self.session.scalars(query).one_or_none()
 
