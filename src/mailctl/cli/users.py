@@ -59,12 +59,13 @@ def add_user(
     console.print(f"Created mailbox [bold]{view.email}[/] (id {view.id}).", highlight=False)
 
 
-_CSV_COLUMNS = ("email", "password", "password_hash")
+_CSV_COLUMNS = ("email", "password", "password_hash", "quota")
 
 
 def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[int]]:
     """The entries of a CSV with a header row (``email`` and ``password`` or
-    ``password_hash``), and the line each one starts on; InvalidInputError naming the line."""
+    ``password_hash``, and an optional ``quota``), and the line each one starts on;
+    InvalidInputError naming the line."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -74,8 +75,8 @@ def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[in
         unknown = [name for name in names if name not in _CSV_COLUMNS]
         if unknown or "email" not in names or len(set(names)) != len(names):
             raise InvalidInputError(
-                f"Line 1: the header must be email,password or email,password_hash, "
-                f"not {','.join(header)[:200]}."
+                f"Line 1: the header must be email,password or email,password_hash (and "
+                f"quota if wanted), not {','.join(header)[:200]}."
             )
         if "password" not in names and "password_hash" not in names:
             raise InvalidInputError("Line 1: the header needs a password or password_hash column.")
@@ -100,7 +101,10 @@ def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[in
             }
             entries.append(
                 mailboxes.NewMailbox(
-                    cells.get("email") or "", cells.get("password"), cells.get("password_hash")
+                    cells.get("email") or "",
+                    cells.get("password"),
+                    cells.get("password_hash"),
+                    cells.get("quota"),
                 )
             )
             lines.append(start)
