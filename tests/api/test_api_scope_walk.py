@@ -162,6 +162,11 @@ def _hidden(world: World) -> dict[tuple[str, str], list[Call]]:
             )
         ],
         ("DELETE", "/users"): [Call("DELETE", "/users", {"email": mailbox})],
+        ("POST", "/user-quota"): [
+            Call("POST", "/user-quota", {"email": mailbox, "quota": "1G"}),
+            Call("POST", "/user-quota", {"id": world.other_mailbox_id, "quota": "1G"}),
+        ],
+        ("GET", "/domain-limits"): [Call("GET", "/domain-limits", {"domain": OTHER})],
         ("GET", "/aliases/{domain_id}"): [Call("GET", f"/aliases/{b}")],
         ("POST", "/alias/{domain_id}"): [
             Call("POST", f"/alias/{b}", {"source": f"x@{OTHER}", "destination": mailbox})
@@ -244,6 +249,10 @@ def _superadmin_only(world: World) -> dict[tuple[str, str], list[Call]]:
             Call("POST", "/domains", {"domain": "new.example"}),
         ],
         ("DELETE", "/domain"): [Call("DELETE", "/domain", {"domain": OTHER})],
+        ("POST", "/domain-limits"): [
+            Call("POST", "/domain-limits", {"domain": OTHER, "max_mailboxes": "100"}),
+            Call("POST", "/domain-limits", {"domain": MINE, "max_mailboxes": "100"}),
+        ],
         ("POST", "/ssl/upload"): [
             Call(
                 "POST",

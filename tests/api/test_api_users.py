@@ -38,7 +38,9 @@ def test_create_user_documented_path(api: httpx.Client, domain_id: int, server: 
     assert response.status_code == 200, response.text
     user = response.json()["user"]
     assert user == {"id": user["id"], "domain_id": domain_id, "email": "bob@example.com"}
-    assert api.get(f"/users/{domain_id}").json() == {"result": True, "users": [user]}
+    # The listing adds the quota and the usage Dovecot counted to each mailbox.
+    usage = {"quota_bytes": None, "quota_messages": None, "used_bytes": 0, "used_messages": 0}
+    assert api.get(f"/users/{domain_id}").json() == {"result": True, "users": [user | usage]}
     assert (server.ctx.settings.mail_root_path / "example.com" / "bob" / "cur").is_dir()
 
 

@@ -159,3 +159,26 @@ def test_missing_values_are_named_in_the_domain_words(  # type: ignore[no-untype
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "field" not in result.output
+
+
+def test_quota_and_limit_commands(run) -> None:  # type: ignore[no-untyped-def]
+    """user quota sets a mailbox's quota, user list shows it with the usage, domain limits
+    shows and changes a domain's limits, and a create past them exits 5 with one line."""
+    assert run("init").exit_code == 0
+    assert run("domain", "add", "example.com").exit_code == 0
+    assert run("user", "add", "a@example.com", "--password", "pw-123456").exit_code == 0
+    quota = run("user", "quota", "a@example.com", "10M", "--messages", "500")
+    assert quota.exit_code == 0, quota.output
+    assert "The quota of a@example.com is 10 MiB, at most 500 messages" in quota.output
+    listing = run("user", "list", "example.com").output
+    assert "10 MiB" in listing and "0 / 500" in listing
+    assert run("user", "quota", "a@example.com", "ten").exit_code == 2
+    assert run("user", "quota", "nobody@example.com", "1G").exit_code == 4
+    limits = run("domain", "limits", "example.com", "--max-mailboxes", "1", "--max-quota", "1G")
+    assert limits.exit_code == 0, limits.output
+    assert "1 GiB" in limits.output and "mailboxes" in limits.output
+    shown = run("domain", "limits", "example.com")
+    assert shown.exit_code == 0 and "1 GiB" in shown.output
+    refused = run("user", "add", "b@example.com", "--password", "pw-123456", "--quota", "1M")
+    assert refused.exit_code == 5
+    assert "may have 1 mailboxes and has 1" in refused.output

@@ -130,3 +130,21 @@ def test_more_rows_than_a_batch_takes(run, tmp_path: Path, monkeypatch: pytest.M
     result = run("user", "import", "-", "--domain", "example.com", input=text)
     assert result.exit_code == 2, result.output
     assert "more than 2 mailboxes" in result.output
+
+
+def test_import_with_a_quota_column(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An optional quota column gives each mailbox its quota (empty: none); a bad one
+    names its line and imports nothing."""
+    csv_file = tmp_path / "users.csv"
+    csv_file.write_text(
+        "email,password,quota\nann@example.com,pw-ann-123,2G\nbob@example.com,pw-bob-123,\n",
+        encoding="utf-8",
+    )
+    result = run("user", "import", str(csv_file), "--domain", "example.com")
+    assert result.exit_code == 0, result.output
+    listing = run("user", "list", "example.com").output
+    assert "2 GiB" in listing and "unlimited" in listing
+    csv_file.write_text("email,password,quota\ncat@example.com,pw-cat-123,lots\n")
+    bad = run("user", "import", str(csv_file), "--domain", "example.com")
+    assert bad.exit_code == 2
+    assert "Line 2 (cat@example.com): The quota must be" in bad.output

@@ -23,7 +23,7 @@ from tests.mailstack.stack import (
 from typer.testing import CliRunner
 
 from mailctl.cli.main import app
-from mailctl.host.stack_dovecot import PASSDB_QUERY
+from mailctl.host.stack_dovecot import PASSDB_QUERY, USER_QUERIES
 from mailctl.host.stack_postfix import ALIASES_QUERY, DOMAINS_QUERY, MAILBOXES_QUERY
 from mailctl.storage.database import Database
 
@@ -110,6 +110,19 @@ def assert_daemons_read_only_their_columns(database: MailDatabase) -> None:
     assert aliases == [("a@example.org",)]
     [(user, password)] = daemons_read(database, PASSDB_QUERY.replace("%u", "a@example.org"))
     assert (user, str(password).startswith("{ARGON2ID}")) == ("a@example.org", True)
+    kind = "postgresql" if make_url(database.url).get_backend_name() == "postgresql" else "mariadb"
+    assert daemons_read(database, USER_QUERIES[kind].replace("%u", "a@example.org")) == [
+        ("a@example.org", "*:bytes=0:messages=0")
+    ]
+    # Dovecot's quota_clone writes the usage (rolled back here, with the connection).
+    engine = create_engine(database.daemon_url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO mailbox_usage (username, bytes, messages) VALUES ('a@x.org', 1, 1)"
+            )
+    finally:
+        engine.dispose()
     refused = [
         # Fixed table names of our own schema, not input.
         *(f"SELECT * FROM {table}" for table in SECRET_TABLES),  # noqa: S608
@@ -132,7 +145,8 @@ def test_printed_grants_piped_into_the_sql_client_give_the_role_its_columns(
     """
     printed = run("setup", "--grants")
     assert printed.exit_code == 0, printed.output
-    assert "GRANT SELECT (email, password)" in printed.output
+    assert "GRANT SELECT (email, password, quota_bytes, quota_messages)" in printed.output
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON" in printed.output
     name = make_url(database.url).database
     assert name is not None
     if make_url(database.url).get_backend_name() == "postgresql":
@@ -161,7 +175,8 @@ def test_grants_run_through_an_admin_url_then_as_mailctl(
     applied = run("setup", "--grants", "--apply", "--admin-url", admin_url)
     assert applied.exit_code == 0, applied.output
     assert "through the admin URL" in applied.output
-    assert "virtual_users(email, password)" in applied.output
+    assert "virtual_users(email, password, quota_bytes, quota_messages)" in applied.output
+    assert "write mailbox_usage" in applied.output
     assert_daemons_read_only_their_columns(database)
 
     again = run("setup", "--grants", "--apply")

@@ -42,6 +42,7 @@ from tests.pki import self_signed
 
 from mailctl.host.stack import (
     DAEMON_COLUMNS,
+    DAEMON_WRITES,
     DOVECOT,
     OPENDKIM,
     POSTFIX,
@@ -63,37 +64,45 @@ BINARIES = ("postfix", "dovecot", "doveconf", "doveadm", "opendkim", "start-stop
 
 _counter = itertools.count()
 
-# One statement list per dialect: the same three tables the daemons query.
+# One statement list per dialect: the tables the daemons query, and the usage they write.
 _DDL: dict[str, list[str]] = {
     "sqlite": [
         "CREATE TABLE virtual_domains (id INTEGER PRIMARY KEY, name VARCHAR(253) NOT NULL UNIQUE)",
         "CREATE TABLE virtual_users (id INTEGER PRIMARY KEY,"
         " domain_id INTEGER NOT NULL REFERENCES virtual_domains(id),"
-        " email VARCHAR(320) NOT NULL UNIQUE, password VARCHAR(255) NOT NULL)",
+        " email VARCHAR(320) NOT NULL UNIQUE, password VARCHAR(255) NOT NULL,"
+        " quota_bytes BIGINT, quota_messages BIGINT)",
         "CREATE TABLE virtual_aliases (id INTEGER PRIMARY KEY,"
         " domain_id INTEGER NOT NULL REFERENCES virtual_domains(id),"
         " source VARCHAR(320) NOT NULL, destination VARCHAR(320) NOT NULL)",
+        "CREATE TABLE mailbox_usage (username VARCHAR(254) PRIMARY KEY,"
+        " bytes BIGINT NOT NULL DEFAULT 0, messages BIGINT NOT NULL DEFAULT 0)",
     ],
     "postgresql": [
         "CREATE TABLE virtual_domains (id SERIAL PRIMARY KEY, name VARCHAR(253) NOT NULL UNIQUE)",
         "CREATE TABLE virtual_users (id SERIAL PRIMARY KEY,"
         " domain_id INTEGER NOT NULL REFERENCES virtual_domains(id),"
-        " email VARCHAR(320) NOT NULL UNIQUE, password VARCHAR(255) NOT NULL)",
+        " email VARCHAR(320) NOT NULL UNIQUE, password VARCHAR(255) NOT NULL,"
+        " quota_bytes BIGINT, quota_messages BIGINT)",
         "CREATE TABLE virtual_aliases (id SERIAL PRIMARY KEY,"
         " domain_id INTEGER NOT NULL REFERENCES virtual_domains(id),"
         " source VARCHAR(320) NOT NULL, destination VARCHAR(320) NOT NULL)",
+        "CREATE TABLE mailbox_usage (username VARCHAR(254) PRIMARY KEY,"
+        " bytes BIGINT NOT NULL DEFAULT 0, messages BIGINT NOT NULL DEFAULT 0)",
     ],
     "mariadb": [
         "CREATE TABLE virtual_domains (id INTEGER AUTO_INCREMENT PRIMARY KEY,"
         " name VARCHAR(253) NOT NULL UNIQUE) ENGINE=InnoDB",
         "CREATE TABLE virtual_users (id INTEGER AUTO_INCREMENT PRIMARY KEY,"
         " domain_id INTEGER NOT NULL, email VARCHAR(320) NOT NULL UNIQUE,"
-        " password VARCHAR(255) NOT NULL,"
+        " password VARCHAR(255) NOT NULL, quota_bytes BIGINT, quota_messages BIGINT,"
         " FOREIGN KEY (domain_id) REFERENCES virtual_domains(id)) ENGINE=InnoDB",
         "CREATE TABLE virtual_aliases (id INTEGER AUTO_INCREMENT PRIMARY KEY,"
         " domain_id INTEGER NOT NULL, source VARCHAR(320) NOT NULL,"
         " destination VARCHAR(320) NOT NULL,"
         " FOREIGN KEY (domain_id) REFERENCES virtual_domains(id)) ENGINE=InnoDB",
+        "CREATE TABLE mailbox_usage (username VARCHAR(254) PRIMARY KEY,"
+        " bytes BIGINT NOT NULL DEFAULT 0, messages BIGINT NOT NULL DEFAULT 0) ENGINE=InnoDB",
     ],
 }
 
@@ -224,6 +233,7 @@ def _grant_daemons(backend: str, admin_url: str, name: str, role: str, password:
         database=name,
         columns=DAEMON_COLUMNS,
         manage_role=True,
+        writes=DAEMON_WRITES,
     )
     daemon_role.run_statements(admin_url, statements, name)
 

@@ -77,6 +77,7 @@ def test_every_daemon_gets_its_files_with_safe_modes() -> None:
         "sql-virtual-aliases.cf",
         "dovecot.conf",
         "dovecot-sql.conf.ext",
+        "dovecot-dict-sql.conf.ext",
         "opendkim.conf",
     }
     for name in ("sql-virtual-domains.cf", "sql-virtual-mailboxes.cf", "sql-virtual-aliases.cf"):
@@ -85,8 +86,9 @@ def test_every_daemon_gets_its_files_with_safe_modes() -> None:
             "postfix",
             POSTFIX,
         )
-    sql = files["dovecot-sql.conf.ext"]
-    assert (sql.mode, sql.group, sql.daemon) == (0o640, "dovecot", DOVECOT)
+    for name in ("dovecot-sql.conf.ext", "dovecot-dict-sql.conf.ext"):
+        sql = files[name]
+        assert (sql.mode, sql.group, sql.daemon) == (0o640, "dovecot", DOVECOT)
     assert files["opendkim.conf"].daemon == OPENDKIM
 
 
@@ -221,7 +223,7 @@ def test_dovecot_lets_each_row_name_its_scheme() -> None:
     )
     conf = files["dovecot.conf"].content
     assert f"mail_location = maildir:{ROOT}/mail/%d/%n" in conf
-    assert f"args = uid=5000 gid=5000 home={ROOT}/mail/%d/%n" in conf
+    assert f"default_fields = uid=5000 gid=5000 home={ROOT}/mail/%d/%n" in conf
     assert f"unix_listener {ROOT}/postfix/spool/private/auth {{" in conf
 
 
@@ -372,3 +374,33 @@ def test_doveconf_accepts_the_rendered_dovecot_config(backend: str, tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     assert f"mail_location = maildir:{ROOT}/mail/%d/%n" in done.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
+def test_quotas_are_rendered_for_dovecot_and_postfix(backend: str) -> None:
+    """The userdb reads the quota rule from the row, quota_clone writes the usage through
+    the dict, quota-status listens in Postfix's private/ folder, and smtpd asks it."""
+    cfg = config(BACKENDS[backend])
+    files = by_name(render_stack(cfg))
+    dovecot = files["dovecot.conf"].content
+    assert "  driver = sql\n" in dovecot.split("userdb {", 1)[1].split("}", 1)[0]
+    assert "quota = count:User quota" in dovecot
+    assert "quota_clone_dict = proxy::usage" in dovecot
+    assert f"unix_listener {cfg.quota_status_socket} {{" in dovecot
+    assert "executable = quota-status -p postfix" in dovecot
+    assert "mail_plugins = $mail_plugins imap_quota" in dovecot
+    # Only on SQLite does the dict process write mailctl's own file, as root.
+    assert ("  user = root\n" in dovecot.split("service dict {", 1)[1].split("}", 1)[0]) == (
+        backend == "sqlite"
+    )
+    sql = files["dovecot-sql.conf.ext"].content
+    assert "user_query = SELECT email AS user," in sql
+    assert ("CONCAT(" in sql) == (backend == "mariadb")
+    usage_map = files["dovecot-dict-sql.conf.ext"].content
+    assert usage_map.count("table = mailbox_usage") == 2
+    assert "pattern = priv/quota/storage" in usage_map
+    assert "pattern = priv/quota/messages" in usage_map
+    main = settings(files["main.cf"].content)
+    assert main["smtpd_recipient_restrictions"] == (
+        "reject_unauth_destination check_policy_service unix:private/quota-status"
+    )

@@ -123,9 +123,18 @@ class UserTrashed(Trashed):
     aliases_removed: list[str]
 
 
+class UserUsage(User):
+    """A mailbox with its quota (null: unlimited) and what Dovecot last counted in it."""
+
+    quota_bytes: int | None
+    quota_messages: int | None
+    used_bytes: int
+    used_messages: int
+
+
 class UserList(BaseModel):
     result: Literal[True]
-    users: list[User]
+    users: list[UserUsage]
     next_offset: int | None = None  # only when a page was asked for, as in DomainList
     next_after: int | None = None
 
@@ -134,6 +143,31 @@ class UserChanged(BaseModel):
     result: Literal[True]
     msg: str
     user: User
+
+
+class QuotaSet(BaseModel):
+    result: Literal[True]
+    msg: str
+    user: UserUsage
+
+
+class Limits(BaseModel):
+    """A domain's limits (null: unlimited) beside what it has now."""
+
+    domain_id: int
+    domain: str
+    max_mailboxes: int | None
+    max_aliases: int | None
+    max_quota_bytes: int | None
+    mailboxes: int
+    aliases: int
+    quota_bytes: int
+
+
+class DomainLimits(BaseModel):
+    result: Literal[True]
+    msg: str
+    limits: Limits
 
 
 class UsersCreated(BaseModel):

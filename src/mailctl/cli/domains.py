@@ -1,4 +1,4 @@
-"""``mailctl domain list|add|rm``."""
+"""``mailctl domain list|add|limits|rm``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from mailctl.cli.common import actor, console, context, read_password, reports_errors
-from mailctl.services import domains
+from mailctl.domain.sizes import shown_size
+from mailctl.services import domains, quotas
 
 app = typer.Typer(help="Manage mail domains.", no_args_is_help=True)
 
@@ -40,6 +41,45 @@ def add_domain(
         console.print(
             f"Created mailbox [bold]{user_view.email}[/] (id {user_view.id}).", highlight=False
         )
+
+
+@app.command("limits")
+@reports_errors
+def domain_limits(
+    name: str,
+    max_mailboxes: str | None = typer.Option(
+        None, "--max-mailboxes", help="How many mailboxes it may have (0: no limit)."
+    ),
+    max_aliases: str | None = typer.Option(
+        None, "--max-aliases", help="How many aliases it may have (0: no limit)."
+    ),
+    max_quota: str | None = typer.Option(
+        None, "--max-quota", help="Its mailboxes' quotas added up: 10G, 500M... (0: no limit)."
+    ),
+) -> None:
+    """Show a domain's limits, or change those given; checked when something is created."""
+    with context() as ctx:
+        if max_mailboxes is None and max_aliases is None and max_quota is None:
+            limits = quotas.domain_limits(ctx, actor(), name)
+        else:
+            limits = quotas.set_domain_limits(
+                ctx,
+                actor(),
+                name,
+                max_mailboxes=max_mailboxes,
+                max_aliases=max_aliases,
+                max_quota=max_quota,
+            )
+    table = Table("limit", "has", "may have")
+    table.add_row("mailboxes", str(limits.mailboxes), str(limits.max_mailboxes or "unlimited"))
+    table.add_row("aliases", str(limits.aliases), str(limits.max_aliases or "unlimited"))
+    table.add_row(
+        "total quota",
+        shown_size(limits.quota_bytes) if limits.quota_bytes else "0",
+        shown_size(limits.max_quota_bytes),
+    )
+    console.print(f"Limits of [bold]{limits.domain}[/]:", highlight=False)
+    console.print(table)
 
 
 @app.command("rm")

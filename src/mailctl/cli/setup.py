@@ -14,7 +14,7 @@ from mailctl.cli.check import print_checks
 from mailctl.cli.common import console, context, err_console, reports_errors
 from mailctl.config import load_settings
 from mailctl.errors import HostStateError, InvalidInputError
-from mailctl.host.stack import DAEMON_COLUMNS
+from mailctl.host.stack import DAEMON_COLUMNS, DAEMON_WRITES
 from mailctl.services import daemon_role, dns, setup
 from mailctl.services.setup import SetupOptions, SetupPlan, SetupResult
 
@@ -77,7 +77,7 @@ def _grants(apply: bool, admin_url: str | None) -> None:
     console.print(
         f"Ran {len(ran)} statements through {who}: the daemons' role may read "
         + ", ".join(f"{table}({', '.join(columns)})" for table, columns in DAEMON_COLUMNS.items())
-        + ".",
+        + f" and write {', '.join(DAEMON_WRITES)}.",
         highlight=False,
         soft_wrap=True,
     )

@@ -1,4 +1,4 @@
-"""``mailctl user list|add|import|passwd|rm``."""
+"""``mailctl user list|add|import|passwd|quota|rm``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from rich.table import Table
 
 from mailctl.cli.common import actor, console, context, domain_id_of, read_password, reports_errors
 from mailctl.domain.names import parse_address
+from mailctl.domain.sizes import shown_size
 from mailctl.errors import InvalidEntryError, InvalidInputError, TooLargeError
-from mailctl.services import domains, mailboxes
+from mailctl.services import domains, mailboxes, quotas
 
 app = typer.Typer(help="Manage mailboxes.", no_args_is_help=True)
 
@@ -25,9 +26,19 @@ def list_users(domain: str) -> None:
     with context() as ctx:
         domain_id = domain_id_of(ctx, domain)
         views = mailboxes.list_users(ctx, domain_id)
-    table = Table("id", "domain_id", "email")
+    table = Table("id", "domain_id", "email", "used", "quota", "messages")
     for view in views:
-        table.add_row(str(view.id), str(view.domain_id), view.email)
+        messages = str(view.used_messages)
+        if view.quota_messages:
+            messages += f" / {view.quota_messages}"
+        table.add_row(
+            str(view.id),
+            str(view.domain_id),
+            view.email,
+            shown_size(view.used_bytes) if view.used_bytes else "0",
+            shown_size(view.quota_bytes),
+            messages,
+        )
     console.print(table)
 
 
@@ -37,22 +48,24 @@ def add_user(
     email: str,
     password: str | None = typer.Option(None, help="The password (prompted for if absent)."),
     password_stdin: bool = typer.Option(False, help="Read the password from standard input."),
+    quota: str | None = typer.Option(None, help="Its storage quota: bytes, or 500K, 10M, 2G."),
 ) -> None:
     """Create a mailbox in an existing domain."""
     address = parse_address(email)
     secret = read_password(password, password_stdin)
     with context() as ctx:
         domain = domains.get_domain(ctx, address.domain)
-        view = mailboxes.create_user(ctx, actor(), domain.id, address.email, secret)
+        view = mailboxes.create_user(ctx, actor(), domain.id, address.email, secret, quota=quota)
     console.print(f"Created mailbox [bold]{view.email}[/] (id {view.id}).", highlight=False)
 
 
-_CSV_COLUMNS = ("email", "password", "password_hash")
+_CSV_COLUMNS = ("email", "password", "password_hash", "quota")
 
 
 def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[int]]:
     """The entries of a CSV with a header row (``email`` and ``password`` or
-    ``password_hash``), and the line each one starts on; InvalidInputError naming the line."""
+    ``password_hash``, and an optional ``quota``), and the line each one starts on;
+    InvalidInputError naming the line."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -62,8 +75,8 @@ def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[in
         unknown = [name for name in names if name not in _CSV_COLUMNS]
         if unknown or "email" not in names or len(set(names)) != len(names):
             raise InvalidInputError(
-                f"Line 1: the header must be email,password or email,password_hash, "
-                f"not {','.join(header)[:200]}."
+                f"Line 1: the header must be email,password or email,password_hash (and "
+                f"quota if wanted), not {','.join(header)[:200]}."
             )
         if "password" not in names and "password_hash" not in names:
             raise InvalidInputError("Line 1: the header needs a password or password_hash column.")
@@ -88,7 +101,10 @@ def read_csv(text: str, limit: int) -> tuple[list[mailboxes.NewMailbox], list[in
             }
             entries.append(
                 mailboxes.NewMailbox(
-                    cells.get("email") or "", cells.get("password"), cells.get("password_hash")
+                    cells.get("email") or "",
+                    cells.get("password"),
+                    cells.get("password_hash"),
+                    cells.get("quota"),
                 )
             )
             lines.append(start)
@@ -133,6 +149,27 @@ def import_users(
             ) from exc
     console.print(
         f"Created {len(views)} mailbox{'es' if len(views) != 1 else ''} in {domain}.",
+        highlight=False,
+    )
+
+
+@app.command("quota")
+@reports_errors
+def set_quota(
+    email: str,
+    size: str = typer.Argument(..., help="Bytes, or 500K, 10M, 2G; 0 or unlimited for none."),
+    messages: str | None = typer.Option(
+        None, "--messages", help="How many messages it may hold (0: no limit)."
+    ),
+) -> None:
+    """Set a mailbox's storage quota (and message count); Dovecot enforces it at once."""
+    with context() as ctx:
+        view = quotas.set_user_quota(ctx, actor(), email=email, quota=size, messages=messages)
+    count = f", at most {view.quota_messages} messages" if view.quota_messages else ""
+    console.print(
+        f"The quota of [bold]{view.email}[/] is {shown_size(view.quota_bytes)}{count}; it "
+        f"holds {shown_size(view.used_bytes) if view.used_bytes else '0 B'} in "
+        f"{view.used_messages} messages.",
         highlight=False,
     )
 

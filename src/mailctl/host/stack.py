@@ -21,6 +21,7 @@ from mailctl.host.stack_postfix import postfix_files
 
 __all__ = [
     "DAEMON_COLUMNS",
+    "DAEMON_WRITES",
     "DOVECOT",
     "OPENDKIM",
     "POSTFIX",
@@ -38,9 +39,11 @@ __all__ = [
 # stack_dovecot), by table: all that the daemons' database role may SELECT.
 DAEMON_COLUMNS: dict[str, tuple[str, ...]] = {
     "virtual_domains": ("name",),
-    "virtual_users": ("email", "password"),
+    "virtual_users": ("email", "password", "quota_bytes", "quota_messages"),
     "virtual_aliases": ("source", "destination"),
 }
+# The tables the daemons also write: Dovecot's quota_clone keeps each mailbox's usage.
+DAEMON_WRITES: tuple[str, ...] = ("mailbox_usage",)
 
 
 def render_stack(cfg: StackConfig) -> list[RenderedFile]:

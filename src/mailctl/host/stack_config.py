@@ -120,6 +120,9 @@ class StackConfig:
     # An IPv4 address, or "*" for every address of the host (a public mail server).
     listen_address: str = "127.0.0.1"
     opendkim_user: str = "opendkim"
+    # The names of the vmail account and group: Dovecot's socket owners take only names.
+    vmail_user: str = "vmail"
+    vmail_group: str = "vmail"
     # OpenDKIM refuses a key if any folder above it is writable by others. Turn this off
     # only where keys must live below such a folder (a test root under /tmp).
     opendkim_require_safe_keys: bool = True
@@ -191,6 +194,11 @@ class StackConfig:
         return self.dovecot_config_dir / "dovecot-sql.conf.ext"
 
     @property
+    def dovecot_dict_sql_conf(self) -> Path:
+        """Dovecot's dict-sql map: where quota_clone writes each mailbox's usage."""
+        return self.dovecot_config_dir / "dovecot-dict-sql.conf.ext"
+
+    @property
     def dovecot_mysql_option_file(self) -> Path:
         """The MySQL option file holding the login of Dovecot's mysql driver."""
         return self.dovecot_config_dir / "dovecot-sql.my.cnf"
@@ -224,6 +232,11 @@ class StackConfig:
     def auth_socket(self) -> Path:
         """Dovecot's auth socket that Postfix's submission service asks for SASL."""
         return self.postfix_queue_dir / "private" / "auth"
+
+    @property
+    def quota_status_socket(self) -> Path:
+        """Dovecot's quota-status policy socket that Postfix's smtpd asks at RCPT time."""
+        return self.postfix_queue_dir / "private" / "quota-status"
 
     @property
     def listens_everywhere(self) -> bool:
@@ -301,8 +314,13 @@ def check_stack_config(cfg: StackConfig) -> None:
             raise InvalidInputError(
                 f"The listen address {cfg.listen_address!r} must be an IPv4 address or '*'."
             ) from None
-    if not _PLAIN_WORD.fullmatch(cfg.opendkim_user):
-        raise InvalidInputError(f"The OpenDKIM user {cfg.opendkim_user!r} is not a plain name.")
+    for label, name in (
+        ("OpenDKIM user", cfg.opendkim_user),
+        ("vmail user", cfg.vmail_user),
+        ("vmail group", cfg.vmail_group),
+    ):
+        if not _PLAIN_WORD.fullmatch(name):
+            raise InvalidInputError(f"The {label} {name!r} is not a plain name.")
     _check_backend(cfg.backend)
 
 

@@ -1,4 +1,4 @@
-"""Dovecot's configuration and the SQL file it checks mailbox passwords with."""
+"""Dovecot's configuration, the SQL file of its passdb and userdb, and its usage map."""
 
 from __future__ import annotations
 
@@ -7,6 +7,28 @@ from mailctl.host.stack_config import DOVECOT, RenderedFile, SqlBackend, StackCo
 # What Dovecot asks: the stored string keeps its "{SCHEME}" prefix, so each row decides
 # how it is verified, and old schemes keep working next to new ones.
 PASSDB_QUERY = "SELECT email AS user, password FROM virtual_users WHERE email = '%u'"
+# The mailbox's quota rule from its columns; 0 (or NULL) is unlimited, for Dovecot too.
+# uid, gid and home are the userdb's default_fields: one vmail account for every mailbox.
+_USER_QUERY_CONCAT = (
+    "SELECT email AS user, '*:bytes=' || COALESCE(quota_bytes, 0)"
+    " || ':messages=' || COALESCE(quota_messages, 0) AS quota_rule"
+    " FROM virtual_users WHERE email = '%u'"
+)
+USER_QUERIES = {
+    "sqlite": _USER_QUERY_CONCAT,
+    "postgresql": _USER_QUERY_CONCAT,
+    # MariaDB's || is OR unless the server's sql_mode says otherwise.
+    "mariadb": (
+        "SELECT email AS user, CONCAT('*:bytes=', COALESCE(quota_bytes, 0),"
+        " ':messages=', COALESCE(quota_messages, 0)) AS quota_rule"
+        " FROM virtual_users WHERE email = '%u'"
+    ),
+}
+ITERATE_QUERY = "SELECT email AS user FROM virtual_users"
+# What quota-status answers Postfix's policy request with. DUNNO lets the other
+# restrictions decide; a full mailbox is refused for good (552) at RCPT time.
+QUOTA_FULL_REPLY = "552 5.2.2 Mailbox is full"
+USAGE_TABLE = "mailbox_usage"
 
 
 def dovecot_files(cfg: StackConfig) -> list[RenderedFile]:
@@ -16,6 +38,9 @@ def dovecot_files(cfg: StackConfig) -> list[RenderedFile]:
     files = [
         RenderedFile(cfg.dovecot_conf, _dovecot_conf(cfg), 0o644, DOVECOT),
         RenderedFile(cfg.dovecot_sql_conf, _dovecot_sql_conf(cfg), 0o640, DOVECOT, "dovecot"),
+        RenderedFile(
+            cfg.dovecot_dict_sql_conf, _dovecot_dict_sql_conf(cfg), 0o640, DOVECOT, "dovecot"
+        ),
     ]
     if cfg.backend.kind == "mariadb":
         files.append(
@@ -107,10 +132,30 @@ def _dovecot_conf(cfg: StackConfig) -> str:
         "  driver = sql\n"
         f"  args = {cfg.dovecot_sql_conf}\n"
         "}\n"
-        # Every mailbox belongs to the vmail account; only the folder differs per user.
+        # Every mailbox belongs to the vmail account; only the folder differs per user. The
+        # row gives the quota rule, and a user without a row does not exist.
         "userdb {\n"
-        "  driver = static\n"
-        f"  args = uid={cfg.vmail_uid} gid={cfg.vmail_gid} home={mail_dir}\n"
+        "  driver = sql\n"
+        f"  args = {cfg.dovecot_sql_conf}\n"
+        f"  default_fields = uid={cfg.vmail_uid} gid={cfg.vmail_gid} home={mail_dir}\n"
+        "}\n"
+        # Usage is counted in the mailbox indexes (the count backend) and copied to
+        # mailbox_usage after each change (quota_clone through the dict proxy), where
+        # mailctl reads it. The grace lets the message that fills a mailbox in (the size a
+        # client declares at MAIL FROM is smaller than the stored one, which gains
+        # headers), so a full mailbox is refused at RCPT time rather than bounced after.
+        "mail_plugins = $mail_plugins quota quota_clone\n"
+        "plugin {\n"
+        "  quota = count:User quota\n"
+        "  quota_vsizes = yes\n"
+        "  quota_grace = 10%%\n"
+        "  quota_clone_dict = proxy::usage\n"
+        "  quota_status_success = DUNNO\n"
+        "  quota_status_nouser = DUNNO\n"
+        f'  quota_status_overquota = "{QUOTA_FULL_REPLY}"\n'
+        "}\n"
+        "dict {\n"
+        f"  usage = {_sql_driver(cfg.backend)}:{cfg.dovecot_dict_sql_conf}\n"
         "}\n"
         "service imap-login {\n"
         "  inet_listener imap {\n"
@@ -132,6 +177,26 @@ def _dovecot_conf(cfg: StackConfig) -> str:
         "service lmtp {\n"
         f"{lmtp_listener}"
         "}\n"
+        # The dict proxy is asked by the mail processes, which run as the vmail account.
+        "service dict {\n"
+        f"{_dict_user(cfg)}"
+        "  unix_listener dict {\n"
+        f"    user = {cfg.vmail_user}\n"
+        f"    group = {cfg.vmail_group}\n"
+        "    mode = 0600\n"
+        "  }\n"
+        "}\n"
+        # Postfix's smtpd asks whether a recipient's mailbox has room, in its private/
+        # folder like the LMTP socket.
+        "service quota-status {\n"
+        "  executable = quota-status -p postfix\n"
+        f"  unix_listener {cfg.quota_status_socket} {{\n"
+        "    user = postfix\n"
+        "    group = postfix\n"
+        "    mode = 0600\n"
+        "  }\n"
+        "  client_limit = 1\n"
+        "}\n"
         "service auth {\n"
         f"  unix_listener {cfg.auth_socket} {{\n"
         "    user = postfix\n"
@@ -142,10 +207,23 @@ def _dovecot_conf(cfg: StackConfig) -> str:
         "protocol lmtp {\n"
         f"  postmaster_address = postmaster@{cfg.hostname}\n"
         "}\n"
+        "protocol imap {\n"
+        "  mail_plugins = $mail_plugins imap_quota\n"
+        "}\n"
     )
 
 
-def _dovecot_sql_conf(cfg: StackConfig) -> str:
+def _sql_driver(backend: SqlBackend) -> str:
+    return {"sqlite": "sqlite", "postgresql": "pgsql", "mariadb": "mysql"}[backend.kind]
+
+
+def _dict_user(cfg: StackConfig) -> str:
+    # On SQLite the dict process writes mailctl's own file and the journal next to it,
+    # which the dovecot user may only read.
+    return "  user = root\n" if cfg.backend.kind == "sqlite" else ""
+
+
+def _connect(cfg: StackConfig) -> tuple[str, str]:
     backend = cfg.backend
     if backend.kind == "sqlite":
         driver, connect = "sqlite", backend.database
@@ -166,11 +244,36 @@ def _dovecot_sql_conf(cfg: StackConfig) -> str:
         words.append(f"option_file={cfg.dovecot_mysql_option_file}")
         words.append("option_group=client")
         connect = " ".join(words)
+    return driver, connect
+
+
+def _dovecot_sql_conf(cfg: StackConfig) -> str:
+    driver, connect = _connect(cfg)
     return (
-        "# Rendered by mailctl: how Dovecot checks mailbox passwords.\n"
+        "# Rendered by mailctl: how Dovecot checks mailbox passwords and finds quotas.\n"
         f"driver = {driver}\n"
         f"connect = {connect}\n"
         # Used only for a row without a {SCHEME} prefix, which mailctl never writes.
         "default_pass_scheme = ARGON2ID\n"
         f"password_query = {PASSDB_QUERY}\n"
+        f"user_query = {USER_QUERIES[cfg.backend.kind]}\n"
+        f"iterate_query = {ITERATE_QUERY}\n"
+    )
+
+
+def _dovecot_dict_sql_conf(cfg: StackConfig) -> str:
+    _driver, connect = _connect(cfg)
+    maps = "".join(
+        "map {\n"
+        f"  pattern = priv/quota/{key}\n"
+        f"  table = {USAGE_TABLE}\n"
+        "  username_field = username\n"
+        f"  value_field = {column}\n"
+        "  value_type = uint\n"
+        "}\n"
+        for key, column in (("storage", "bytes"), ("messages", "messages"))
+    )
+    return (
+        "# Rendered by mailctl: where Dovecot's quota_clone writes each mailbox's usage.\n"
+        f"connect = {connect}\n{maps}"
     )

@@ -81,7 +81,11 @@ def _postfix_main_cf(cfg: StackConfig) -> str:
         "smtpd_reject_unlisted_recipient = yes",
         # No relaying on trust in an address: whoever sends out must log in on submission.
         "smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination",
-        "smtpd_recipient_restrictions = reject_unauth_destination",
+        # A full mailbox is refused at RCPT time (Dovecot's quota-status answers 552)
+        # rather than taken and bounced; if the service cannot answer, mail waits.
+        "smtpd_recipient_restrictions = reject_unauth_destination"
+        " check_policy_service unix:private/quota-status",
+        "smtpd_policy_service_default_action = 451 4.3.5 Cannot check the mailbox quota",
         # Submission authenticates through Dovecot, which owns the password table.
         "smtpd_sasl_type = dovecot",
         "smtpd_sasl_path = private/auth",

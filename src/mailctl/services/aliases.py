@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mailctl.domain.names import parse_alias_destination, parse_alias_source
 from mailctl.errors import ConflictError, InvalidInputError, NotFoundError
-from mailctl.services import scope
+from mailctl.services import quotas, scope
 from mailctl.services.context import Actor, Context
 from mailctl.services.mailboxes import parse_id
 
@@ -50,7 +50,7 @@ def add_alias(
     if not destination.strip():
         raise InvalidInputError("A destination address is required.")
     with ctx.uow() as uow:
-        domain = uow.domains.get(ident)
+        domain = uow.domains.locked(ident)
         if domain is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
         if "@" not in source:
@@ -64,6 +64,7 @@ def add_alias(
                 raise ConflictError(
                     f"The alias {wanted_source} to {wanted_destination} exists already."
                 )
+        quotas.check_new_alias(uow, domain)
         alias = uow.aliases.add(ident, wanted_source, wanted_destination)
         uow.audit.record(
             actor, "create_alias", wanted_source, f"to {wanted_destination}", domain=domain.name

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mailctl.config import Settings
 from mailctl.errors import InvalidInputError
-from mailctl.host.stack import DAEMON_COLUMNS, SqlBackend
+from mailctl.host.stack import DAEMON_COLUMNS, DAEMON_WRITES, SqlBackend
 from mailctl.storage import daemon_role
 
 DEFAULT_ROLE = "mailctl_daemons"
@@ -101,6 +101,7 @@ def grant_sql(settings: Settings) -> list[str]:
         database=role.database,
         columns=DAEMON_COLUMNS,
         manage_role=True,
+        writes=DAEMON_WRITES,
     )
 
 
@@ -118,6 +119,7 @@ def apply_grants(settings: Settings, admin_url: str | None = None) -> list[str]:
         database=role.database,
         columns=DAEMON_COLUMNS,
         manage_role=admin_url is not None,
+        writes=DAEMON_WRITES,
     )
     if admin_url is not None and SqlBackend.from_url(admin_url).kind != role.kind:
         raise InvalidInputError(f"--admin-url must be a {role.kind} URL like the database's.")

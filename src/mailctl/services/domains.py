@@ -5,11 +5,12 @@ from __future__ import annotations
 from mailctl.domain.names import normalize_domain, parse_address
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.services.context import Actor, Context
-from mailctl.services.mailboxes import commit_to_trash, hash_new_password
+from mailctl.services.mailboxes import commit_to_trash, hash_new_password, mailbox_record
 from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.scope import Scope
 from mailctl.services.views import DomainView, TrashView, UserView
 from mailctl.storage.reads import DomainRow, Window
+from mailctl.storage.tables import LIMIT_COLUMNS
 
 
 def list_domains(ctx: Context) -> list[DomainView]:
@@ -96,10 +97,12 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
         domain = uow.domains.by_name(domain_name, lock=True)
         if domain is None:
             raise NotFoundError(f"The domain {domain_name} does not exist.")
-        users = [
-            {"email": user.email, "password": user.password}
-            for user in uow.users.list_for_domain(domain.id)
-        ]
+        users = [mailbox_record(user) for user in uow.users.list_for_domain(domain.id)]
+        limits = {
+            column: getattr(domain, column)
+            for column in LIMIT_COLUMNS
+            if getattr(domain, column) is not None
+        }
         aliases = [
             {"source": alias.source, "destination": alias.destination}
             for alias in uow.aliases.list_for_domain(domain.id)
@@ -134,6 +137,7 @@ def delete_domain(ctx: Context, actor: Actor, name: str) -> TrashView:
                 "mailboxes": users,
                 "aliases": aliases,
                 "dkim_keys": dkim_keys,
+                **({"limits": limits} if limits else {}),
             },
             pending=True,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 from mailctl.domain import passwords
 from mailctl.domain.names import Address, parse_address
 from mailctl.domain.numbers import ascii_digits
+from mailctl.domain.sizes import parse_size
 from mailctl.errors import (
     ConflictError,
     InvalidEntryError,
@@ -19,10 +20,11 @@ from mailctl.errors import (
     TooLargeError,
 )
 from mailctl.host.maildir import TrashEntry
-from mailctl.services import scope
+from mailctl.services import quotas, scope
 from mailctl.services.context import Actor, Context
 from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.views import TrashView, UserView
+from mailctl.storage.tables import User
 
 log = logging.getLogger("mailctl.trash")
 
@@ -69,13 +71,17 @@ def create_user(
     email: str,
     password: str | None,
     password_hash: str | None = None,
+    quota: object = None,
 ) -> UserView:
     """Create a mailbox in the domain with that id, and its maildir.
 
     ``password_hash`` takes an existing Dovecot ``{SCHEME}...`` hash instead of a password,
     so mailboxes can move from another server without their users choosing new passwords.
+    ``quota`` is its storage quota (bytes, or 10M, 2G...; none: unlimited). The domain's
+    limits are checked (ConflictError).
     """
     ident = parse_id(domain_id, "domain id")
+    size = None if quota in (None, "") else parse_size(quota) or None
     if not email.strip():
         raise InvalidInputError("An email address is required.")
     if password is not None and password_hash is not None:
@@ -97,12 +103,13 @@ def create_user(
     else:
         hashed = hash_new_password(ctx, password)
     with ctx.maildirs.changing(), ctx.uow() as uow:
-        domain = uow.domains.get(ident)
+        domain = uow.domains.locked(ident)
         if domain is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
         if uow.users.by_email(address.email) is not None:
             raise ConflictError(f"The mailbox {address.email} exists already.")
-        user = uow.users.add(ident, address.email, hashed)
+        quotas.check_new_mailboxes(uow, domain, [size])
+        user = uow.users.add(ident, address.email, hashed, quota_bytes=size)
         uow.audit.record(actor, "create_user", address.email, domain=domain_name)
         existed = ctx.maildirs.mailbox_path(domain_name, address.local_part).exists()
         ctx.maildirs.create_mailbox(domain_name, address.local_part)
@@ -112,18 +119,20 @@ def create_user(
             if not existed:
                 ctx.maildirs.remove_empty_mailbox(domain_name, address.local_part)
             raise
-        view = UserView(user.id, ident, user.email)
+        view = UserView(user.id, ident, user.email, size)
     ctx.changed("users")
     return view
 
 
 @dataclass(frozen=True)
 class NewMailbox:
-    """One entry of a batch create: an address, and a password or an existing hash."""
+    """One entry of a batch create: an address, and a password or an existing hash, and
+    its quota (bytes or 10M, 2G...) when it has one."""
 
     email: str
     password: str | None = None
     password_hash: str | None = None
+    quota: object = None
 
 
 # Addresses a conflict names at most; the count says how many more there are.
@@ -206,9 +215,14 @@ def create_users(
             raise NotFoundError(f"There is no domain with id {ident}.")
         domain_name = domain.name
     checked: list[tuple[Address, str | None, str | None]] = []
+    sizes: list[int | None] = []
     first_place: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
         address, plain, hashed = _checked_entry(ctx, index, entry, domain_name)
+        try:
+            sizes.append(None if entry.quota in (None, "") else parse_size(entry.quota) or None)
+        except InvalidInputError as exc:
+            raise InvalidEntryError(index, address.email, exc.message) from exc
         earlier = first_place.setdefault(address.email, index)
         if earlier != index:
             raise InvalidEntryError(
@@ -228,11 +242,13 @@ def create_users(
     ]
     local_parts = [address.local_part for address, _, _ in checked]
     with ctx.maildirs.changing(), ctx.uow() as uow:
-        if uow.domains.get(ident) is None:
+        domain = uow.domains.locked(ident)
+        if domain is None:
             raise NotFoundError(f"There is no domain with id {ident}.")
         # Checked under the transaction: a create may have come in meanwhile.
         _refuse_existing(uow.users.existing(emails))
-        inserted = uow.users.add_many(ident, rows)
+        quotas.check_new_mailboxes(uow, domain, sizes)
+        inserted = uow.users.add_many(ident, rows, sizes)
         uow.audit.record_many(
             actor, "create_user", emails, f"one of a batch of {len(rows)}", domain=domain_name
         )
@@ -244,7 +260,10 @@ def create_users(
                 ctx.maildirs.remove_empty_mailbox(domain_name, local_part)
             raise
     ctx.changed("users")
-    return [UserView(user_id, ident, email) for user_id, email in inserted]
+    return [
+        UserView(user_id, ident, email, size)
+        for (user_id, email), size in zip(inserted, sizes, strict=True)
+    ]
 
 
 def _refuse_existing(existing: Sequence[str]) -> None:
@@ -294,7 +313,7 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
         user = uow.users.by_email(address.email, lock=True)
         if user is None:
             raise NotFoundError(missing)
-        record = {"email": user.email, "password": user.password}
+        record = mailbox_record(user)
         if not uow.users.delete(user):
             # A concurrent delete won; it made the one trash entry.
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
@@ -326,6 +345,15 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
     ctx.changed("users")
     sources = tuple(str(a["source"]) for a in alias_records)
     return TrashView(str(entry.path), "mailbox", address.email, sources)
+
+
+def mailbox_record(user: User) -> dict[str, object]:
+    """A mailbox as a trash manifest keeps it: its address, its hash, its quota if any."""
+    record: dict[str, object] = {"email": user.email, "password": user.password}
+    for column in ("quota_bytes", "quota_messages"):
+        if getattr(user, column):
+            record[column] = getattr(user, column)
+    return record
 
 
 def commit_to_trash(

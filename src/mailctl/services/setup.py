@@ -9,6 +9,7 @@ on refusal, reloads of the daemons that run). The DNS records a domain needs are
 from __future__ import annotations
 
 import dataclasses
+import grp
 import pwd
 import shlex
 from dataclasses import dataclass, field
@@ -154,6 +155,19 @@ def _vmail_ids(settings: Settings) -> tuple[int, int]:
     return uid, gid
 
 
+def _account_names(uid: int, gid: int) -> tuple[str, str]:
+    """The names of the mail account and group (Dovecot's sockets are owned by name)."""
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = VMAIL_USER
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = VMAIL_USER
+    return user, group
+
+
 def _backend(settings: Settings, wanted: str | None) -> SqlBackend:
     # The daemons' own role, never mailctl's login (see daemon_role).
     backend = daemon_role.daemon_access(settings).backend
@@ -206,6 +220,7 @@ def stack_config(settings: Settings, options: SetupOptions) -> StackConfig:
         )
     name = normalize_domain(hostname)
     uid, gid = _vmail_ids(settings)
+    vmail_user, vmail_group = _account_names(uid, gid)
     opendkim = settings.opendkim_path
     cert_dir = settings.tls_path / name
     layout = _layout(options)
@@ -215,6 +230,8 @@ def stack_config(settings: Settings, options: SetupOptions) -> StackConfig:
         mail_root=settings.mail_root_path,
         vmail_uid=uid,
         vmail_gid=gid,
+        vmail_user=vmail_user,
+        vmail_group=vmail_group,
         postfix_config_dir=layout["postfix_config_dir"],
         postfix_queue_dir=layout["postfix_queue_dir"],
         postfix_data_dir=layout["postfix_data_dir"],
@@ -273,8 +290,9 @@ def plan_setup(settings: Settings, options: SetupOptions) -> SetupPlan:
         warnings.append(
             "Postfix and Dovecot read the SQLite file as their own users: its folder and "
             "file must be readable by them, and they can then read all of it, the token "
-            "signing secret and every DKIM and TLS private key included. PostgreSQL or "
-            "MariaDB, with a role for the daemons, keep those from them."
+            "signing secret and every DKIM and TLS private key included. Dovecot's dict "
+            "process runs as root there, to write each mailbox's usage into the file. "
+            "PostgreSQL or MariaDB, with a role for the daemons, keep those from them."
         )
     reloads = reload_plan(settings, cfg)
     warnings.extend(_reload_warnings(settings, cfg, reloads))

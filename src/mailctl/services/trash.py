@@ -11,10 +11,13 @@ from typing import Any
 
 from mailctl.domain import dkim
 from mailctl.domain.names import normalize_domain, parse_address
+from mailctl.domain.sizes import MAX_SIZE
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.host.maildir import TrashEntry
+from mailctl.services import quotas
 from mailctl.services.context import Actor, Context
 from mailctl.services.scope import Scope
+from mailctl.storage.tables import LIMIT_COLUMNS
 
 log = logging.getLogger("mailctl.trash")
 
@@ -50,6 +53,8 @@ class _Mailbox:
     email: str
     local_part: str
     password: str
+    quota_bytes: int | None = None
+    quota_messages: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +126,31 @@ def _mailboxes(manifest: dict[str, Any], domain: str) -> list[_Mailbox]:
             )
         # The hash is restored exactly as it was stored, so the old password keeps working.
         found.append(
-            _Mailbox(address.email, address.local_part, _text(record.get("password"), "hash"))
+            _Mailbox(
+                address.email,
+                address.local_part,
+                _text(record.get("password"), "hash"),
+                _number(record.get("quota_bytes"), "mailbox quota"),
+                _number(record.get("quota_messages"), "mailbox message count"),
+            )
         )
     return found
+
+
+def _number(raw: object, what: str) -> int | None:
+    """A quota or limit of a manifest: absent, or a whole number of at least 0."""
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_SIZE:
+        raise InvalidInputError(f"The trash manifest's {what} is not a whole number.")
+    return raw or None
+
+
+def _limits(manifest: dict[str, Any]) -> dict[str, int | None]:
+    raw = manifest.get("limits", {})
+    if not isinstance(raw, dict):
+        raise InvalidInputError("The trash manifest's limits are not an object.")
+    return {column: _number(raw.get(column), "domain limit") for column in LIMIT_COLUMNS}
 
 
 def _aliases(manifest: dict[str, Any]) -> list[tuple[str, str]]:
@@ -201,7 +228,8 @@ def _restore_mailbox(
     destination = ctx.maildirs.mailbox_path(domain_name, mailbox.local_part)
     aliases = _aliases(entry.manifest)
     with ctx.uow() as uow:
-        domain = uow.domains.by_name(domain_name)
+        found = uow.domains.by_name(domain_name)
+        domain = None if found is None else uow.domains.locked(found.id)
         if domain is None:
             raise NotFoundError(
                 f"The domain {domain_name} does not exist; restore or create it before "
@@ -213,7 +241,11 @@ def _restore_mailbox(
             raise ConflictError(
                 f"The maildir of {mailbox.email} exists on disk again; not overwriting it."
             )
-        uow.users.add(domain.id, mailbox.email, mailbox.password)
+        # The domain's limits hold for a mailbox that comes back as for a new one.
+        quotas.check_new_mailboxes(uow, domain, [mailbox.quota_bytes])
+        uow.users.add(
+            domain.id, mailbox.email, mailbox.password, mailbox.quota_bytes, mailbox.quota_messages
+        )
         restored_aliases = 0
         for source, target in aliases:
             # The aliases that were removed with the mailbox, where their domain still is
@@ -245,10 +277,18 @@ def _restore_domain(
                 f"The mail directory of {domain_name} exists on disk again; not overwriting it."
             )
         domain = uow.domains.add(domain_name)
+        for column, value in _limits(entry.manifest).items():
+            setattr(domain, column, value)
         for mailbox in mailboxes:
             if uow.users.by_email(mailbox.email) is not None:
                 raise ConflictError(f"The mailbox {mailbox.email} exists already.")
-            uow.users.add(domain.id, mailbox.email, mailbox.password)
+            uow.users.add(
+                domain.id,
+                mailbox.email,
+                mailbox.password,
+                mailbox.quota_bytes,
+                mailbox.quota_messages,
+            )
         for source, target in aliases:
             uow.aliases.add(domain.id, source, target)
         for key in keys:

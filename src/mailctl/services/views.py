@@ -19,6 +19,25 @@ class UserView(NamedTuple):
     id: int
     domain_id: int
     email: str
+    # The quota (None: unlimited) and what Dovecot last counted in the mailbox.
+    quota_bytes: int | None = None
+    quota_messages: int | None = None
+    used_bytes: int = 0
+    used_messages: int = 0
+
+
+@dataclass(frozen=True)
+class DomainLimits:
+    """A domain's limits (None: unlimited) beside what it has now."""
+
+    domain_id: int
+    domain: str
+    max_mailboxes: int | None
+    max_aliases: int | None
+    max_quota_bytes: int | None
+    mailboxes: int
+    aliases: int
+    quota_bytes: int  # the mailboxes' quotas added up (unlimited ones count nothing)
 
 
 @dataclass(frozen=True)

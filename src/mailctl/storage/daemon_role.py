@@ -32,12 +32,14 @@ def grant_statements(
     database: str,
     columns: Mapping[str, Sequence[str]],
     manage_role: bool,
+    writes: Sequence[str] = (),
 ) -> list[str]:
     """SQL that lets ``role`` SELECT exactly ``columns`` (table → column names), nothing else.
 
     With ``manage_role`` the role is created if missing and given ``password`` (that needs
     a superuser, or CREATEROLE / CREATE USER); without, it must exist, and only the grants
     run, which the owner of the tables may give on PostgreSQL. Running it again is harmless.
+    The tables in ``writes`` are the daemons' own to read and write whole.
     Names must be plain words (letters, digits, ``_.@%+-``), as the setup checks them.
     """
     if backend == "postgresql":
@@ -59,6 +61,9 @@ def grant_statements(
             f"GRANT SELECT ({', '.join(names)}) ON TABLE {table} TO {quoted}"
             for table, names in columns.items()
         ]
+        statements += [
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {table} TO {quoted}" for table in writes
+        ]
         return statements
     if backend == "mariadb":
         account = f"{_maria_literal(role)}@{_maria_literal(MARIADB_HOST)}"
@@ -73,6 +78,10 @@ def grant_statements(
         statements += [
             f"GRANT SELECT ({', '.join(names)}) ON `{database}`.`{table}` TO {account}"
             for table, names in columns.items()
+        ]
+        statements += [
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.`{table}` TO {account}"
+            for table in writes
         ]
         return statements
     raise InvalidInputError(f"A {backend} database has no roles to grant columns to.")

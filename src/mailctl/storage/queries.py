@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from mailctl.storage.tables import (
@@ -19,6 +19,7 @@ from mailctl.storage.tables import (
     AuditEntry,
     Base,
     Domain,
+    MailboxUsage,
     Secret,
     User,
     utcnow,
@@ -77,6 +78,40 @@ class Domains:
             self.session.scalar(select(func.count(User.id)).where(User.domain_id == domain_id)) or 0
         )
 
+    def locked(self, domain_id: int) -> Domain | None:
+        """The domain, its row held until the transaction ends: creates that check its
+        limits wait for each other instead of both passing the check.
+
+        SQLite has no row locks: the transaction takes the database's write lock before it
+        reads, so it must not have written yet.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(text("BEGIN IMMEDIATE"))
+        query = select(Domain).where(Domain.id == domain_id).with_for_update()
+        return self.session.scalars(query).one_or_none()
+
+    def count_aliases(self, domain_id: int) -> int:
+        return int(
+            self.session.scalar(select(func.count(Alias.id)).where(Alias.domain_id == domain_id))
+            or 0
+        )
+
+    def quota_total(self, domain_id: int, *, without_user: int | None = None) -> int:
+        """The quotas of the domain's mailboxes added up (unlimited ones add nothing)."""
+        query = select(func.coalesce(func.sum(User.quota_bytes), 0)).where(
+            User.domain_id == domain_id
+        )
+        if without_user is not None:
+            query = query.where(User.id != without_user)
+        return int(self.session.scalar(query) or 0)
+
+    def unlimited_mailboxes(self, domain_id: int) -> int:
+        """How many of the domain's mailboxes have no storage quota."""
+        query = select(func.count(User.id)).where(
+            User.domain_id == domain_id, func.coalesce(User.quota_bytes, 0) == 0
+        )
+        return int(self.session.scalar(query) or 0)
+
     def add(self, name: str) -> Domain:
         domain = Domain(name=name)
         self.session.add(domain)
@@ -88,6 +123,13 @@ class Domains:
         # Explicit deletes rather than relying on ON DELETE CASCADE alone, so the outcome
         # is the same on every backend and in the same transaction.
         self.session.execute(delete(Alias).where(Alias.domain_id == domain.id))
+        self.session.execute(
+            delete(MailboxUsage).where(
+                MailboxUsage.username.in_(
+                    select(User.email).where(User.domain_id == domain.id).scalar_subquery()
+                )
+            )
+        )
         self.session.execute(delete(User).where(User.domain_id == domain.id))
         return _delete_row(self.session, domain, Domain.id == domain.id)
 
@@ -113,15 +155,33 @@ class Users:
             select(User).where(User.domain_id == domain_id).order_by(User.id)
         ).all()
 
-    def add(self, domain_id: int, email: str, password: str) -> User:
-        user = User(domain_id=domain_id, email=email, password=password)
+    def add(
+        self,
+        domain_id: int,
+        email: str,
+        password: str,
+        quota_bytes: int | None = None,
+        quota_messages: int | None = None,
+    ) -> User:
+        user = User(
+            domain_id=domain_id,
+            email=email,
+            password=password,
+            quota_bytes=quota_bytes,
+            quota_messages=quota_messages,
+        )
         self.session.add(user)
         self.session.flush()
         return user
 
-    def add_many(self, domain_id: int, rows: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
-        """Insert mailboxes ``(email, password)`` in one executemany; their ``(id, email)``
-        in the order given."""
+    def add_many(
+        self,
+        domain_id: int,
+        rows: Sequence[tuple[str, str]],
+        quotas: Sequence[int | None] | None = None,
+    ) -> list[tuple[int, str]]:
+        """Insert mailboxes ``(email, password)`` in one executemany, with ``quotas`` (bytes,
+        one per row) when given; their ``(id, email)`` in the order given."""
         if not rows:
             return []
         now = utcnow()
@@ -130,8 +190,14 @@ class Users:
         result = self.session.execute(
             insert(User).returning(User.id, User.email),
             [
-                {"domain_id": domain_id, "email": email, "password": password, "created_at": now}
-                for email, password in rows
+                {
+                    "domain_id": domain_id,
+                    "email": email,
+                    "password": password,
+                    "created_at": now,
+                    "quota_bytes": quotas[index] if quotas is not None else None,
+                }
+                for index, (email, password) in enumerate(rows)
             ],
         )
         ids = {str(email): int(ident) for ident, email in result.all()}
@@ -147,7 +213,18 @@ class Users:
 
     def delete(self, user: User) -> bool:
         """Delete the mailbox; False if another transaction deleted it first."""
-        return _delete_row(self.session, user, User.id == user.id)
+        gone = _delete_row(self.session, user, User.id == user.id)
+        if gone:
+            # What Dovecot counted belongs to the mail, which goes to the trash.
+            self.session.execute(delete(MailboxUsage).where(MailboxUsage.username == user.email))
+        return gone
+
+    def usage(self, email: str) -> tuple[int, int]:
+        """(bytes, messages) Dovecot last counted in the mailbox; (0, 0) before it did."""
+        row = self.session.execute(
+            select(MailboxUsage.bytes, MailboxUsage.messages).where(MailboxUsage.username == email)
+        ).one_or_none()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 class Aliases:

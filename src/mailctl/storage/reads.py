@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, exc, func, select
+from sqlalchemy import bindparam, exc, func, literal_column, select
 from sqlalchemy.engine import Dialect
 
 from mailctl.storage.database import Database, translate
-from mailctl.storage.tables import AdminDomain, ApiKeyDomain, Domain, User
+from mailctl.storage.tables import AdminDomain, ApiKeyDomain, Domain, MailboxUsage, User
 
 DomainRow = tuple[int, str, int]
-UserRow = tuple[int, int, str]
+# (id, domain id, address, quota bytes, quota messages, bytes used, messages stored)
+UserRow = tuple[int, int, str, int | None, int | None, int, int]
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,19 @@ def _domains(shape: tuple[bool, ...]) -> Any:
 
 
 def _users(shape: tuple[bool, ...]) -> Any:
-    query = select(User.id, User.domain_id, User.email).where(
-        User.domain_id == bindparam("domain_id")
+    # The usage is what Dovecot last wrote; a mailbox it never counted holds nothing.
+    query = (
+        select(
+            User.id,
+            User.domain_id,
+            User.email,
+            User.quota_bytes,
+            User.quota_messages,
+            func.coalesce(MailboxUsage.bytes, literal_column("0")),
+            func.coalesce(MailboxUsage.messages, literal_column("0")),
+        )
+        .outerjoin(MailboxUsage, MailboxUsage.username == User.email)
+        .where(User.domain_id == bindparam("domain_id"))
     )
     return _shaped(query, User.id, User.email, shape)
 
@@ -188,10 +200,22 @@ class Reads:
         return bool(self._rows("domain_exists", _domain_exists, (), params))
 
     def user_rows(self, domain_id: int, window: Window = Window()) -> list[UserRow]:
-        """(id, domain id, address) of the domain's mailboxes in the window, by id."""
+        """(id, domain id, address, quota, usage) of the domain's mailboxes in the
+        window, by id."""
         params = _params(window, domain_id=domain_id)
         rows = self._rows("users", _users, _shape(window), params)
-        return [(row[0], row[1], row[2]) for row in rows]
+        return [
+            (
+                row[0],
+                row[1],
+                row[2],
+                None if row[3] is None else int(row[3]),
+                None if row[4] is None else int(row[4]),
+                int(row[5]),
+                int(row[6]),
+            )
+            for row in rows
+        ]
 
 
 @contextmanager

@@ -49,8 +49,16 @@ class Domain(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(253), unique=True, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Limits checked when a mailbox or alias is created or a quota set; NULL or 0: none.
+    max_mailboxes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_aliases: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     users: Mapped[list[User]] = relationship(back_populates="domain", passive_deletes=True)
+
+
+# The limit columns of a domain, as a trash manifest keeps them.
+LIMIT_COLUMNS = ("max_mailboxes", "max_aliases", "max_quota_bytes")
 
 
 class User(Base):
@@ -65,8 +73,21 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True, nullable=False)
     password: Mapped[str] = mapped_column(String(255), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Dovecot's userdb turns these into the mailbox's quota rule; NULL or 0: unlimited.
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    quota_messages: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     domain: Mapped[Domain] = relationship(back_populates="users")
+
+
+class MailboxUsage(Base):
+    """What a mailbox holds, as Dovecot's quota_clone last wrote it (mailctl only reads it)."""
+
+    __tablename__ = "mailbox_usage"
+
+    username: Mapped[str] = mapped_column(String(254), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    messages: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
 
 
 class Alias(Base):

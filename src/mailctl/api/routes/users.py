@@ -28,9 +28,10 @@ class NewUser:
     email: str
     password: str | None = None
     password_hash: str | None = None
+    quota: str | None = None
 
 
-_ENTRY_KEYS = ("email", "password", "password_hash")
+_ENTRY_KEYS = ("email", "password", "password_hash", "quota")
 # What one batch entry may take of a request body at most, on average: an address, and a
 # long password or hash with JSON's escapes.
 BATCH_ENTRY_BYTES = 1024
@@ -53,7 +54,10 @@ class NewUsers:
     users: Annotated[
         object,
         Json(_USERS_SCHEMA),
-        Note('a JSON list of {"email", "password"} or {"email", "password_hash"} objects'),
+        Note(
+            'a JSON list of {"email", "password"} or {"email", "password_hash"} objects, '
+            'each with an optional "quota"'
+        ),
     ]
 
 
@@ -83,7 +87,9 @@ def batch_entries(value: object) -> list[mailboxes.NewMailbox]:
             if text is not None and not isinstance(text, str):
                 raise InvalidEntryError(index, shown, f"The field '{key}' must be text.")
         entries.append(
-            mailboxes.NewMailbox(email or "", item.get("password"), item.get("password_hash"))
+            mailboxes.NewMailbox(
+                email or "", item.get("password"), item.get("password_hash"), item.get("quota")
+            )
         )
     return entries
 
@@ -108,6 +114,19 @@ def user_json(view: UserView) -> dict[str, Any]:
     return {"id": view.id, "domain_id": view.domain_id, "email": view.email}
 
 
+def usage_json(view: UserView) -> dict[str, Any]:
+    """A mailbox with its quota (None: unlimited) and what Dovecot last counted in it."""
+    return {
+        "id": view.id,
+        "domain_id": view.domain_id,
+        "email": view.email,
+        "quota_bytes": view.quota_bytes,
+        "quota_messages": view.quota_messages,
+        "used_bytes": view.used_bytes,
+        "used_messages": view.used_messages,
+    }
+
+
 @router.get("/users/{domain_id}", **answers(UserList, 304, 400, 401, 404, 413, 503))
 def list_users(
     request: Request,
@@ -119,7 +138,7 @@ def list_users(
     """The mailboxes of the domain with this id; a page of them with ``limit``."""
     scope.domain_id(_actor, domain_id)
     page = mailboxes.page_users(ctx, domain_id, fields.page())
-    return conditional(request, page_json("users", page, user_json))
+    return conditional(request, page_json("users", page, usage_json))
 
 
 @router.post(
@@ -141,7 +160,7 @@ def create_user(
     """Create a mailbox (``/users/:domain_id`` is accepted too, as the old service did)."""
     scope.domain_id(actor, domain_id)
     user = mailboxes.create_user(
-        ctx, actor, domain_id, fields.email, fields.password, fields.password_hash
+        ctx, actor, domain_id, fields.email, fields.password, fields.password_hash, fields.quota
     )
     return {
         "result": True,
