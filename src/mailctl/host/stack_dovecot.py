@@ -164,8 +164,6 @@ def _sieve_settings(cfg: StackConfig) -> str:
         f"  sieve = file:{cfg.sieve_dir}/%d/%n.sieve;bindir={cfg.sieve_bin_dir}/%d/%n\n"
         # Mailboxes may forward to this many addresses (domain.sieve.MAX_DESTINATIONS).
         f"  sieve_max_redirects = {MAX_DESTINATIONS}\n"
-        # Only what mailctl renders: no ManageSieve, no scripts of the owner's own.
-        "  sieve_extensions = -editheader -enotify\n"
         "}\n"
     )
 
