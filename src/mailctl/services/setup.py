@@ -495,6 +495,7 @@ _RECORDED_VALUES = (
     "imap_port",
     "imaps_port",
     "milter_port",
+    "reinject_port",
     "opendkim_require_safe_keys",
 )
 
