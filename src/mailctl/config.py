@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     # --- files rendered for the daemons (reconcile) ------------------------------------
     opendkim_dir: Path | None = None  # default: {data_dir}/opendkim; /etc/opendkim on a host
     tls_dir: Path | None = None  # default: {data_dir}/tls; certificates as <tls_dir>/<name>/
+    # The mailboxes' Sieve scripts (forwarding, auto-reply) as <sieve_dir>/<domain>/<local>.sieve
+    sieve_dir: Path | None = None  # default: {data_dir}/sieve
     mail_hostname: str = ""  # the name Postfix and Dovecot present; its certificate is served
     file_uid: int | None = None  # owner of rendered key files (the opendkim user on a host)
     file_gid: int | None = None
@@ -156,6 +158,9 @@ class Settings(BaseSettings):
             self.tls_dir = self.data_dir / "tls"
         if self.archive_dir is None:
             self.archive_dir = self.data_dir / "exports"
+        if self.sieve_dir is None:
+            self.sieve_dir = self.data_dir / "sieve"
+        self.sieve_dir = self.sieve_dir.expanduser().absolute()
         self.mail_root = self.mail_root.expanduser().absolute()
         self.trash_dir = self.trash_dir.expanduser().absolute()
         self.opendkim_dir = self.opendkim_dir.expanduser().absolute()
@@ -205,6 +210,11 @@ class Settings(BaseSettings):
     def tls_path(self) -> Path:
         assert self.tls_dir is not None
         return self.tls_dir
+
+    @property
+    def sieve_path(self) -> Path:
+        assert self.sieve_dir is not None
+        return self.sieve_dir
 
     @property
     def archive_path(self) -> Path:

@@ -92,3 +92,44 @@ def test_audit_examples_read_a_domains_entries_page_by_page(
     older = json.loads(nxt.stdout)
     assert [e["id"] for e in older["entries"]] == [e["id"] for e in body["entries"]]  # all < 12
     assert older["next_after"] is None
+
+
+# Once, on SQLite: the examples' fields and answers; the self-service SQL is tested on
+# every backend in test_api_self.py.
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_self_service_examples_log_in_forward_and_reply(
+    api: httpx.Client, server: LiveServer, token: str, tmp_path: Path
+) -> None:
+    """The README's self-service examples, as written: a mailbox logs in, forwards with a
+    copy and turns an auto-reply on; an admin turns both off again."""
+    fields = {"domain": "example.com", "username": "alice", "password": "PASSWORD"}
+    assert api.post("/domains", data=fields).status_code == 200
+    login = run_curl(
+        readme_command('"email=alice@example.com" -F "password=PASSWORD"'), server, token, tmp_path
+    )
+    assert login.returncode == 0, login.stderr
+    mailbox_token = json.loads(login.stdout)["token"]
+
+    def as_owner(marker: str) -> dict[str, object]:
+        command = readme_command(marker).replace("$MAILBOX_TOKEN", mailbox_token)
+        done = run_curl(command, server, token, tmp_path)
+        assert done.returncode == 0, done.stderr
+        body: dict[str, object] = json.loads(done.stdout)
+        assert body["result"] is True, body
+        return body
+
+    forwarding = as_owner("/self/forwarding")["forwarding"]
+    assert forwarding == {"enabled": True, "destinations": ["bob@example.org"], "keep_copy": True}
+    reply = as_owner("/self/autoreply")["autoreply"]
+    assert reply == {
+        "enabled": True,
+        "subject": "Out of office",
+        "body": "I am away until Monday.",
+        "start": "2030-12-20",
+        "end": "2031-01-03",
+    }
+    for marker in ('"id=1" -F "destinations="', '"enabled=false"'):
+        done = run_curl(readme_command(marker), server, token, tmp_path)
+        assert done.returncode == 0 and json.loads(done.stdout)["result"] is True, done.stdout
+    mine = api.get("/user-forwarding", params={"email": "alice@example.com"}).json()
+    assert mine["forwarding"]["enabled"] is False and mine["autoreply"]["enabled"] is False

@@ -32,7 +32,21 @@ GHOST_ID = "999"
 OWNER_PASSWORD = "owner-password-1"
 BOB_PASSWORD = "bob-password-22"
 # The operations that take no token: answered alike for everyone.
-PUBLIC = {("GET", "/ping"), ("POST", "/auth"), ("GET", "/.well-known/acme-challenge/{token}")}
+PUBLIC = {
+    ("GET", "/ping"),
+    ("POST", "/auth"),
+    ("POST", "/self/auth"),
+    ("GET", "/.well-known/acme-challenge/{token}"),
+}
+# A mailbox owner's own operations: they take a mailbox token only, so every admin's
+# token and key is refused them (401), whatever its scope.
+MAILBOX_OWN = (
+    ("GET", "/self"),
+    ("POST", "/self/password"),
+    ("POST", "/self/forwarding"),
+    ("POST", "/self/autoreply"),
+    ("POST", "/self/logout"),
+)
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
@@ -188,6 +202,24 @@ def _hidden(world: World) -> dict[tuple[str, str], list[Call]]:
             Call("GET", "/export/domain", {"domain": OTHER, "format": "json"}),
         ],
         ("POST", "/trash/restore"): [Call("POST", "/trash/restore", {"id": world.trash_id})],
+        ("GET", "/user-forwarding"): [
+            Call("GET", "/user-forwarding", {"email": mailbox}),
+            Call("GET", "/user-forwarding", {"id": world.other_mailbox_id}),
+        ],
+        ("POST", "/user-forwarding"): [
+            Call("POST", "/user-forwarding", {"email": mailbox, "destinations": f"a@{MINE}"}),
+            Call("POST", "/user-forwarding", {"id": world.other_mailbox_id, "destinations": ""}),
+        ],
+        ("GET", "/user-autoreply"): [
+            Call("GET", "/user-autoreply", {"email": mailbox}),
+            Call("GET", "/user-autoreply", {"id": world.other_mailbox_id}),
+        ],
+        ("POST", "/user-autoreply"): [
+            Call(
+                "POST", "/user-autoreply", {"email": mailbox, "subject": "Away", "body": "Later."}
+            ),
+            Call("POST", "/user-autoreply", {"id": world.other_mailbox_id, "enabled": "false"}),
+        ],
     }
 
 
@@ -384,6 +416,7 @@ def _state(api: httpx.Client, world: World) -> dict[str, Any]:
         "admins": api.get("/admins"),
         "keys": api.get("/auth/keys", params={"admin": "*"}),
         "certificates": api.get("/ssl/certificates"),
+        "settings": api.get("/user-forwarding", params={"email": f"b@{OTHER}"}),
     }
     for name, answer in reads.items():
         assert answer.status_code == 200, (name, answer.text)
@@ -530,7 +563,13 @@ def test_every_operation_hides_other_domains(
     }
     assert {op for op, secured in operations.items() if not secured} == PUBLIC
     hidden, superadmin_only, listings = _hidden(world), _superadmin_only(world), _listings()
-    classified = hidden.keys() | superadmin_only.keys() | listings.keys() | set(OWN_OPERATIONS)
+    classified = (
+        hidden.keys()
+        | superadmin_only.keys()
+        | listings.keys()
+        | set(OWN_OPERATIONS)
+        | set(MAILBOX_OWN)
+    )
     secured = {op for op, takes_token in operations.items() if takes_token}
     assert sorted(secured - classified) == [], "operations the walk does not know"
     assert sorted(classified - secured) == [], "operations the document no longer has"
@@ -571,6 +610,10 @@ def test_every_operation_hides_other_domains(
         for operation in OWN_OPERATIONS:
             _walk_own(operation, world, anon, caller)
             walked.add(operation)
+        for method, path in MAILBOX_OWN:
+            refused = Call(method, path, {"destinations": f"a@{MINE}"}).send(anon, headers)
+            assert refused.status_code == 401, (who, path, refused.text)
+            walked.add((method, path))
     assert walked == secured
 
     after = _state(api, world)

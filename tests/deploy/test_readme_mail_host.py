@@ -218,7 +218,8 @@ class Host:
         """What this test adds to `mailctl setup`: its own root and free ports."""
         if "smtp" not in self.ports:
             self.ports |= {
-                name: free_port() for name in ("smtp", "submission", "imap", "imaps", "milter")
+                name: free_port()
+                for name in ("smtp", "submission", "imap", "imaps", "milter", "reinject")
             }
         return [
             *("--root", str(self.stack_root), "--listen", "127.0.0.1"),
@@ -227,6 +228,7 @@ class Host:
             *("--imap-port", str(self.ports["imap"])),
             *("--imaps-port", str(self.ports["imaps"])),
             *("--milter-port", str(self.ports["milter"])),
+            *("--reinject-port", str(self.ports["reinject"])),
         ]
 
     # -- the README's lines ------------------------------------------------------------------

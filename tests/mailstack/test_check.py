@@ -98,6 +98,7 @@ def cli_env(deployment: Deployment) -> dict[str, str | None]:
         "MAILCTL_MAIL_ROOT": str(settings.mail_root_path),
         "MAILCTL_OPENDKIM_DIR": str(settings.opendkim_path),
         "MAILCTL_TLS_DIR": str(settings.tls_path),
+        "MAILCTL_SIEVE_DIR": str(settings.sieve_path),
         "MAILCTL_MAIL_HOSTNAME": settings.mail_hostname,
         "MAILCTL_MAIL_UID": str(settings.mail_uid),
         "MAILCTL_MAIL_GID": str(settings.mail_gid),

@@ -102,6 +102,7 @@ def setup_options(root: Path) -> setup.SetupOptions:
         imap_port=free_port(),
         imaps_port=free_port(),
         milter_port=free_port(),
+        reinject_port=free_port(),
         # The root is below /tmp, which anyone may write to: OpenDKIM's ancestor check
         # would refuse every key. Keys stay 0600 and owned by opendkim.
         opendkim_require_safe_keys=False,
@@ -130,6 +131,8 @@ def deployed(backend: str, pg_server: str | None = None) -> Iterator[Deployment]
                 mail_root=root / "mail",
                 opendkim_dir=root / "opendkim",
                 tls_dir=root / "tls",
+                # Read by the vmail account at delivery: outside the private data folder.
+                sieve_dir=root / "sieve",
                 mail_hostname=HOSTNAME,
                 mail_uid=uid,
                 mail_gid=gid,

@@ -486,3 +486,52 @@ class ApiKeyRevoked(BaseModel):
     result: Literal[True]
     msg: str
     api_key: ApiKeyInfo
+
+
+class MailboxToken(BaseModel):
+    """A mailbox owner's token, for the /self operations only."""
+
+    result: Literal[True]
+    token: str
+
+
+class ForwardingBody(BaseModel):
+    """Where a mailbox's mail is forwarded; ``enabled`` false: nowhere."""
+
+    enabled: bool
+    destinations: list[str]
+    keep_copy: bool
+
+
+class AutoreplyBody(BaseModel):
+    """A mailbox's auto-reply; dates are ISO 8601 days, inclusive, UTC (null: no bound)."""
+
+    enabled: bool
+    subject: str
+    body: str
+    start: str | None
+    end: str | None
+
+
+class MailboxSettings(BaseModel):
+    """A mailbox with its forwarding and auto-reply."""
+
+    result: Literal[True]
+    user: User
+    forwarding: ForwardingBody
+    autoreply: AutoreplyBody
+
+
+class MailboxSettingsChanged(MailboxSettings):
+    """The settings as stored; the mailbox's Sieve script is rendered from them."""
+
+    msg: str
+
+
+class MailboxPasswordChanged(BaseModel):
+    """A mailbox owner's new password is stored; earlier tokens are refused, this one works."""
+
+    result: Literal[True]
+    msg: str
+    token: str
+    revoked: int

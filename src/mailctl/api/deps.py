@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailctl.api.fields import Fields, parse_fields, read_fields
 from mailctl.config import Settings
-from mailctl.services import auth, scope, two_factor
+from mailctl.services import auth, mailbox_auth, scope, two_factor
 from mailctl.services.context import Actor, Context
 
 # The dependencies below that need no I/O are coroutines: FastAPI runs a plain ``def``
@@ -182,5 +182,15 @@ async def current_actor(request: Request) -> Actor:
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
+
+async def current_mailbox(request: Request) -> mailbox_auth.MailboxIdentity:
+    """The mailbox the request's mailbox token speaks for (``POST /self/auth``); 401 for
+    none, or for an admin's token or key: the two kinds are never taken for each other."""
+    ctx: Context = request.app.state.ctx
+    return await run_in_threadpool(mailbox_auth.authenticate, ctx, token_of(request))
+
+
+CurrentMailboxDep = Annotated[mailbox_auth.MailboxIdentity, Depends(current_mailbox)]
+
 # The dependencies that need a token: their operations document SECURITY_SCHEMES.
-AUTHENTICATED = (current_admin, current_actor)
+AUTHENTICATED = (current_admin, current_actor, current_mailbox)

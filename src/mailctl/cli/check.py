@@ -48,6 +48,7 @@ def check_command(
     imap_port: int | None = typer.Option(None, min=1, max=65535),
     imaps_port: int | None = typer.Option(None, min=1, max=65535),
     milter_port: int | None = typer.Option(None, min=1, max=65535),
+    reinject_port: int | None = typer.Option(None, min=1, max=65535),
 ) -> None:
     """Check the daemons, their database lookups, DKIM keys and certificates.
 
@@ -66,6 +67,7 @@ def check_command(
         "imap_port": imap_port,
         "imaps_port": imaps_port,
         "milter_port": milter_port,
+        "reinject_port": reinject_port,
     }
     overrides = {name: value for name, value in given.items() if value is not None}
     with context() as ctx:

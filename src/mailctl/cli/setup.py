@@ -134,6 +134,9 @@ def setup_command(
     imap_port: int = typer.Option(143, min=1, max=65535),
     imaps_port: int = typer.Option(993, min=1, max=65535),
     milter_port: int = typer.Option(8891, min=1, max=65535, help="OpenDKIM on 127.0.0.1."),
+    reinject_port: int = typer.Option(
+        10025, min=1, max=65535, help="Postfix on 127.0.0.1 for Sieve's replies and redirects."
+    ),
     systemd: bool = typer.Option(
         False, help="Also write units for `mailctl serve` and `mailctl agent` (with --apply)."
     ),
@@ -176,6 +179,7 @@ def setup_command(
         imap_port=imap_port,
         imaps_port=imaps_port,
         milter_port=milter_port,
+        reinject_port=reinject_port,
         systemd_dir=systemd_dir if systemd else None,
         env_file=env_file,
         mailctl_command=_mailctl_command(),

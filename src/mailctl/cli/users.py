@@ -1,4 +1,4 @@
-"""``mailctl user list|add|import|passwd|quota|rm``."""
+"""``mailctl user list|add|import|passwd|quota|rm|forward|autoreply``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import typer
 from rich.table import Table
 
 from mailctl.cli.common import actor, console, context, domain_id_of, read_password, reports_errors
+from mailctl.domain import sieve
 from mailctl.domain.names import parse_address
 from mailctl.domain.sizes import shown_size
 from mailctl.errors import InvalidEntryError, InvalidInputError, TooLargeError
-from mailctl.services import domains, mailboxes, quotas
+from mailctl.services import domains, mailbox_settings, mailboxes, quotas
 
 app = typer.Typer(help="Manage mailboxes.", no_args_is_help=True)
 
@@ -206,3 +207,90 @@ def remove_user(
             f"Its aliases went with it: {', '.join(trash.aliases)} (a restore brings them back).",
             highlight=False,
         )
+
+
+def _show_settings(view: mailbox_settings.MailboxSettingsView) -> None:
+    forward, reply = view.forwarding, view.autoreply
+    if forward.enabled:
+        copy = " (a copy stays)" if forward.keep_copy else ""
+        console.print(f"Forwarding: to {', '.join(forward.destinations)}{copy}", highlight=False)
+    else:
+        console.print("Forwarding: off")
+    if reply.enabled:
+        dates = (f" from {reply.starts_on}" if reply.starts_on else "") + (
+            f" until {reply.ends_on}" if reply.ends_on else ""
+        )
+        console.print(f"Auto-reply: on{dates}, subject {reply.subject!r}", highlight=False)
+    else:
+        console.print("Auto-reply: off")
+
+
+@app.command("forward")
+@reports_errors
+def forward(
+    email: str,
+    destinations: list[str] | None = typer.Argument(None, help="Addresses to forward to."),
+    keep_copy: bool = typer.Option(False, "--keep-copy", help="Keep a copy in the mailbox."),
+    off: bool = typer.Option(False, "--off", help="Stop forwarding."),
+) -> None:
+    """Forward a mailbox's mail (through its Sieve script); without addresses, show it."""
+    wanted = destinations or []
+    if off and wanted:
+        raise InvalidInputError("Give addresses to forward to, or --off, not both.")
+    with context() as ctx:
+        user_id = mailbox_settings.find_mailbox(ctx, actor(), email=email)
+        if not wanted and not off:
+            _show_settings(mailbox_settings.get_settings(ctx, user_id))
+            return
+        view = mailbox_settings.set_forwarding(ctx, actor(), user_id, ",".join(wanted), keep_copy)
+    _show_settings(view)
+
+
+@app.command("autoreply")
+@reports_errors
+def autoreply(
+    email: str,
+    subject: str | None = typer.Option(None, help="The reply's subject."),
+    body_file: Path | None = typer.Option(
+        None, help="A UTF-8 file with the reply's text ('-': standard input)."
+    ),
+    start: str | None = typer.Option(None, "--from", help="First day (ISO 8601), UTC."),
+    until: str | None = typer.Option(None, "--until", help="Last day (ISO 8601), UTC."),
+    off: bool = typer.Option(False, "--off", help="Stop replying (the texts are kept)."),
+) -> None:
+    """Turn a mailbox's auto-reply on or off; with no option, show it."""
+    body = None
+    if body_file is not None:
+        if off:
+            raise InvalidInputError("--off takes no --body-file.")
+        body = _read_body(body_file)
+    with context() as ctx:
+        user_id = mailbox_settings.find_mailbox(ctx, actor(), email=email)
+        if not off and subject is None and body is None and start is None and until is None:
+            _show_settings(mailbox_settings.get_settings(ctx, user_id))
+            return
+        view = mailbox_settings.set_autoreply(
+            ctx,
+            actor(),
+            user_id,
+            enabled=not off,
+            subject=subject,
+            body=body,
+            start=start,
+            end=until,
+        )
+    _show_settings(view)
+
+
+def _read_body(path: Path) -> str:
+    limit = sieve.MAX_BODY_CHARS * 4
+    try:
+        data = sys.stdin.buffer.read(limit + 1) if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+    if len(data) > limit:
+        raise TooLargeError(f"The auto-reply body is larger than {limit} bytes.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{path} is not UTF-8 text.") from exc

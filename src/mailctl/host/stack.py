@@ -89,6 +89,9 @@ def stack_directories(cfg: StackConfig) -> list[RequiredDir]:
     dirs.append(RequiredDir(cfg.postfix_data_dir, 0o700, POSTFIX, POSTFIX))
     dirs.append(RequiredDir(cfg.opendkim_run_dir, 0o755, cfg.opendkim_user, cfg.opendkim_user))
     dirs.append(RequiredDir(cfg.mail_root, 0o700, cfg.vmail_uid, cfg.vmail_gid))
+    if cfg.sieve_dir is not None:
+        dirs.append(RequiredDir(cfg.sieve_dir, 0o755))
+        dirs.append(RequiredDir(cfg.sieve_bin_dir, 0o700, cfg.vmail_uid, cfg.vmail_gid))
     return dirs
 
 

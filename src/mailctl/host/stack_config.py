@@ -128,6 +128,11 @@ class StackConfig:
     opendkim_require_safe_keys: bool = True
     # Tempfail by default: if OpenDKIM is down, mail waits instead of leaving unsigned.
     milter_default_action: str = "tempfail"
+    # Mailbox self-service: the folder of the Sieve scripts reconcile renders (None: no
+    # Sieve), and the loopback-only port where Dovecot hands Postfix the replies and
+    # redirects those scripts send.
+    sieve_dir: Path | None = None
+    reinject_port: int = 10025
 
     @classmethod
     def under_root(
@@ -239,6 +244,11 @@ class StackConfig:
         return self.postfix_queue_dir / "private" / "quota-status"
 
     @property
+    def sieve_bin_dir(self) -> Path:
+        """Where Dovecot keeps the compiled Sieve scripts, as the vmail account."""
+        return self.dovecot_state_dir / "sieve-bin"
+
+    @property
     def listens_everywhere(self) -> bool:
         """True when the public services listen on every address of the host."""
         return self.listen_address == "*"
@@ -295,6 +305,8 @@ def check_stack_config(cfg: StackConfig) -> None:
     ports = [cfg.smtp_port, cfg.submission_port, cfg.imap_port, cfg.imaps_port, cfg.milter_port]
     if cfg.lmtp_port is not None:
         ports.append(cfg.lmtp_port)
+    if cfg.sieve_dir is not None:
+        ports.append(cfg.reinject_port)
     for port in ports:
         if not 0 < port < 65536:
             raise InvalidInputError(f"The port {port} is out of range.")
@@ -342,6 +354,7 @@ def _all_paths(cfg: StackConfig) -> list[Path]:
         cfg.opendkim_trusted_hosts,
         cfg.tls_cert,
         cfg.tls_key,
+        *([cfg.sieve_dir] if cfg.sieve_dir is not None else []),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mailctl.domain.sieve import MAX_DESTINATIONS
 from mailctl.host.stack_config import DOVECOT, RenderedFile, SqlBackend, StackConfig
 
 # What Dovecot asks: the stored string keeps its "{SCHEME}" prefix, so each row decides
@@ -206,9 +207,31 @@ def _dovecot_conf(cfg: StackConfig) -> str:
         "}\n"
         "protocol lmtp {\n"
         f"  postmaster_address = postmaster@{cfg.hostname}\n"
+        f"{_lmtp_sieve_plugin(cfg)}"
         "}\n"
         "protocol imap {\n"
         "  mail_plugins = $mail_plugins imap_quota\n"
+        "}\n"
+        f"{_sieve_settings(cfg)}"
+    )
+
+
+def _lmtp_sieve_plugin(cfg: StackConfig) -> str:
+    return "  mail_plugins = $mail_plugins sieve\n" if cfg.sieve_dir is not None else ""
+
+
+def _sieve_settings(cfg: StackConfig) -> str:
+    """Pigeonhole's settings: each mailbox's script is the one reconcile renders for it
+    (none: plain delivery), compiled into a folder of the vmail account; what a script
+    sends leaves through Postfix's loopback listener, to be signed and queued."""
+    if cfg.sieve_dir is None:
+        return ""
+    return (
+        f"submission_host = 127.0.0.1:{cfg.reinject_port}\n"
+        "plugin {\n"
+        f"  sieve = file:{cfg.sieve_dir}/%d/%n.sieve;bindir={cfg.sieve_bin_dir}/%d/%n\n"
+        # Mailboxes may forward to this many addresses (domain.sieve.MAX_DESTINATIONS).
+        f"  sieve_max_redirects = {MAX_DESTINATIONS}\n"
         "}\n"
     )
 

@@ -124,6 +124,7 @@ def _postfix_master_cf(cfg: StackConfig) -> str:
         "  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject",
         "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
         "  -o milter_macro_daemon_name=ORIGINATING",
+        *_reinject_service(cfg),
         "pickup unix n - n 60 1 pickup",
         "cleanup unix n - n - 0 cleanup",
         "qmgr unix n - n 300 1 qmgr",
@@ -149,6 +150,22 @@ def _postfix_master_cf(cfg: StackConfig) -> str:
     ]
     header = "# Rendered by mailctl; service type private unpriv chroot wakeup maxproc command"
     return header + "\n" + "\n".join(services) + "\n"
+
+
+def _reinject_service(cfg: StackConfig) -> list[str]:
+    """The listener for mail Dovecot's Sieve sends (auto-replies, redirects): on loopback
+    only, it relays for the host itself (mynetworks) and nobody else, and its mail is
+    signed by OpenDKIM like submitted mail."""
+    if cfg.sieve_dir is None:
+        return []
+    return [
+        f"127.0.0.1:{cfg.reinject_port} inet n - n - - smtpd",
+        "  -o syslog_name=postfix/sieve",
+        "  -o smtpd_client_restrictions=permit_mynetworks,reject",
+        "  -o smtpd_relay_restrictions=permit_mynetworks,reject",
+        "  -o smtpd_recipient_restrictions=permit_mynetworks,reject",
+        "  -o milter_macro_daemon_name=ORIGINATING",
+    ]
 
 
 def _postfix_map(cfg: StackConfig, query: str) -> str:

@@ -45,6 +45,7 @@ REVOKED_MESSAGES = {
 # What an identity built without a scope may do: nothing (fail closed).
 NO_RIGHTS = Scope(role=DOMAIN_ADMIN, domains={})
 DISABLED = "This admin account is disabled; a superadmin can enable it again."
+NOT_FOR_ADMINS = "This is a mailbox's token: it is accepted only by the /self operations."
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,9 @@ def authenticate(ctx: Context, token: str | None) -> AdminIdentity:
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("The token has expired; " + LOG_IN_AGAIN) from exc
+    except jwt.InvalidAudienceError as exc:
+        # Only mailbox tokens (services.mailbox_auth) name an audience.
+        raise AuthError(NOT_FOR_ADMINS) from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("The token is not valid.") from exc
     try:

@@ -314,6 +314,8 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
         if user is None:
             raise NotFoundError(missing)
         record = mailbox_record(user)
+        # Its Sieve script must go with it, before anyone gets the address again.
+        had_settings = uow.mailbox_settings.has_any(user.id)
         if not uow.users.delete(user):
             # A concurrent delete won; it made the one trash entry.
             raise NotFoundError(f"The mailbox {address.email} does not exist.")
@@ -343,6 +345,8 @@ def delete_user(ctx: Context, actor: Actor, email: str) -> TrashView:
         )
         entry = commit_to_trash(ctx, uow.commit, entry, source)
     ctx.changed("users")
+    if had_settings:
+        ctx.changed("mailbox_settings")
     sources = tuple(str(a["source"]) for a in alias_records)
     return TrashView(str(entry.path), "mailbox", address.email, sources)
 

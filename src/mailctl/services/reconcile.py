@@ -34,6 +34,7 @@ from mailctl.host.render import (
     render_opendkim,
     render_tls,
 )
+from mailctl.host.sieve import render_sieve
 from mailctl.services.stack_record import reload_commands
 from mailctl.storage.uow import UnitOfWork
 
@@ -89,11 +90,17 @@ class _Rows:
 
     keys: list[tuple[str, str, str]]
     certs: Sequence[tuple[str, str, str]]
+    # The mailboxes' forwarding and auto-reply settings (storage.mailbox_rows.SieveRow).
+    sieve: Sequence[tuple[str, ...]] = ()
 
 
 def _read_rows(ctx: Wiring) -> _Rows:
     with ctx.uow() as uow:
-        return _Rows(uow.dkim_keys.signing_rows(), uow.certificates.pem_rows())
+        return _Rows(
+            uow.dkim_keys.signing_rows(),
+            uow.certificates.pem_rows(),
+            uow.mailbox_settings.sieve_rows(),
+        )
 
 
 def _owners(settings: Settings) -> tuple[int | None, int | None, int, int]:
@@ -110,13 +117,22 @@ def _render(settings: Settings, rows: _Rows) -> list[DesiredFile]:
     return [
         *render_opendkim(keys, settings.opendkim_path, uid=dkim_uid, gid=dkim_gid),
         *render_tls(certs, settings.tls_path, uid=tls_uid, gid=tls_gid),
+        *_render_sieve(settings, rows),
     ]
+
+
+def _render_sieve(settings: Settings, rows: _Rows) -> list[DesiredFile]:
+    # Read at delivery by the vmail account, through its group.
+    return render_sieve(rows.sieve, settings.sieve_path, gid=settings.mail_gid)
 
 
 def _inputs(settings: Settings, rows: _Rows) -> str:
     """A digest of all that the rendered files depend on: settings and rows."""
     where = (str(settings.opendkim_path), str(settings.tls_path), *map(str, _owners(settings)))
-    return host_state.inputs_digest([where, ("keys",), *rows.keys, ("certificates",), *rows.certs])
+    sieve = (str(settings.sieve_path), str(settings.mail_gid))
+    return host_state.inputs_digest(
+        [where, ("keys",), *rows.keys, ("certificates",), *rows.certs, sieve, *rows.sieve]
+    )
 
 
 def desired_files(ctx: Wiring) -> list[DesiredFile]:
@@ -139,9 +155,12 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
     managed = {
         key_dir(settings.opendkim_path): frozenset({"opendkim"}),
         settings.tls_path: frozenset({"postfix", "dovecot"}),
+        # Scripts of mailboxes whose settings are gone are deleted; nothing to reload.
+        settings.sieve_path: frozenset(),
     }
     ensure_dir(settings.opendkim_path, 0o755)
     ensure_dir(settings.tls_path, 0o755)
+    ensure_dir(settings.sieve_path, 0o755)
     # In the data folder, which is this host's own: not beside the files a daemon reads.
     state_path = settings.data_dir / host_state.STATE_NAME
     with locked(settings.opendkim_path / LOCK_NAME, settings.reconcile_lock_wait_seconds):

@@ -76,6 +76,8 @@ class SetupOptions:
     imap_port: int = 143
     imaps_port: int = 993
     milter_port: int = 8891
+    # Loopback only: where Dovecot's Sieve hands Postfix auto-replies and redirects.
+    reinject_port: int = 10025
     # Off only where keys must live below a folder others may write to (a test under /tmp).
     opendkim_require_safe_keys: bool = True
     systemd_dir: Path | None = None  # None: write no systemd units
@@ -254,6 +256,8 @@ def stack_config(settings: Settings, options: SetupOptions) -> StackConfig:
         milter_port=options.milter_port,
         listen_address=options.listen_address,
         opendkim_require_safe_keys=options.opendkim_require_safe_keys,
+        sieve_dir=settings.sieve_path,
+        reinject_port=options.reinject_port,
     )
 
 
@@ -509,6 +513,7 @@ _RECORDED_VALUES = (
     "imap_port",
     "imaps_port",
     "milter_port",
+    "reinject_port",
     "opendkim_require_safe_keys",
 )
 

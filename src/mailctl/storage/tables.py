@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -377,3 +378,57 @@ class AppSetting(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class MailboxForwarding(Base):
+    """Where a mailbox's mail is forwarded (rendered into its Sieve script), and whether a
+    copy stays; no row: no forwarding. ``destinations`` holds one address per line."""
+
+    __tablename__ = "mailbox_forwarding"
+
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    destinations: Mapped[str] = mapped_column(Text, nullable=False)
+    keep_copy: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class MailboxAutoreply(Base):
+    """A mailbox's auto-reply (Sieve ``vacation``); kept when turned off, so it can be
+    turned on again as it was. Dates are inclusive, in UTC; None: no bound."""
+
+    __tablename__ = "mailbox_autoreply"
+
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    starts_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    ends_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class MailboxToken(Base):
+    """A token issued to a mailbox owner at ``POST /self/auth``, by its ``jti``.
+
+    Accepted only while its row exists, is not revoked, and ``password_digest`` is that of
+    the mailbox's current password hash: any change of the password (by its owner, an
+    admin, the CLI or an import) refuses the tokens issued before it.
+    """
+
+    __tablename__ = "mailbox_tokens"
+    __table_args__ = (Index("ix_mailbox_tokens_expires_at", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("virtual_users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    password_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    issued_at: Mapped[float] = mapped_column(Double, nullable=False)
+    expires_at: Mapped[float] = mapped_column(Double, nullable=False)
+    revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)

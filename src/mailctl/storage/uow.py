@@ -12,6 +12,7 @@ from mailctl.storage.database import Database, translate
 from mailctl.storage.dkim_rows import DkimKeys
 from mailctl.storage.job_rows import Jobs
 from mailctl.storage.key_rows import ApiKeys
+from mailctl.storage.mailbox_rows import MailboxSettings, MailboxTokens
 from mailctl.storage.queries import Admins, Aliases, Audit, Domains, Secrets, Users
 from mailctl.storage.throttle_rows import LoginThrottles
 from mailctl.storage.token_rows import AdminTokens
@@ -48,6 +49,8 @@ class UnitOfWork:
         self.api_keys = ApiKeys(self.session)
         self.two_factor = TwoFactor(self.session)
         self.app_settings = AppSettings(self.session)
+        self.mailbox_settings = MailboxSettings(self.session)
+        self.mailbox_tokens = MailboxTokens(self.session)
         return self
 
     def __exit__(
