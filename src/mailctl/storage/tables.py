@@ -301,3 +301,21 @@ class LoginThrottleRow(Base):
     last_at: Mapped[float] = mapped_column(Double, nullable=False)
     blocked_until: Mapped[float | None] = mapped_column(Double, nullable=True)
     expires_at: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class ListRevision(Base):
+    """A counter the database raises on every write to what a listing shows.
+
+    Triggers (migration 0009) raise the row ``LISTINGS`` in the writing transaction, for
+    any change to the domains, the mailboxes, the grants and key bindings; a process keeps
+    its listings' bodies while the counter stands still (services.listings).
+    """
+
+    __tablename__ = "list_revisions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+# The row of list_revisions the triggers raise.
+LISTINGS = "domains"
