@@ -12,10 +12,11 @@ from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import ID, Json, Note
 from mailctl.api.openapi import DomainIdPath, answers
 from mailctl.api.paging import ListPage, page_json
-from mailctl.api.responses import JSONRoute, conditional
+from mailctl.api.responses import JSONRoute, TaggedBody, answer, tagged
 from mailctl.config import Settings
 from mailctl.errors import InvalidEntryError, InvalidInputError
 from mailctl.services import mailboxes, scope
+from mailctl.services.paging import Paged
 from mailctl.services.views import UserView
 
 router = APIRouter(tags=["users"], route_class=JSONRoute)
@@ -118,8 +119,11 @@ def list_users(
 ) -> Response:
     """The mailboxes of the domain with this id; a page of them with ``limit``."""
     scope.domain_id(_actor, domain_id)
-    page = mailboxes.page_users(ctx, domain_id, fields.page())
-    return conditional(request, page_json("users", page, user_json))
+    return answer(request, mailboxes.user_listing(ctx, domain_id, fields.page(), _listing))
+
+
+def _listing(page: Paged[UserView]) -> TaggedBody:
+    return tagged(page_json("users", page, user_json))
 
 
 @router.post(
