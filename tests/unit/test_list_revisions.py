@@ -182,6 +182,33 @@ def test_a_write_rolled_back_leaves_it(engine: Engine) -> None:
     assert _revision(engine) == before
 
 
+def test_each_transaction_of_one_connection_raises_it(engine: Engine) -> None:
+    """Raised once per transaction is enough, but in every transaction: nothing of the
+    first (PostgreSQL's flag that it raised it) is left for the next on that connection."""
+    with engine.connect() as conn:
+        for n in range(3):
+            before = _revision(engine)
+            names = {"name": f"d{n}.example", "other": f"e{n}.example"}
+            conn.execute(text("INSERT INTO virtual_domains (name) VALUES (:name)"), names)
+            conn.execute(text("UPDATE virtual_domains SET name = :other WHERE id = 1"), names)
+            conn.commit()
+            assert _revision(engine) > before
+
+
+def test_a_savepoint_rolled_back_takes_back_only_its_own_raise(engine: Engine) -> None:
+    """A write undone to a savepoint, then another one kept: the revision is raised."""
+    with engine.begin() as conn:
+        _setup(conn)
+    before = _revision(engine)
+    with engine.connect() as conn:
+        savepoint = conn.begin_nested()
+        conn.execute(text("INSERT INTO virtual_domains (id, name) VALUES (2, 'b.example')"))
+        savepoint.rollback()
+        conn.execute(text("DELETE FROM virtual_users WHERE id = 1"))
+        conn.commit()
+    assert _revision(engine) > before
+
+
 def _migrate(db: Database, way: str, revision: str) -> None:
     config = db._alembic_config()
     with db.engine.begin() as connection:

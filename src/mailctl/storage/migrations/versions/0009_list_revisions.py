@@ -40,6 +40,8 @@ WATCHED = {
     "api_keys": ("DELETE",),
 }
 FUNCTION = "bump_list_revision"
+# PostgreSQL: set for the rest of a transaction that raised the revision.
+FLAG = "mailctl.list_revision_raised"
 
 
 def _name(table: str, event: str | None = None) -> str:
@@ -67,10 +69,15 @@ def upgrade() -> None:
     if dialect == "sqlite":
         _row_triggers("BEGIN {bump}; END")
     elif dialect == "postgresql":
-        # One bump per statement: a batch of ten thousand mailboxes raises it once.
+        # Once per transaction: every UPDATE of one row in one transaction leaves a new
+        # version that the next one walks past, so ten thousand single-row inserts took
+        # 6 s where they took 0.5 s. One raise is enough, as the whole transaction becomes
+        # visible with it; the flag is the transaction's own (a savepoint rolled back
+        # takes it back with the raise).
         op.execute(
-            f"CREATE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            f"BEGIN {BUMP}; RETURN NULL; END $$"
+            f"CREATE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF current_setting('{FLAG}', true) IS DISTINCT FROM 'on' THEN {BUMP}; "
+            f"PERFORM set_config('{FLAG}', 'on', true); END IF; RETURN NULL; END $$"
         )
         for table, events in WATCHED.items():
             # TRUNCATE too: it fires no DELETE trigger (a cascade truncates the children).
