@@ -4,7 +4,9 @@ The listings (GET /domains, GET /users/:id) keep their bodies per server process
 long as this counter stands still. It is raised by the database itself, in the writing
 transaction, so no writer can miss it: any mailctl process or replica, the CLI, an older
 or newer version, SQL typed by hand. Cascaded deletes are covered by the trigger on the
-parent row (MariaDB fires none for cascades).
+parent row (MariaDB fires none for cascades). One writer is out of reach: MariaDB's
+TRUNCATE TABLE fires no trigger. mailctl never truncates these tables; after a TRUNCATE
+typed by hand on MariaDB, restart the servers (PostgreSQL's TRUNCATE has its trigger).
 
 A later migration that rebuilds one of these tables on SQLite (Alembic's batch mode
 copies it into a new table) drops its triggers and must create them again;
