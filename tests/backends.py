@@ -10,20 +10,35 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, exists, literal, select, text, union_all
+from sqlalchemy import (
+    Engine,
+    MetaData,
+    create_engine,
+    delete,
+    exists,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailctl.storage.database import Database
+from mailctl.storage.tables import LISTINGS, ListRevision
 
 ALL_BACKENDS = ("sqlite", "postgresql", "mariadb")
 PG_SERVER = os.environ.get("MAILCTL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 MARIADB_SERVER = os.environ.get("MAILCTL_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
 # Alembic's own table: emptying it would make the shared database look unmigrated.
 ALEMBIC_TABLE = "alembic_version"
+# The counter of writes to what listings show: its one row is set anew, not deleted.
+LIST_REVISIONS = "list_revisions"
 # Seconds the emptying of the shared database waits for a lock before it fails loudly.
 RESET_LOCK_TIMEOUT = 10
 
@@ -149,11 +164,23 @@ class _Shared:
         schema.reflect(self.engine)
         # Children before their parents, so no foreign key ever refuses a DELETE.
         self.tables = [
-            table for table in reversed(schema.sorted_tables) if table.name != ALEMBIC_TABLE
+            table
+            for table in reversed(schema.sorted_tables)
+            if table.name not in (ALEMBIC_TABLE, LIST_REVISIONS)
         ]
 
     def reset(self) -> None:
-        """Delete every row but Alembic's and restart the ids at 1.
+        """Delete every row but Alembic's, restart the ids at 1 and the list revision at a
+        value no earlier test saw (as a new migration would)."""
+        self._empty()
+        with self.engine.connect() as conn:
+            conn.execute(delete(ListRevision))
+            conn.execute(
+                insert(ListRevision).values(name=LISTINGS, revision=time.time_ns() // 1000)
+            )
+
+    def _empty(self) -> None:
+        """Delete every row but Alembic's and the list revision's; restart the ids at 1.
 
         Connections a previous test left open (a server thread, a killed client) are ended
         first: nothing of another test may hold a lock or a session setting over here.

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Server processes `mailctl serve` runs, sharing one socket; default: one per core.
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     access_log: bool = True  # one line per request on standard error
+    # Bytes of listing bodies (GET /domains, GET /users/:id) each server process keeps
+    # while the listed tables stand unchanged (services.listings); 0 keeps none.
+    list_cache_bytes: int = Field(default=8 * 1024**2, ge=0)
 
     # --- files rendered for the daemons (reconcile) ------------------------------------
     opendkim_dir: Path | None = None  # default: {data_dir}/opendkim; /etc/opendkim on a host

@@ -121,6 +121,20 @@ def test_lost_connection_is_unavailable_not_disk_full() -> None:
     assert not isinstance(translate(_wrapped(duplicate, exc.IntegrityError)), DiskFullError)
 
 
+def test_triggers_refused_under_binary_logging_say_what_to_set() -> None:
+    """MariaDB with binary logging refuses a user without SUPER the migration's triggers:
+    the message names the setting that allows them, not an outage to wait out."""
+    refused = pymysql.err.OperationalError(
+        1419,
+        "You do not have the SUPER privilege and binary logging is enabled (you *might* "
+        "want to use the less safe log_bin_trust_function_creators variable)",
+    )
+    error = translate(_wrapped(refused))
+    assert isinstance(error, UnavailableError)
+    assert "log_bin_trust_function_creators = 1" in error.message
+    assert error.retry_after is None
+
+
 def test_full_disk_behind_a_host_error_is_reported_as_full() -> None:
     """ENOSPC under a HostStateError (or raw) is a full disk; input errors stay as they are."""
     try:

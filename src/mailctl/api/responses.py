@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
@@ -89,16 +90,29 @@ def _tags(header: str | None) -> set[str]:
     return tags
 
 
-def conditional(request: Request, content: dict[str, Any]) -> Response:
-    """A listing's JSON with its ETag; 304 and no body when the client has it already.
+@dataclass(frozen=True)
+class TaggedBody:
+    """A listing rendered once: its JSON and its ETag; ``len()`` is the body's size, so a
+    cache of them can bound its memory (services.listings)."""
 
-    The tag is a digest of the body itself, so it changes exactly when the listing does,
-    whichever process or host made the change.
-    """
+    body: bytes
+    tag: str
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+
+def tagged(content: dict[str, Any]) -> TaggedBody:
+    """The JSON of a listing and its ETag, a digest of the body itself: it changes exactly
+    when the listing does, whichever process or host made the change."""
     body = render_json(content)
-    tag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    return TaggedBody(body, '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"')
+
+
+def answer(request: Request, listing: TaggedBody) -> Response:
+    """A listing's JSON with its ETag; 304 and no body when the client has it already."""
+    headers = {"ETag": listing.tag, "Cache-Control": "private, no-cache"}
     wanted = _tags(request.headers.get("if-none-match"))
-    if tag in wanted or "*" in wanted:
+    if listing.tag in wanted or "*" in wanted:
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(listing.body, media_type="application/json", headers=headers)

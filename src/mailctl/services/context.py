@@ -12,6 +12,7 @@ from mailctl.config import Settings
 from mailctl.host.maildir import CHANGES_LOCK, Maildirs
 from mailctl.services.hashing import PasswordPool
 from mailctl.services.job_runner import JobRunner
+from mailctl.services.listings import ListingCache
 from mailctl.services.reconcile import NO_FILES_CHANGE, ReconcileOutcome, after_change
 from mailctl.services.scope import Scope
 from mailctl.services.throttle import Limits, LoginThrottle
@@ -54,6 +55,8 @@ class Context:
     throttle: LoginThrottle = field(init=False)
     # Tokens checked a moment ago (services.auth.authenticate), keyed by the token.
     tokens: TokenCache[Any] = field(init=False)
+    # Listing bodies of the latest revision of the listed tables (services.listings).
+    listings: ListingCache = field(init=False)
     _jwt_secret: str | None = None
 
     def __post_init__(self) -> None:
@@ -61,6 +64,7 @@ class Context:
         self.tokens = TokenCache(
             self.settings.data_dir / STAMP_NAME, self.settings.token_cache_seconds
         )
+        self.listings = ListingCache(self.settings.list_cache_bytes)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Context:

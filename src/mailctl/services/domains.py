@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sized
+from typing import TypeVar
+
 from mailctl.domain.names import normalize_domain, parse_address
 from mailctl.errors import ConflictError, InvalidInputError, MailctlError, NotFoundError
 from mailctl.services.context import Actor, Context
@@ -9,8 +12,10 @@ from mailctl.services.mailboxes import commit_to_trash, hash_new_password, mailb
 from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.scope import Scope
 from mailctl.services.views import DomainView, TrashView, UserView
-from mailctl.storage.reads import DomainRow, Window
+from mailctl.storage.reads import DomainRow, Reads, Window
 from mailctl.storage.tables import LIMIT_COLUMNS
+
+R = TypeVar("R", bound=Sized)
 
 
 def list_domains(ctx: Context) -> list[DomainView]:
@@ -21,16 +26,51 @@ def list_domains(ctx: Context) -> list[DomainView]:
 def page_domains(ctx: Context, page: Page, scope: Scope | None = None) -> Paged[DomainView]:
     """One page of the domains, by id, with their numbers of mailboxes (one query); of
     those the ``scope`` may see, when it is narrowed."""
-    granted = scope.grants_of if scope is not None else None
-    keyed = scope.key_domains_of if scope is not None else None
-    if scope is not None and not scope.every_domain and granted is None and keyed is None:
-        return Paged([])  # a scope that names no rows to narrow by sees nothing
+    narrowed = _narrowing(scope)
+    if narrowed is None:
+        return Paged([])
+    with ctx.reads() as reads:
+        return _domains_page(reads, page, *narrowed)
 
+
+def domain_listing(
+    ctx: Context, page: Page, scope: Scope | None, render: Callable[[Paged[DomainView]], R]
+) -> R:
+    """``render`` of ``page_domains``, kept by this process while the listed tables stand
+    unchanged (services.listings), for each way a scope narrows the list.
+
+    ``render`` is part of the key: pass the same function each time (a module's own).
+    """
+    narrowed = _narrowing(scope)
+    if narrowed is None:
+        return render(Paged([]))
+    with ctx.reads() as reads:
+        revision = reads.list_revision()  # before the listing: see services.listings
+        return ctx.listings.through(
+            revision,
+            (render, "domains", narrowed, page),
+            lambda: render(_domains_page(reads, page, *narrowed)),
+        )
+
+
+def _narrowing(scope: Scope | None) -> tuple[int | None, int | None] | None:
+    """The admin whose grants and the key whose bindings narrow the list (None: not
+    narrowed by them); None for a narrowed scope that names no rows to narrow by: it sees
+    nothing."""
+    if scope is None:
+        return (None, None)
+    if not scope.every_domain and scope.grants_of is None and scope.key_domains_of is None:
+        return None
+    return (scope.grants_of, scope.key_domains_of)
+
+
+def _domains_page(
+    reads: Reads, page: Page, granted: int | None, keyed: int | None
+) -> Paged[DomainView]:
     def read(window: Window) -> list[DomainRow]:
         return reads.domain_rows(window, granted_to=granted, bound_to_key=keyed)
 
-    with ctx.reads() as reads:
-        return fetch(page, read, DomainView._make, lambda d: d.id)
+    return fetch(page, read, DomainView._make, lambda d: d.id)
 
 
 def get_domain(ctx: Context, name: str) -> DomainView:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from mailctl.domain import passwords
 from mailctl.domain.names import Address, parse_address
@@ -24,9 +25,12 @@ from mailctl.services import quotas, scope
 from mailctl.services.context import Actor, Context
 from mailctl.services.paging import Page, Paged, fetch
 from mailctl.services.views import TrashView, UserView
+from mailctl.storage.reads import Reads
 from mailctl.storage.tables import User
 
 log = logging.getLogger("mailctl.trash")
+
+R = TypeVar("R", bound=Sized)
 
 
 def hash_new_password(ctx: Context, password: object) -> str:
@@ -57,11 +61,15 @@ def page_users(ctx: Context, domain_id: int | str, page: Page) -> Paged[UserView
     """One page of the mailboxes of one domain, by id; NotFoundError for an unknown id."""
     ident = parse_id(domain_id, "domain id")
     with ctx.reads() as reads:
-        if not reads.domain_exists(ident):
-            raise NotFoundError(f"There is no domain with id {ident}.")
-        return fetch(
-            page, lambda window: reads.user_rows(ident, window), UserView._make, lambda u: u.id
-        )
+        return _users_page(reads, ident, page)
+
+
+def _users_page(reads: Reads, ident: int, page: Page) -> Paged[UserView]:
+    if not reads.domain_exists(ident):
+        raise NotFoundError(f"There is no domain with id {ident}.")
+    return fetch(
+        page, lambda window: reads.user_rows(ident, window), UserView._make, lambda u: u.id
+    )
 
 
 def create_user(

@@ -178,6 +178,15 @@ TIMED_OUT = (
     "Try again shortly."
 )
 UNAVAILABLE = "The database is unavailable; try again shortly."
+# ER_BINLOG_CREATE_ROUTINE_NEED_SUPER: with binary logging on, MariaDB lets only a user
+# with SUPER create triggers (migration 0012's) unless told to trust their creators.
+_MYSQL_TRIGGERS_NEED_SUPER = 1419
+TRIGGERS_REFUSED = (
+    "MariaDB refuses to create the triggers mailctl needs: binary logging is on and this "
+    "database user lacks the SUPER privilege. Set log_bin_trust_function_creators = 1 in "
+    "the server's configuration (safe with row-based binary logging), or run `mailctl "
+    "init` once as a user with SUPER, then run it again."
+)
 DATABASE_FULL = f"{DISK_FULL} (The database cannot store the change.)"
 
 
@@ -216,6 +225,8 @@ def translate(error: exc.SQLAlchemyError) -> MailctlError:
     orig = getattr(error, "orig", None)
     if isinstance(orig, BaseException) and _disk_full(orig):
         return DiskFullError(DATABASE_FULL)
+    if isinstance(orig, BaseException) and mysql_code(orig) == _MYSQL_TRIGGERS_NEED_SUPER:
+        return UnavailableError(TRIGGERS_REFUSED)
     if isinstance(orig, BaseException) and _timed_out(orig):
         return UnavailableError(TIMED_OUT, retry_after=RETRY_AFTER_SECONDS)
     if isinstance(error, exc.IntegrityError):

@@ -19,7 +19,15 @@ from sqlalchemy import bindparam, exc, func, literal_column, select
 from sqlalchemy.engine import Dialect
 
 from mailctl.storage.database import Database, translate
-from mailctl.storage.tables import AdminDomain, ApiKeyDomain, Domain, MailboxUsage, User
+from mailctl.storage.tables import (
+    LISTINGS,
+    AdminDomain,
+    ApiKeyDomain,
+    Domain,
+    ListRevision,
+    MailboxUsage,
+    User,
+)
 
 DomainRow = tuple[int, str, int]
 # (id, domain id, address, quota bytes, quota messages, bytes used, messages stored)
@@ -115,6 +123,10 @@ def _domain_exists(_shape: tuple[bool, ...]) -> Any:
     return select(Domain.id).where(Domain.id == bindparam("domain_id"))
 
 
+def _list_revision(_shape: tuple[bool, ...]) -> Any:
+    return select(ListRevision.revision).where(ListRevision.name == bindparam("name"))
+
+
 def _compile(
     dialect: Dialect, name: str, build: Callable[..., Any], shape: tuple[bool, ...]
 ) -> _Compiled:
@@ -198,6 +210,12 @@ class Reads:
     def domain_exists(self, domain_id: int) -> bool:
         params = {"domain_id": domain_id}
         return bool(self._rows("domain_exists", _domain_exists, (), params))
+
+    def list_revision(self) -> int | None:
+        """The counter of writes to what the listings show (tables.ListRevision); None
+        if its row is missing."""
+        rows = self._rows("list_revision", _list_revision, (), {"name": LISTINGS})
+        return int(rows[0][0]) if rows else None
 
     def user_rows(self, domain_id: int, window: Window = Window()) -> list[UserRow]:
         """(id, domain id, address, quota, usage) of the domain's mailboxes in the

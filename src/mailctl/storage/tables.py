@@ -432,3 +432,21 @@ class MailboxToken(Base):
     revoked_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ListRevision(Base):
+    """A counter the database raises on every write to what a listing shows.
+
+    Triggers (migration 0012) raise the row ``LISTINGS`` in the writing transaction, for
+    any change to the domains, the mailboxes, the grants and key bindings; a process keeps
+    its listings' bodies while the counter stands still (services.listings).
+    """
+
+    __tablename__ = "list_revisions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+# The row of list_revisions the triggers raise.
+LISTINGS = "domains"

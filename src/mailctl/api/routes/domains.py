@@ -11,8 +11,9 @@ from mailctl.api.bodies import DomainCreated, DomainList, Trashed
 from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.openapi import answers
 from mailctl.api.paging import ListPage, page_json
-from mailctl.api.responses import JSONRoute, conditional
+from mailctl.api.responses import JSONRoute, TaggedBody, answer, tagged
 from mailctl.services import domains, scope
+from mailctl.services.paging import Paged
 from mailctl.services.views import DomainView
 
 router = APIRouter(tags=["domains"], route_class=JSONRoute)
@@ -48,8 +49,11 @@ def list_domains(
     """Every domain with its number of mailboxes; a page of them with ``limit``.
 
     A domain admin, or a key bound to some domains, sees only those."""
-    page = domains.page_domains(ctx, fields.page(), _actor.scope)
-    return conditional(request, page_json("domains", page, domain_json))
+    return answer(request, domains.domain_listing(ctx, fields.page(), _actor.scope, _listing))
+
+
+def _listing(page: Paged[DomainView]) -> TaggedBody:
+    return tagged(page_json("domains", page, domain_json))
 
 
 @router.post(

@@ -12,7 +12,7 @@ from mailctl.api.deps import ActorDep, ContextDep, parsed
 from mailctl.api.fields import ID, Json, Note
 from mailctl.api.openapi import DomainIdPath, answers
 from mailctl.api.paging import ListPage, page_json
-from mailctl.api.responses import JSONRoute, conditional
+from mailctl.api.responses import JSONRoute, answer, tagged
 from mailctl.config import Settings
 from mailctl.errors import InvalidEntryError, InvalidInputError
 from mailctl.services import mailboxes, scope
@@ -137,8 +137,9 @@ def list_users(
 ) -> Response:
     """The mailboxes of the domain with this id; a page of them with ``limit``."""
     scope.domain_id(_actor, domain_id)
+    # Not kept between requests: the usage is Dovecot's to write, past the counter.
     page = mailboxes.page_users(ctx, domain_id, fields.page())
-    return conditional(request, page_json("users", page, usage_json))
+    return answer(request, tagged(page_json("users", page, usage_json)))
 
 
 @router.post(
