@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mailctl.errors import HostStateError
 from mailctl.host.render import DesiredFile
-from mailctl.host.state import State, digest
+from mailctl.host.state import Seen, State, digest, signature_of
 
 
 @dataclass(frozen=True)
@@ -126,29 +126,31 @@ def read_actual(
     desired: Iterable[DesiredFile],
     managed_dirs: Iterable[Path],
     known: State | None = None,
-    walked: list[str] | None = None,
+    seen: Seen | None = None,
 ) -> dict[Path, ActualFile]:
     """Gather from disk every desired path that exists and every file under managed folders.
 
     With ``known`` (what the last run recorded), a desired file whose lstat is as
     recorded and whose recorded digest is that of the desired bytes is not read: it
-    holds those bytes. Every other file is read whole. ``walked``, if given, receives
-    every folder found under the managed ones.
+    holds those bytes. Every other file is read whole. ``seen``, if given, receives
+    every folder found under the managed ones, and what was looked at on the way: the
+    lstat of each file and folder ``known`` vouched for, the digest of each desired
+    content hashed (so that a record of this run need not do either again).
     """
     found: dict[Path, ActualFile] = {}
     wanted = {os.fspath(file.path): file for file in desired}
     paths: dict[str, Path | None] = {name: file.path for name, file in wanted.items()}
     for folder in managed_dirs:
-        for top, files in _walk(os.fspath(folder), known):
-            if walked is not None:
-                walked.append(top)
+        for top, files in _walk(os.fspath(folder), known, seen):
+            if seen is not None:
+                seen.folders.append(top)
             for name in files:
                 paths.setdefault(name, None)
     for name in sorted(paths):
         path = paths[name] or Path(name)
         want = wanted.get(name)
         if known is not None and want is not None:
-            have = _known_file(name, want, known)
+            have = _known_file(name, want, known, seen)
             if have is not None:
                 found[path] = have
                 continue
@@ -158,14 +160,19 @@ def read_actual(
     return found
 
 
-def _walk(folder: str, known: State | None) -> Iterator[tuple[str, list[str]]]:
+def _walk(folder: str, known: State | None, seen: Seen | None) -> Iterator[tuple[str, list[str]]]:
     """Each folder under ``folder`` (itself included) with the paths of what is in it
     that is not a folder, as os.walk finds them; a folder that ``known`` proves
-    unchanged is not listed again."""
+    unchanged is not listed again (and its lstat goes to ``seen``)."""
     stack = [folder]
     while stack:
         top = stack.pop()
-        listing = known.known_listing(top) if known is not None else None
+        listing = None
+        if known is not None:
+            signature = signature_of(top)
+            listing = known.known_listing(top, signature)
+            if listing is not None and seen is not None and signature is not None:
+                seen.signatures[top] = signature
         if listing is not None:
             files, folders = listing
             yield top, files
@@ -196,13 +203,20 @@ def _is_dir_link(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _known_file(name: str, want: DesiredFile, known: State) -> ActualFile | None:
+def _known_file(name: str, want: DesiredFile, known: State, seen: Seen | None) -> ActualFile | None:
     try:
         info = os.lstat(name)
     except OSError:
         return None
     recorded = known.known_digest(name, info)
-    if recorded is None or not stat.S_ISREG(info.st_mode) or recorded != digest(want.content):
+    if recorded is None or not stat.S_ISREG(info.st_mode):
         return None
+    wanted = digest(want.content)
+    if seen is not None:
+        seen.digests[name] = wanted
+    if recorded != wanted:
+        return None
+    if seen is not None:
+        seen.signatures[name] = known.files[name]
     # The file is as recorded, and what was recorded is what we want: the same bytes.
     return ActualFile(want.content, stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Sequence
@@ -28,6 +29,17 @@ _TLS_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,252})$")
 _PLAIN_DOMAIN = re.compile(
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 )
+
+
+# Making a Path costs more than the rest of rendering a file: the agent and the API
+# render the same paths run after run, so each is made once per process. A path holds
+# no secret; the bound keeps a host of any size from growing it without end.
+_PATHS_KEPT = 1 << 17
+
+
+@functools.lru_cache(maxsize=_PATHS_KEPT)
+def _path(text: str) -> Path:
+    return Path(text)
 
 
 @dataclass(frozen=True)
@@ -111,7 +123,7 @@ def render_opendkim(
         key = by_domain[domain]
         selector = validate_selector(key.selector)
         # One Path from one string: joining Path objects costs more than the rest here.
-        key_file = Path(f"{keys_folder}/{domain}/{selector}.private")
+        key_file = _path(f"{keys_folder}/{domain}/{selector}.private")
         key_name = f"{selector}._domainkey.{domain}"
         files.append(
             DesiredFile(key_file, key.private_pem.encode("ascii"), 0o600, daemons, uid=uid, gid=gid)
@@ -156,9 +168,9 @@ def render_tls(
         seen.add(name)
         folder = f"{os.fspath(tls_dir)}/{name}"
         files.append(
-            DesiredFile(Path(f"{folder}/fullchain.pem"), cert.chain_pem, 0o644, daemons, uid, gid)
+            DesiredFile(_path(f"{folder}/fullchain.pem"), cert.chain_pem, 0o644, daemons, uid, gid)
         )
         files.append(
-            DesiredFile(Path(f"{folder}/privkey.pem"), cert.key_pem, 0o600, daemons, uid, gid)
+            DesiredFile(_path(f"{folder}/privkey.pem"), cert.key_pem, 0o600, daemons, uid, gid)
         )
     return files

@@ -29,7 +29,7 @@ from typing import Any
 from mailctl.host.fs import held_temp_file, write_atomic
 
 STATE_NAME = ".reconcile-state.json"
-_VERSION = 2
+_VERSION = 3
 # 128 bits of SHA-256 tell two contents apart as surely as the whole digest would here.
 _DIGEST_HEX = 32
 
@@ -39,12 +39,14 @@ def digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()[:_DIGEST_HEX]
 
 
-Signature = list[int]
+Signature = tuple[int, ...]
+# The fields of a signature, in the order they are recorded (see ``_signature``).
+_FIELDS = 7
+_MTIME, _CTIME, _MODE = 2, 3, 4
 
 
 def _signature(info: os.stat_result) -> Signature:
-    # A list, as JSON gives it back: compared as it is read, without converting.
-    return [
+    return (
         info.st_ino,
         info.st_size,
         info.st_mtime_ns,
@@ -52,14 +54,42 @@ def _signature(info: os.stat_result) -> Signature:
         info.st_mode,
         info.st_uid,
         info.st_gid,
-    ]
+    )
 
 
-def _lstat_signature(path: str) -> Signature | None:
+def signature_of(path: str) -> Signature | None:
+    """The lstat signature of ``path`` as it is recorded, or None if it cannot be had."""
     try:
         return _signature(os.lstat(path))
     except OSError:
         return None
+
+
+@dataclass
+class Seen:
+    """What one comparison looked at, for the record of the same run to reuse.
+
+    ``folders``: every folder found under the managed ones. ``signatures``: the lstat
+    of each entry the last record vouched for, taken during this run (after the time
+    the record is made from, so what holds for a fresh lstat holds for it). ``digests``:
+    the digest of each desired content hashed.
+    """
+
+    folders: list[str] = field(default_factory=list)
+    signatures: dict[str, Signature] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    def forget_around(self, paths: Iterable[os.PathLike[str] | str]) -> None:
+        """Drop the lstat seen of ``paths`` and of every folder above them: they changed.
+
+        A write or delete changes the file and its folder; making or pruning a folder
+        changes the one above it. Those are looked at again when the run is recorded.
+        """
+        for path in paths:
+            name = os.fspath(path)
+            while name:
+                self.signatures.pop(name, None)
+                name = name.rpartition("/")[0]
 
 
 @dataclass
@@ -82,14 +112,17 @@ class State:
             return None
         return self.digests.get(path)
 
-    def known_listing(self, path: str) -> tuple[list[str], list[str]] | None:
+    def known_listing(
+        self, path: str, signature: Signature | None
+    ) -> tuple[list[str], list[str]] | None:
         """The files and folders in the folder ``path`` if its lstat proves them unchanged.
 
-        A folder's entries change only with its mtime and ctime; one that is not racy
-        and has its recorded signature holds what it held when recorded: the recorded
-        files and folders whose parent it is.
+        ``signature`` is the folder's lstat now (``signature_of``). A folder's entries
+        change only with its mtime and ctime; one that is not racy and has its recorded
+        signature holds what it held when recorded: the recorded files and folders whose
+        parent it is.
         """
-        if path in self.racy_dirs or self.dirs.get(path) != _lstat_signature(path):
+        if signature is None or path in self.racy_dirs or self.dirs.get(path) != signature:
             return None
         if self._children is None:
             children: dict[str, tuple[list[str], list[str]]] = {}
@@ -111,14 +144,10 @@ class State:
         """
         if not racy and (self.racy_files or self.racy_dirs):
             return False
-        for path, signature in self.files.items():
-            if _lstat_signature(path) != signature:
-                return False
+        if not (_same_signatures(self.files) and _same_signatures(self.dirs)):
+            return False
         for path in self.racy_files:
             if not _same_content(path, self.digests.get(path)):
-                return False
-        for path, signature in self.dirs.items():
-            if _lstat_signature(path) != signature:
                 return False
         for path, names in self.racy_dirs.items():
             try:
@@ -127,6 +156,27 @@ class State:
             except OSError:
                 return False
         return True
+
+
+def _same_signatures(recorded: Mapping[str, Signature]) -> bool:
+    # The loop of a no-change run, one lstat per entry: kept free of calls but lstat's.
+    lstat = os.lstat
+    for path, signature in recorded.items():
+        try:
+            info = lstat(path)
+        except OSError:
+            return False
+        if (
+            info.st_ino,
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,
+            info.st_mode,
+            info.st_uid,
+            info.st_gid,
+        ) != signature:
+            return False
+    return True
 
 
 def _same_content(path: str, recorded: str | None) -> bool:
@@ -152,23 +202,43 @@ def load(path: Path) -> State | None:
         raw = json.loads(path.read_bytes())
         if raw.get("version") != _VERSION:
             return None
-        # Values are only ever compared with what lstat and hashing give: one of another
-        # type compares unequal and sends the run the slow way, so none is converted.
+        files = _entries(raw["files"], raw["file_signatures"])
+        dirs = _entries(raw["dirs"], raw["dir_signatures"])
+        digests = raw["digests"]
+        if files is None or dirs is None or not isinstance(digests, list):
+            return None
+        if len(digests) != len(files) or not isinstance(raw["racy_dirs"], dict):
+            return None
         state = State(
             inputs=raw["inputs"],
-            files=raw["files"],
-            digests=raw["digests"],
-            dirs=raw["dirs"],
+            files=files,
+            digests=dict(zip(files, digests, strict=True)),
+            dirs=dirs,
             racy_files=frozenset(raw["racy_files"]),
             racy_dirs=raw["racy_dirs"],
         )
-        parts = (state.files, state.digests, state.dirs, state.racy_dirs)
-        if not isinstance(state.inputs, str) or not all(isinstance(p, dict) for p in parts):
+        if not isinstance(state.inputs, str):
             return None
         return state
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         # A missing, old or damaged record only means the next run compares the slow way.
         return None
+
+
+def _entries(names: Any, flat: Any) -> dict[str, Signature] | None:
+    """Paths and their signatures from the record's two lists, or None if they do not pair.
+
+    The signatures are one flat list of numbers, ``_FIELDS`` per path: JSON reads and
+    writes that several times faster than a list per path, for the same values. Values
+    are only ever compared with what lstat gives: one of another type compares unequal
+    and sends the run the slow way, so none is converted.
+    """
+    if not isinstance(names, list) or not isinstance(flat, list):
+        return None
+    if len(flat) != len(names) * _FIELDS:
+        return None
+    fields = iter(flat)
+    return dict(zip(names, zip(*[fields] * _FIELDS, strict=True), strict=True))
 
 
 def forget(path: Path) -> None:
@@ -183,48 +253,63 @@ def record(
     contents: Mapping[str, bytes],
     dirs: Iterable[str],
     since: int,
+    *,
+    seen: Seen | None = None,
 ) -> None:
     """Record the files ``contents`` (path to the bytes just made sure of) and ``dirs``.
 
     Called only when the disk holds exactly what was rendered; an entry that vanished
     meanwhile is left out, so its absence makes the next run compare the slow way.
     ``since`` is ``filesystem_now`` from before the disk was first looked at: an entry
-    changed after that (by this run, or by anyone while it ran) is racy.
+    changed after that (by this run, or by anyone while it ran) is racy. ``seen`` may
+    hold what the comparison of this run found of some entries: their lstat (of entries
+    this run did not touch since) and content digest, not taken again.
     """
-    files: dict[str, Signature] = {}
-    digests: dict[str, str] = {}
+    known = seen.digests if seen is not None else {}
+    looked = seen.signatures if seen is not None else {}
+    names: list[str] = []
+    signatures: list[int] = []
+    hashes: list[str] = []
     racy_files: list[str] = []
     for name, content in contents.items():
-        try:
-            info = os.lstat(name)
-        except OSError:
+        signature = looked.get(name) or signature_of(name)
+        if signature is None:
             continue
-        files[name] = _signature(info)
-        digests[name] = digest(content)
-        if max(info.st_mtime_ns, info.st_ctime_ns) >= since:
+        names.append(name)
+        signatures.extend(signature)
+        hashes.append(known.get(name) or digest(content))
+        if _racy(signature, since):
             racy_files.append(name)
-    folders: dict[str, Signature] = {}
+    folders: list[str] = []
+    folder_signatures: list[int] = []
     racy_dirs: dict[str, list[str]] = {}
     for name in dirs:
-        try:
-            info = os.lstat(name)
-            if not stat.S_ISDIR(info.st_mode):
-                continue
-            if max(info.st_mtime_ns, info.st_ctime_ns) >= since:
-                racy_dirs[name] = sorted(os.listdir(name))
-        except OSError:
+        signature = looked.get(name) or signature_of(name)
+        if signature is None or not stat.S_ISDIR(signature[_MODE]):
             continue
-        folders[name] = _signature(info)
+        if _racy(signature, since):
+            try:
+                racy_dirs[name] = sorted(os.listdir(name))
+            except OSError:
+                continue
+        folders.append(name)
+        folder_signatures.extend(signature)
     data: dict[str, Any] = {
         "version": _VERSION,
         "inputs": inputs,
-        "files": files,
-        "digests": digests,
+        "files": names,
+        "file_signatures": signatures,
+        "digests": hashes,
         "dirs": folders,
+        "dir_signatures": folder_signatures,
         "racy_files": sorted(racy_files),
         "racy_dirs": racy_dirs,
     }
     write_atomic(path, json.dumps(data, separators=(",", ":")).encode(), 0o600)
+
+
+def _racy(signature: Signature, since: int) -> bool:
+    return max(signature[_MTIME], signature[_CTIME]) >= since
 
 
 def filesystem_now(directory: Path) -> int:

@@ -171,18 +171,19 @@ def reconcile(ctx: Wiring) -> ReconcileReport:
             return ReconcileReport()
         desired = _render(settings, rows)
         since = _filesystem_now(settings.data_dir)
-        walked: list[str] = []
-        actual = read_actual(desired, [d for d in managed if d.exists()], known, walked)
+        seen = host_state.Seen()
+        actual = read_actual(desired, [d for d in managed if d.exists()], known, seen)
         decided = plan(desired, actual, managed)
         if decided.empty:
-            _remember(state_path, inputs, desired, walked, managed, since)
+            _remember(state_path, inputs, desired, seen, managed, since)
             return ReconcileReport()
         # Until this run completes, the record no longer describes the disk.
         host_state.forget(state_path)
         commands = reload_commands(settings)
         result = host_daemons.apply(decided, actual, commands, settings.reload_timeout_seconds)
         if result.ok:
-            _remember(state_path, inputs, desired, walked, managed, since)
+            seen.forget_around((*result.written, *result.deleted, *result.restored))
+            _remember(state_path, inputs, desired, seen, managed, since)
     report = ReconcileReport(
         written=[str(p) for p in result.written],
         deleted=[str(p) for p in result.deleted],
@@ -218,7 +219,7 @@ def _remember(
     state_path: Path,
     inputs: str,
     desired: list[DesiredFile],
-    walked: list[str],
+    seen: host_state.Seen,
     managed: Iterable[Path],
     since: int | None,
 ) -> None:
@@ -226,18 +227,19 @@ def _remember(
 
     The folders watched are those under the managed ones, where a file nobody renders
     would be deleted; the others (the record's own folder) are not listed at all.
+    ``seen`` holds what the comparison found that this run did not change since.
     """
     if since is None:
         return
     roots = tuple(os.fspath(folder) for folder in managed)
-    folders = set(walked).union(roots)
+    folders = set(seen.folders).union(roots)
     for file in desired:
         parent = os.fspath(file.path).rpartition("/")[0]  # as dirname, for clean paths
         if parent.startswith(roots):
             folders.add(parent)
     try:
         contents = {os.fspath(f.path): f.content for f in desired}
-        host_state.record(state_path, inputs, contents, sorted(folders), since)
+        host_state.record(state_path, inputs, contents, sorted(folders), since, seen=seen)
     except (MailctlError, OSError) as exc:
         host_state.forget(state_path)
         log.warning("cannot record the reconciled state (%s); the next run compares all", exc)
