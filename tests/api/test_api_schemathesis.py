@@ -37,8 +37,8 @@ from mailctl.services import auth
 if TYPE_CHECKING:
     from mailctl.config import Settings
 
-POSITIVE_EXAMPLES = 45
-NEGATIVE_EXAMPLES = 35
+POSITIVE_EXAMPLES = 30
+NEGATIVE_EXAMPLES = 22
 MIN_REQUESTS = 2000
 # Operations that may revoke the token they are sent with (see call() below).
 REVOKING = {("POST", "/auth/logout"), ("DELETE", "/auth/tokens"), ("POST", "/auth/password")}
