@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mailctl.cli.common import console
 from mailctl.cli.main import app
 
 # Once, on SQLite: options, output and exit codes; the SQL behind them is GET /audit's,
@@ -18,16 +17,13 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 @pytest.fixture
-def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def run(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     runner = CliRunner()
     env = {
         "MAILCTL_DATA_DIR": str(tmp_path / "data"),
         "MAILCTL_DATABASE_URL": database_url,
         "MAILCTL_ADMIN_PASSWORD": "first-admin-pw-1",
     }
-    # A wide terminal, so each entry is one line of the table: the console is made once,
-    # when the CLI is imported, and reads COLUMNS then, not from the runner's environment.
-    monkeypatch.setattr(console, "_width", 200)
 
     def invoke(*args: str):  # type: ignore[no-untyped-def]
         return runner.invoke(app, list(args), env=env, catch_exceptions=False)
